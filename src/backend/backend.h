@@ -1,0 +1,36 @@
+// Backend: runs the model on one BatchPlan. The engine loop owns it; nothing else calls it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "backend/batch_plan.h"
+#include "model/config.h"
+
+namespace mixserve {
+
+struct KvCacheSpec {
+  int32_t num_blocks = 0;
+  int32_t block_size = 16;  // tokens per block
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual std::string name() const = 0;  // "cpu", "cuda:0 (NVIDIA H100 ...)"
+
+  // Bytes one cached token takes (all layers, K and V), to size the cache from a budget.
+  virtual size_t kv_bytes_per_token() const = 0;
+  // (Re)allocates the paged KV cache. Contents are undefined afterwards.
+  virtual void allocate_kv_cache(const KvCacheSpec& spec) = 0;
+  virtual KvCacheSpec kv_cache_spec() const = 0;
+
+  // Computes the step: writes K/V of every token of the plan into its slot, and the logits
+  // (float32, log-softmax NOT applied) of plan.logits_rows into logits_out[R * V].
+  virtual void forward(const BatchPlan& plan, std::span<float> logits_out) = 0;
+};
+
+}  // namespace mixserve

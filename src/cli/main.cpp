@@ -1,0 +1,61 @@
+// mixserve: serve|generate|tokenize|bench|make-model|quantize. Each lives in its own cmd_*.cpp.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "cli/command.h"
+#include "util/error.h"
+
+namespace mixserve::cli {
+namespace {
+
+struct Entry {
+  std::string name, description;
+  CommandSetup setup;
+};
+
+std::vector<Entry>& registry() {
+  static std::vector<Entry> entries;
+  return entries;
+}
+
+}  // namespace
+
+CommandRegistrar::CommandRegistrar(std::string name, std::string description, CommandSetup setup) {
+  registry().push_back({std::move(name), std::move(description), std::move(setup)});
+}
+
+}  // namespace mixserve::cli
+
+int main(int argc, char** argv) {
+  using namespace mixserve::cli;
+  CLI::App app{"mixserve: an inference engine and server for Mixtral-family MoE models"};
+  app.set_version_flag("--version", std::string(MIXSERVE_VERSION));
+  app.require_subcommand(1);
+  std::map<CLI::App*, std::function<int()>> runners;
+  for (Entry& e : registry()) {
+    CLI::App* sub = app.add_subcommand(e.name, e.description);
+    runners[sub] = e.setup(*sub);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto& [sub, run] : runners) {
+      if (sub->parsed()) return run();
+    }
+  } catch (const mixserve::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 1;
+}

@@ -1,0 +1,47 @@
+#include "util/log.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+namespace mixserve::log {
+namespace {
+
+Level initial_level() {
+  const char* env = std::getenv("MIXSERVE_LOG");
+  if (env == nullptr) return Level::kInfo;
+  if (std::strcmp(env, "debug") == 0) return Level::kDebug;
+  if (std::strcmp(env, "warn") == 0) return Level::kWarn;
+  if (std::strcmp(env, "error") == 0) return Level::kError;
+  return Level::kInfo;
+}
+
+std::atomic<int> g_level{static_cast<int>(initial_level())};
+std::mutex g_mutex;
+
+const char* name(Level l) {
+  switch (l) {
+    case Level::kDebug: return "debug";
+    case Level::kInfo: return "info";
+    case Level::kWarn: return "warn";
+    case Level::kError: return "error";
+  }
+  return "?";
+}
+
+}  // namespace
+
+void set_level(Level l) { g_level.store(static_cast<int>(l)); }
+Level level() { return static_cast<Level>(g_level.load()); }
+
+void write(Level l, const std::string& message) {
+  using namespace std::chrono;
+  const double t = duration<double>(system_clock::now().time_since_epoch()).count();
+  std::lock_guard<std::mutex> lock(g_mutex);
+  std::fprintf(stderr, "[%.3f %s] %s\n", t, name(l), message.c_str());
+}
+
+}  // namespace mixserve::log
