@@ -15,6 +15,7 @@ namespace mixserve::cli {
 // sub-command is chosen (its return value is the process exit code).
 using CommandSetup = std::function<std::function<int()>(CLI::App& sub)>;
 
+// A name with a space ("bench offline") makes a sub-command of the group named first.
 struct CommandRegistrar {
   CommandRegistrar(std::string name, std::string description, CommandSetup setup);
 };

@@ -37,8 +37,22 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string(MIXSERVE_VERSION));
   app.require_subcommand(1);
   std::map<CLI::App*, std::function<int()>> runners;
+  // "bench offline" is sub-command "offline" of a group "bench" made on first use.
+  std::map<std::string, CLI::App*> groups;
   for (Entry& e : registry()) {
-    CLI::App* sub = app.add_subcommand(e.name, e.description);
+    CLI::App* parent = &app;
+    std::string leaf = e.name;
+    if (const size_t space = e.name.find(' '); space != std::string::npos) {
+      const std::string group = e.name.substr(0, space);
+      leaf = e.name.substr(space + 1);
+      CLI::App*& g = groups[group];
+      if (g == nullptr) {
+        g = app.add_subcommand(group, "Benchmarks and measurements");
+        g->require_subcommand(1);
+      }
+      parent = g;
+    }
+    CLI::App* sub = parent->add_subcommand(leaf, e.description);
     runners[sub] = e.setup(*sub);
   }
   try {
