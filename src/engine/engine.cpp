@@ -50,11 +50,11 @@ Engine::Engine(std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer
   const int64_t capacity = int64_t{num_blocks_} * config_.block_size;
   int64_t len = config_.max_model_len > 0 ? config_.max_model_len : mc.max_position_embeddings;
   if (len <= 0) len = capacity;
-  if (len > capacity) {
+  if (len > capacity && config_.max_model_len > 0) {
     log::warn("max_model_len ", len, " exceeds the KV cache (", capacity,
               " tokens); limiting it to ", capacity, " (raise --kv-cache-tokens for more)");
-    len = capacity;
   }
+  len = std::min(len, capacity);
   max_model_len_ = static_cast<int32_t>(len);
   if (tokenizer_) {
     eos_ids_ = tokenizer_->eos_ids();
@@ -75,7 +75,7 @@ std::shared_ptr<TokenStream> Engine::submit(Request request) {
   static std::atomic<uint64_t> next_auto_id{0};
   const SamplingParams& p = request.params;
   if (request.id.empty()) request.id = "req-" + std::to_string(next_auto_id++);
-  const std::string& id = request.id;
+  const std::string id = request.id;
   try {
     p.validate();
   } catch (const Error& e) {
