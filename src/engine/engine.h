@@ -1,0 +1,148 @@
+// Engine: in-flight batching over a paged KV cache.
+//
+// One loop thread owns the scheduler, the block manager and the backend. Every step:
+//   schedule (which sequences, how many tokens each) -> BatchPlan -> Backend::forward
+//   -> sample -> postprocess (append, detokenize, stop conditions, emit, free).
+// Other threads only submit() requests and read the TokenStream they get back.
+//
+// Without start() no thread runs and the owner drives step() itself (tests, the CLI's
+// generate); with start() the loop sleeps until work arrives.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/backend.h"
+#include "engine/request.h"
+#include "engine/token_stream.h"
+#include "tokenizer/tokenizer.h"
+
+namespace mixserve {
+
+struct EngineConfig {
+  int32_t block_size = 16;              // --block-size: tokens per KV block
+  int32_t num_kv_blocks = 0;            // 0 = from kv_cache_tokens
+  int64_t kv_cache_tokens = 0;          // --kv-cache-tokens; 0 (and no blocks) = the default
+  int32_t max_num_seqs = 256;           // --max-num-seqs: sequences per step
+  int32_t max_num_batched_tokens = 2048;  // --max-num-batched-tokens: tokens per step
+  int32_t max_model_len = 0;            // 0 = the model's max_position_embeddings; capped at
+                                        // the cache size
+  bool enable_prefix_caching = true;    // --no-prefix-caching turns it off
+  std::string scheduler_policy = "fcfs";  // "fcfs" (preempting) or "no-evict"
+
+  static constexpr int64_t kDefaultKvCacheTokens = 16384;
+};
+
+// Counters since start; a consistent snapshot, safe to read from any thread.
+struct EngineStats {
+  int64_t steps = 0;
+  int64_t tokens_computed = 0;          // every token the model computed (recomputes included)
+  int64_t prompt_tokens_computed = 0;   // of which prompt tokens
+  int64_t cached_prompt_tokens = 0;     // prompt tokens taken from the prefix cache instead
+  int64_t generated_tokens = 0;
+  int64_t preemptions = 0;
+  int64_t requests_finished = 0;
+  int32_t num_running = 0;
+  int32_t num_waiting = 0;
+  int32_t num_kv_blocks = 0;
+  int32_t num_free_kv_blocks = 0;
+  float kv_usage = 0.0f;                // fraction of blocks in use
+};
+
+struct SampleOutput {
+  std::vector<int32_t> token_ids;
+  std::string text;
+  std::vector<TokenLogprobs> logprobs;
+  std::string finish_reason;
+  Usage usage;
+};
+
+struct GenerateResult {
+  std::string request_id;
+  std::vector<int32_t> prompt_ids;
+  std::vector<SampleOutput> samples;  // n of them
+};
+
+class Scheduler;
+class BlockManager;
+struct EngineSequence;
+struct EngineRequestState;
+struct ScheduleResult;
+
+class Engine {
+ public:
+  // tokenizer may be null: then no text is produced (and stop strings never match), and EOS
+  // ids come from the model config.
+  Engine(std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer> tokenizer,
+         EngineConfig config);
+  ~Engine();  // shutdown(false)
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Thread-safe. Throws mixserve::Error for invalid parameters, token ids outside the
+  // vocabulary, a request that can never fit, or after shutdown.
+  std::shared_ptr<TokenStream> submit(Request request);
+  void abort(const std::string& request_id);  // as cancel() on its stream
+
+  void start();  // runs the loop on its own thread
+  // Stops accepting requests; drain = finish what was submitted, else abort it. Joins.
+  void shutdown(bool drain);
+  // One step, when no loop thread runs. Returns false if there was nothing to do.
+  bool step();
+  // Submits, runs to completion (driving step() if no loop thread runs), collects.
+  std::vector<GenerateResult> generate(std::vector<Request> requests);
+
+  EngineStats stats() const;
+  int32_t max_model_len() const { return max_model_len_; }
+  int32_t num_kv_blocks() const { return num_blocks_; }
+  const EngineConfig& config() const { return config_; }
+
+ private:
+
+  bool do_step();
+  void loop();
+  void admit_new_requests();
+  void handle_cancellations();
+  void run_step(const ScheduleResult& sched);
+  void postprocess(EngineSequence& es, int32_t token, TokenLogprobs lp);
+  void finish(EngineSequence& es, const std::string& reason, StreamEvent event);
+  void abort_all(const std::string& reason);
+  void publish_stats();
+
+  EngineConfig config_;
+  std::unique_ptr<Backend> backend_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  int32_t vocab_size_ = 0;
+  int32_t num_blocks_ = 0;
+  int32_t max_model_len_ = 0;
+  std::vector<int32_t> eos_ids_;
+
+  // Loop-thread state.
+  std::unique_ptr<BlockManager> blocks_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unordered_map<int64_t, std::unique_ptr<EngineSequence>> live_;
+  int64_t next_seq_id_ = 0;
+  std::vector<float> logits_;  // [R * V]
+  EngineStats counters_;
+
+  // Shared with submitters.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::shared_ptr<EngineRequestState>> inbox_;
+  std::unordered_map<std::string, std::weak_ptr<TokenStream>> streams_;
+  bool accepting_ = true;
+  bool stopping_ = false;
+  bool drain_ = false;
+  EngineStats published_;
+  std::atomic<bool> threaded_{false};
+  std::thread thread_;
+};
+
+}  // namespace mixserve
