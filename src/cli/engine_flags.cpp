@@ -1,0 +1,58 @@
+#include "cli/engine_flags.h"
+
+#include <CLI/CLI.hpp>
+
+#include <filesystem>
+
+#include "util/log.h"
+
+namespace mixserve::cli {
+
+void EngineFlags::add_to(CLI::App& app, bool model_required) {
+  auto* model = app.add_option("--model", backend.model,
+                               "Model folder (Hugging Face layout) or synthetic:PRESET[?layers=N]");
+  if (model_required) model->required();
+  app.add_option("--device", backend.device, "cpu, cuda or auto (cuda when a GPU is present)")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
+  app.add_option("--threads", backend.num_threads, "CPU backend threads (0 = all cores)");
+  app.add_option("--block-size", engine.block_size, "Tokens per KV-cache block")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--kv-cache-tokens", engine.kv_cache_tokens,
+                 "KV-cache capacity in tokens (default: 16384 on the CPU)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-num-seqs", engine.max_num_seqs, "Sequences per step at most")
+      ->check(CLI::Range(1, 65536))
+      ->capture_default_str();
+  app.add_option("--max-num-batched-tokens", engine.max_num_batched_tokens,
+                 "Tokens per step at most (decode tokens + prefill chunks)")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--max-model-len", engine.max_model_len,
+                 "Prompt + output tokens per request at most (0 = the model's limit)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("!--no-prefix-caching", engine.enable_prefix_caching,
+               "Do not reuse KV blocks of identical prompt prefixes");
+  app.add_option("--scheduler-policy", engine.scheduler_policy,
+                 "fcfs (preempts the newest request when the cache is full) or no-evict")
+      ->check(CLI::IsMember({"fcfs", "no-evict"}))
+      ->capture_default_str();
+}
+
+EngineBundle make_engine(const EngineFlags& flags) {
+  EngineBundle bundle;
+  const std::filesystem::path dir(flags.backend.model);
+  if (flags.backend.model.rfind("synthetic:", 0) != 0 && std::filesystem::exists(dir / "tokenizer.json")) {
+    bundle.tokenizer = Tokenizer::from_dir(dir);
+  }
+  std::unique_ptr<Backend> backend = create_backend(flags.backend);
+  log::info("model ", flags.backend.model, " on ", backend->name());
+  bundle.engine = std::make_unique<Engine>(std::move(backend), bundle.tokenizer, flags.engine);
+  log::info("KV cache: ", bundle.engine->num_kv_blocks(), " blocks of ", flags.engine.block_size,
+            " tokens = ", int64_t{bundle.engine->num_kv_blocks()} * flags.engine.block_size,
+            " tokens; max model length ", bundle.engine->max_model_len());
+  return bundle;
+}
+
+}  // namespace mixserve::cli

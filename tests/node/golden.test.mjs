@@ -1,0 +1,75 @@
+// End to end against Hugging Face transformers: `mixserve generate --device cpu --json` on each
+// reference model (rebuilt here by `mixserve make-model`) must reproduce the greedy tokens and
+// the top-5 log-probabilities recorded by tools/make_golden.py (transformers, float32).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '../..');
+const bin = process.env.MIXSERVE_BIN ?? path.join(repo, 'build/mixserve');
+const goldenDir = path.join(repo, 'tests/golden');
+
+// CPU fp32 vs PyTorch fp32: differences come from summation order only (~1e-6).
+const LOGPROB_TOL = 1e-3;
+
+const goldenFiles = fs.existsSync(goldenDir)
+  ? fs.readdirSync(goldenDir).filter((f) => f.endsWith('.json') && !f.includes('_hf'))
+  : [];
+
+const workdir = fs.mkdtempSync(path.join(os.tmpdir(), 'mixserve-golden-'));
+
+function run(args) {
+  return execFileSync(bin, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
+}
+
+for (const file of goldenFiles) {
+  const golden = JSON.parse(fs.readFileSync(path.join(goldenDir, file), 'utf8'));
+  const name = path.basename(file, '.json');
+  const modelDir = path.join(workdir, name);
+
+  test(`golden ${name}: greedy tokens and log-probabilities match transformers`, () => {
+    const mk = ['make-model', '--preset', golden.model.preset, '--out', modelDir,
+      '--seed', String(golden.model.seed)];
+    if (golden.model.shards > 1) mk.push('--shards', String(golden.model.shards));
+    run(mk);
+    for (const c of golden.cases) {
+      const out = JSON.parse(run(['generate', '--model', modelDir, '--device', 'cpu', '--json',
+        '--prompt', c.prompt, '--max-tokens', String(golden.steps), '--temperature', '0',
+        '--ignore-eos', '--top-logprobs', String(golden.top)]));
+      const label = `${name} / ${JSON.stringify(c.prompt.slice(0, 30))}`;
+      assert.deepEqual(out.prompt_token_ids, c.prompt_ids, `${label}: prompt ids`);
+      assert.deepEqual(out.token_ids, c.token_ids, `${label}: greedy tokens`);
+      assert.equal(out.finish_reason, 'length');
+      assert.equal(out.top_logprobs.length, c.top_logprobs.length);
+      let maxErr = 0;
+      c.top_logprobs.forEach((ref, step) => {
+        const ours = new Map(out.top_logprobs[step].map((e) => [e.id, e.logprob]));
+        ref.forEach((e, rank) => {
+          if (!ours.has(e.id)) {
+            // Only a near-tie at the last rank may swap which id is listed.
+            const last = ref[ref.length - 1].logprob;
+            assert.ok(rank === ref.length - 1 || Math.abs(e.logprob - last) < LOGPROB_TOL,
+              `${label}: step ${step}: token ${e.id} missing from our top ${golden.top}`);
+            return;
+          }
+          const err = Math.abs(ours.get(e.id) - e.logprob);
+          maxErr = Math.max(maxErr, err);
+          assert.ok(err <= LOGPROB_TOL,
+            `${label}: step ${step} token ${e.id}: logprob ${ours.get(e.id)} vs ${e.logprob}`);
+        });
+      });
+      assert.equal(out.text, c.text, `${label}: text`);
+    }
+  });
+}
+
+test('golden references are present', () => {
+  assert.ok(goldenFiles.length >= 5, `expected >= 5 golden files in ${goldenDir}`);
+});
+
+process.on('exit', () => fs.rmSync(workdir, { recursive: true, force: true }));
