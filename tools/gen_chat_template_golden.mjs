@@ -33,6 +33,25 @@ export function loadCases() {
   return cases;
 }
 
+// Small templates, one language feature each, rendered over a two-message conversation.
+export const FEATURE_MESSAGES = [
+  { role: 'system', content: 'Be brief.' },
+  { role: 'user', content: 'Hi there' },
+];
+
+export function loadFeatures() {
+  return JSON.parse(fs.readFileSync(path.join(dir, 'features.json'), 'utf8'));
+}
+
+export function renderFeature(f) {
+  try {
+    return { output: new Template(f.template).render({ messages: FEATURE_MESSAGES,
+                                                        add_generation_prompt: false }) };
+  } catch (e) {
+    return { error: e.message };
+  }
+}
+
 // As transformers.js's apply_chat_template calls it.
 export function renderReference(c) {
   try {
@@ -54,7 +73,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     template: c.template, conversation: c.conversation, context: c.context,
     add_generation_prompt: c.add_generation_prompt, ...renderReference(c),
   }));
-  fs.writeFileSync(path.join(dir, 'expected.json'), JSON.stringify(out, null, 1) + '\n');
+  const features = loadFeatures().map((f) => ({ name: f.name, ...renderFeature(f) }));
+  fs.writeFileSync(path.join(dir, 'expected.json'),
+                   JSON.stringify({ conversations: out, features }, null, 1) + '\n');
   const errors = out.filter((c) => 'error' in c).length;
-  console.log(`wrote ${out.length} cases (${errors} errors) to tests/data/chat_templates/expected.json`);
+  console.log(`wrote ${features.length} features, ${out.length} cases (${errors} errors) to tests/data/chat_templates/expected.json`);
 }

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Template } from '@huggingface/jinja';
-import { loadCases, renderReference } from '../../tools/gen_chat_template_golden.mjs';
+import { FEATURE_MESSAGES, loadCases, loadFeatures, renderFeature, renderReference } from '../../tools/gen_chat_template_golden.mjs';
 
 const bin = process.env.MIXSERVE_BIN ?? 'build/mixserve';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mixserve-chat-'));
@@ -76,4 +76,23 @@ test('chat-template reports syntax errors with a position', () => {
   const got = runMixserve(['--template', tmpl, '--messages', file]);
   assert.notEqual(got.status, 0);
   assert.match(got.stderr, /line 2, column 4: '\{% include %\}' is not supported/);
+});
+
+test('chat-template matches @huggingface/jinja on one small template per language feature', () => {
+  const messages = path.join(tmp, 'feature_messages.json');
+  fs.writeFileSync(messages, JSON.stringify(FEATURE_MESSAGES));
+  for (const f of loadFeatures()) {
+    if (f.name === 'strftime_shape') continue;  // clock-dependent
+    const tmpl = path.join(tmp, 'feature.jinja');
+    fs.writeFileSync(tmpl, f.template);
+    const ref = renderFeature(f);
+    const got = runMixserve(['--template', tmpl, '--messages', messages]);
+    if ('error' in ref) {
+      assert.notEqual(got.status, 0, f.name);
+      assert.ok(got.stderr.includes(ref.error), `${f.name}: ${got.stderr}`);
+    } else {
+      assert.equal(got.status, 0, `${f.name}: ${got.stderr}`);
+      assert.equal(got.stdout, ref.output, f.name);
+    }
+  }
 });
