@@ -133,9 +133,7 @@ Value simple_filter(Interpreter& in, const Value& operand, const std::string& na
       unknown("NumericValue", name);
     }
     case Kind::kObject: {
-      if (name == "items" || name == "length") {
-        if (name == "length") return Value::integer(static_cast<double>(operand.obj->size()));
-      }
+      if (name == "length") return Value::integer(static_cast<double>(operand.obj->size()));
       Value b = builtin_attribute(in, operand, name);
       if (b.kind == Kind::kFunction) {
         std::vector<Value> none;
