@@ -69,6 +69,13 @@ def greedy_reference(model, torch, prompt_ids, steps, top):
     return out_ids, out_top
 
 
+def completion_text(tok, prompt_ids, gen_ids):
+    full = tok.decode(prompt_ids + gen_ids, skip_special_tokens=True)
+    prefix = tok.decode(prompt_ids, skip_special_tokens=True)
+    assert full.startswith(prefix)
+    return full[len(prefix):]
+
+
 def make_model(binary, preset, shards, out_dir):
     cmd = [binary, "make-model", "--preset", preset, "--out", out_dir]
     if shards > 1:
@@ -95,7 +102,10 @@ def model_references(args, torch, transformers, workdir):
                 "prompt": prompt,
                 "prompt_ids": prompt_ids,
                 "token_ids": gen_ids,
-                "text": tok.decode(gen_ids, skip_special_tokens=True),
+                # The completion's text as an OpenAI server returns it (vLLM's rule): the decode
+                # of prompt + completion minus the decode of the prompt, so the first token's
+                # leading space is kept.
+                "text": completion_text(tok, prompt_ids, gen_ids),
                 "top_logprobs": top,
             })
             log(f"{name}: {len(prompt_ids)} prompt tokens -> {gen_ids[:8]}...")
