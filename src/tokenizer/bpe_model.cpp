@@ -28,12 +28,12 @@ void MergeTable::build(const std::vector<MergeRule>& rules) {
     for (size_t slot = hash(key);; slot = (slot + 1) & mask_) {
       Slot& s = slots_[slot];
       if (s.key == kEmpty) {
-        s = {key, r};
+        s = {key, {r.rank, r.merged}};
         ++count_;
         break;
       }
       if (s.key == key) {
-        s.rule = r;  // HF collects merges into a map: the later line wins
+        s.hit = {r.rank, r.merged};  // HF collects merges into a map: the later line wins
         break;
       }
     }
@@ -242,11 +242,11 @@ void BpeModel::cached_segment(std::string_view segment, std::vector<int32_t>& ou
 }
 
 void BpeModel::tokenize_segment(std::string_view word, std::vector<int32_t>& out) const {
-  std::vector<Symbol> symbols;
-  symbols.reserve(word.size());
+  thread_local std::vector<Symbol> symbols;  // scratch reused across calls: no allocation
+  symbols.clear();
   auto add = [&](int32_t id) {
     const auto n = static_cast<int32_t>(symbols.size());
-    symbols.push_back({id, n - 1, -1, kNoMerge, true});
+    symbols.push_back({id, n - 1, -1, kNoMerge, -1, true});
     if (n > 0) symbols[static_cast<size_t>(n - 1)].next = n;
   };
   bool pending_unk = false;  // an unknown run not yet added (fused when fuse_unk)
@@ -280,11 +280,11 @@ void BpeModel::tokenize_segment(std::string_view word, std::vector<int32_t>& out
 
 namespace {
 
-// A 4-ary min-heap of packed (rank << 32 | position) candidates: half the depth of a binary
-// heap, and the four children of a node share a cache line.
+// A 4-ary min-heap of packed (rank << 32 | position) candidates over a reused buffer: half
+// the depth of a binary heap, and the four children of a node share a cache line.
 class CandidateHeap {
  public:
-  explicit CandidateHeap(size_t reserve) { v_.reserve(reserve); }
+  explicit CandidateHeap(std::vector<uint64_t>& storage) : v_(storage) { v_.clear(); }
   bool empty() const { return v_.empty(); }
   void push_unordered(uint64_t x) { v_.push_back(x); }
   void heapify() {
@@ -312,6 +312,7 @@ class CandidateHeap {
  private:
   void sift_down(size_t i) {
     const size_t n = v_.size();
+    if (i >= n) return;
     const uint64_t x = v_[i];
     for (;;) {
       const size_t first = 4 * i + 1;
@@ -327,44 +328,72 @@ class CandidateHeap {
     }
     v_[i] = x;
   }
-  std::vector<uint64_t> v_;
+  std::vector<uint64_t>& v_;
 };
+
+// Below this many symbols a linear scan for the best candidate beats the heap.
+constexpr size_t kScanMaxSymbols = 48;
 
 }  // namespace
 
 void BpeModel::apply_merges(std::vector<Symbol>& symbols) const {
-  // Candidate = (rank << 32) | left position: the heap pops the lowest rank, then the
-  // leftmost position, which is tokenizers' Merge ordering. A symbol's pair never comes back
-  // once it changes (pieces only grow), so "the rank queued for this symbol is still its
-  // pair's rank" is an exact staleness test and needs no second lookup.
-  CandidateHeap heap(symbols.size() + symbols.size() / 2);
-  auto pack = [](uint32_t rank, size_t pos) { return (static_cast<uint64_t>(rank) << 32) | pos; };
-  for (size_t pos = 0; pos + 1 < symbols.size(); ++pos) {
-    const MergeRule* m = merges_.find(symbols[pos].id, symbols[pos + 1].id);
-    symbols[pos].queued_rank = m ? m->rank : kNoMerge;
-    if (m) heap.push_unordered(pack(m->rank, pos));
-  }
-  heap.heapify();
-  auto requeue = [&](int32_t pos) {
-    Symbol& l = symbols[static_cast<size_t>(pos)];
-    const MergeRule* m =
+  // The next merge is the live candidate with the lowest (rank, position): tokenizers' Merge
+  // ordering. Each symbol holds the candidate for (itself, its right neighbour). A symbol's
+  // pair never comes back once it changes (pieces only grow), so for heap entries "the rank
+  // still queued on this symbol" is an exact staleness test and needs no second lookup.
+  auto requeue = [&](size_t pos) {
+    Symbol& l = symbols[pos];
+    const MergeHit* m =
         l.next < 0 ? nullptr : merges_.find(l.id, symbols[static_cast<size_t>(l.next)].id);
     l.queued_rank = m ? m->rank : kNoMerge;
-    if (m) heap.push(pack(m->rank, static_cast<size_t>(pos)));
+    l.queued_merged = m ? m->merged : -1;
+  };
+  auto merge_at = [&](size_t pos) {
+    Symbol& left = symbols[pos];
+    Symbol& right = symbols[static_cast<size_t>(left.next)];
+    left.id = left.queued_merged;
+    right.alive = false;
+    left.next = right.next;
+    if (right.next >= 0) symbols[static_cast<size_t>(right.next)].prev = static_cast<int32_t>(pos);
+  };
+  for (size_t pos = 0; pos < symbols.size(); ++pos) requeue(pos);
+
+  if (symbols.size() <= kScanMaxSymbols) {
+    for (;;) {
+      size_t best = 0;
+      uint32_t best_rank = kNoMerge;
+      for (size_t pos = 0; pos < symbols.size(); ++pos) {
+        if (symbols[pos].alive && symbols[pos].queued_rank < best_rank) {
+          best_rank = symbols[pos].queued_rank;
+          best = pos;
+        }
+      }
+      if (best_rank == kNoMerge) return;
+      merge_at(best);
+      if (symbols[best].prev >= 0) requeue(static_cast<size_t>(symbols[best].prev));
+      requeue(best);
+    }
+  }
+
+  thread_local std::vector<uint64_t> storage;
+  CandidateHeap heap(storage);
+  auto pack = [](uint32_t rank, size_t pos) { return (static_cast<uint64_t>(rank) << 32) | pos; };
+  for (size_t pos = 0; pos < symbols.size(); ++pos) {
+    if (symbols[pos].queued_rank != kNoMerge) heap.push_unordered(pack(symbols[pos].queued_rank, pos));
+  }
+  heap.heapify();
+  auto requeue_push = [&](size_t pos) {
+    requeue(pos);
+    if (symbols[pos].queued_rank != kNoMerge) heap.push(pack(symbols[pos].queued_rank, pos));
   };
   while (!heap.empty()) {
     const uint64_t top = heap.pop();
     const auto rank = static_cast<uint32_t>(top >> 32);
-    const auto pos = static_cast<int32_t>(top & 0xFFFFFFFFu);
-    Symbol& left = symbols[static_cast<size_t>(pos)];
-    if (!left.alive || left.queued_rank != rank) continue;  // stale
-    Symbol& right = symbols[static_cast<size_t>(left.next)];
-    left.id = merges_.find(left.id, right.id)->merged;
-    right.alive = false;
-    left.next = right.next;
-    if (right.next >= 0) symbols[static_cast<size_t>(right.next)].prev = pos;
-    if (left.prev >= 0) requeue(left.prev);
-    requeue(pos);
+    const auto pos = static_cast<size_t>(top & 0xFFFFFFFFu);
+    if (!symbols[pos].alive || symbols[pos].queued_rank != rank) continue;  // stale
+    merge_at(pos);
+    if (symbols[pos].prev >= 0) requeue_push(static_cast<size_t>(symbols[pos].prev));
+    requeue_push(pos);
   }
 }
 

@@ -20,17 +20,21 @@ struct MergeRule {
   uint32_t rank;
   int32_t merged;
 };
+struct MergeHit {
+  uint32_t rank;
+  int32_t merged;
+};
 
 // Open-addressing hash map from a (left, right) id pair to its merge. Read-only after build.
 class MergeTable {
  public:
   void build(const std::vector<MergeRule>& rules);  // a later duplicate pair wins, as in HF
   // nullptr when the pair has no merge.
-  const MergeRule* find(int32_t left, int32_t right) const {
+  const MergeHit* find(int32_t left, int32_t right) const {
     const uint64_t key = pack(left, right);
     for (size_t slot = hash(key);; slot = (slot + 1) & mask_) {
       const Slot& s = slots_[slot];
-      if (s.key == key) return &s.rule;
+      if (s.key == key) return &s.hit;
       if (s.key == kEmpty) return nullptr;
     }
   }
@@ -42,10 +46,10 @@ class MergeTable {
   }
   size_t hash(uint64_t key) const { return (key * 0x9E3779B97F4A7C15ull) >> shift_; }
 
-  // The rule is stored in its slot: a lookup touches one cache line.
+  // 16-byte slots holding the result: a lookup touches one cache line.
   struct Slot {
     uint64_t key;
-    MergeRule rule;
+    MergeHit hit;
   };
   static constexpr uint64_t kEmpty = ~uint64_t{0};  // ids are non-negative: never a real key
   std::vector<Slot> slots_;
@@ -111,6 +115,7 @@ class BpeModel {
     int32_t id;
     int32_t prev, next;  // -1 at the ends
     uint32_t queued_rank;  // rank of the live candidate (this, next); kNoMerge if none
+    int32_t queued_merged;  // what that candidate merges into
     bool alive;
   };
   static constexpr uint32_t kNoMerge = ~uint32_t{0};
