@@ -175,6 +175,12 @@ int32_t BpeModel::id_of(std::string_view piece) const {
   return it == vocab_.end() ? -1 : it->second;
 }
 
+bool BpeModel::bytes_available(std::string_view ch) const {
+  return options_.byte_fallback &&
+         std::all_of(ch.begin(), ch.end(),
+                     [&](char c) { return byte_ids_[static_cast<unsigned char>(c)] >= 0; });
+}
+
 int32_t BpeModel::char_id(std::string_view ch, uint32_t codepoint) const {
   if (codepoint < kDirectCodepoints) return codepoint_id_[codepoint];
   if (codepoint == 0xFFFFFFFFu) return -1;  // an invalid byte is never a piece
@@ -196,7 +202,9 @@ void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& out) const 
     uint32_t cp;
     const size_t len = next_utf8_char(word, i, cp);
     const int32_t id = char_id(word.substr(i, len), cp);
-    const uint32_t cur = id >= 0 ? cp : options_.byte_fallback ? kByteChar : kUnkChar;
+    const uint32_t cur = id >= 0                                     ? cp
+                         : bytes_available(word.substr(i, len)) ? kByteChar
+                                                                 : kUnkChar;
     if (i > seg_begin && barrier(prev, cur)) {
       cached_segment(word.substr(seg_begin, i - seg_begin), out);
       seg_begin = i;
@@ -260,9 +268,7 @@ void BpeModel::tokenize_segment(std::string_view word, std::vector<int32_t>& out
       add(id);
       continue;
     }
-    if (options_.byte_fallback &&
-        std::all_of(ch.begin(), ch.end(),
-                    [&](char c) { return byte_ids_[static_cast<unsigned char>(c)] >= 0; })) {
+    if (bytes_available(ch)) {
       if (pending_unk) add(unk_id_), pending_unk = false;
       for (char c : ch) add(byte_ids_[static_cast<unsigned char>(c)]);
       continue;

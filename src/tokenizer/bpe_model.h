@@ -120,6 +120,7 @@ class BpeModel {
   };
   static constexpr uint32_t kNoMerge = ~uint32_t{0};
   int32_t char_id(std::string_view ch, uint32_t codepoint) const;
+  bool bytes_available(std::string_view ch) const;  // byte fallback can spell this character
   void apply_merges(std::vector<Symbol>& symbols) const;
   void build_barriers(const std::vector<MergeRule>& rules);
 
