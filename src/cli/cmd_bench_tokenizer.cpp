@@ -3,7 +3,6 @@
 // prose). With no pre-tokenizer (Mixtral) the whole text is a single BPE word, the worst case
 // for the merge loop.
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -37,7 +36,8 @@ std::string default_text() {
   const json corpus = json::parse(read_all(path));
   std::string longest;
   for (const json& s : corpus) {
-    if (s.is_string() && s.get<std::string>().size() > longest.size()) longest = s.get<std::string>();
+    if (s.is_string() && s.get<std::string>().size() > longest.size())
+      longest = s.get<std::string>();
   }
   MIXSERVE_CHECK(!longest.empty(), path, ": no text entries");
   return longest;

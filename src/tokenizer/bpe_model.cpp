@@ -114,8 +114,8 @@ BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab,
   codepoint_id_.assign(kDirectCodepoints, -1);
   for (const auto& [piece, id] : vocab_) {
     MIXSERVE_CHECK(id_to_piece_[static_cast<size_t>(id)].empty(), where, ".vocab: id ", id,
-                   " is used twice (\"", id_to_piece_[static_cast<size_t>(id)], "\" and \"",
-                   piece, "\")");
+                   " is used twice (\"", id_to_piece_[static_cast<size_t>(id)], "\" and \"", piece,
+                   "\")");
     id_to_piece_[static_cast<size_t>(id)] = piece;
     uint32_t cp;
     if (!piece.empty() && next_utf8_char(piece, 0, cp) == piece.size() && cp < kDirectCodepoints) {
@@ -137,8 +137,8 @@ BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab,
   for (size_t i = 0; i < merges.size(); ++i) {
     const auto& [a, b] = merges[i];
     const int32_t left = id_of(a), right = id_of(b), merged = id_of(a + b);
-    MIXSERVE_CHECK(left >= 0 && right >= 0, where, ".merges[", i, "] \"", a, " ", b,
-                   "\": token \"", left < 0 ? a : b, "\" is not in the vocab");
+    MIXSERVE_CHECK(left >= 0 && right >= 0, where, ".merges[", i, "] \"", a, " ", b, "\": token \"",
+                   left < 0 ? a : b, "\" is not in the vocab");
     MIXSERVE_CHECK(merged >= 0, where, ".merges[", i, "] \"", a, " ", b, "\": the merged token \"",
                    a + b, "\" is not in the vocab");
     rules.push_back({left, right, static_cast<uint32_t>(i), merged});
@@ -176,9 +176,9 @@ int32_t BpeModel::id_of(std::string_view piece) const {
 }
 
 bool BpeModel::bytes_available(std::string_view ch) const {
-  return options_.byte_fallback &&
-         std::all_of(ch.begin(), ch.end(),
-                     [&](char c) { return byte_ids_[static_cast<unsigned char>(c)] >= 0; });
+  return options_.byte_fallback && std::all_of(ch.begin(), ch.end(), [&](char c) {
+           return byte_ids_[static_cast<unsigned char>(c)] >= 0;
+         });
 }
 
 int32_t BpeModel::char_id(std::string_view ch, uint32_t codepoint) const {
@@ -202,9 +202,7 @@ void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& out) const 
     uint32_t cp;
     const size_t len = next_utf8_char(word, i, cp);
     const int32_t id = char_id(word.substr(i, len), cp);
-    const uint32_t cur = id >= 0                                     ? cp
-                         : bytes_available(word.substr(i, len)) ? kByteChar
-                                                                 : kUnkChar;
+    const uint32_t cur = id >= 0 ? cp : bytes_available(word.substr(i, len)) ? kByteChar : kUnkChar;
     if (i > seg_begin && barrier(prev, cur)) {
       cached_segment(word.substr(seg_begin, i - seg_begin), out);
       seg_begin = i;
@@ -385,7 +383,8 @@ void BpeModel::apply_merges(std::vector<Symbol>& symbols) const {
   CandidateHeap heap(storage);
   auto pack = [](uint32_t rank, size_t pos) { return (static_cast<uint64_t>(rank) << 32) | pos; };
   for (size_t pos = 0; pos < symbols.size(); ++pos) {
-    if (symbols[pos].queued_rank != kNoMerge) heap.push_unordered(pack(symbols[pos].queued_rank, pos));
+    if (symbols[pos].queued_rank != kNoMerge)
+      heap.push_unordered(pack(symbols[pos].queued_rank, pos));
   }
   heap.heapify();
   auto requeue_push = [&](size_t pos) {

@@ -79,7 +79,9 @@ class CharPairSet {
  private:
   // ASCII and U+2581 (SentencePiece's space) use a bitmap: English text never hashes.
   static constexpr size_t kSmall = 129;
-  static int small_index(uint32_t cp) { return cp < 128 ? static_cast<int>(cp) : cp == 0x2581 ? 128 : -1; }
+  static int small_index(uint32_t cp) {
+    return cp < 128 ? static_cast<int>(cp) : cp == 0x2581 ? 128 : -1;
+  }
   static constexpr uint64_t kEmpty = ~uint64_t{0};
   void grow();
   uint64_t small_[(kSmall * kSmall + 63) / 64] = {};
@@ -106,15 +108,15 @@ class BpeModel {
   // Appends the ids of one pre-tokenized word (valid or invalid UTF-8) to `out`.
   void tokenize(std::string_view word, std::vector<int32_t>& out) const;
 
-  int32_t id_of(std::string_view piece) const;  // -1 if absent
+  int32_t id_of(std::string_view piece) const;                             // -1 if absent
   const std::vector<std::string>& pieces() const { return id_to_piece_; }  // by id ("" = hole)
   size_t merge_count() const { return merges_.size(); }
 
  private:
   struct Symbol {
     int32_t id;
-    int32_t prev, next;  // -1 at the ends
-    uint32_t queued_rank;  // rank of the live candidate (this, next); kNoMerge if none
+    int32_t prev, next;     // -1 at the ends
+    uint32_t queued_rank;   // rank of the live candidate (this, next); kNoMerge if none
     int32_t queued_merged;  // what that candidate merges into
     bool alive;
   };

@@ -20,42 +20,42 @@ const std::filesystem::path kSource = MIXSERVE_SOURCE_DIR;
 // Tiny vocabulary: specials, three byte tokens (the UTF-8 of "€"), and a few pieces whose
 // merges test rank order ("a b" before "▁ a") and leftmost tie-breaking ("a a").
 json tiny_tokenizer() {
-  json vocab = {{"<unk>", 0}, {"<s>", 1},  {"</s>", 2}, {"<0xE2>", 3}, {"<0x82>", 4},
-                {"<0xAC>", 5}, {"▁", 6},  {"a", 7},    {"b", 8},      {"c", 9},
-                {"ab", 10},   {"abc", 11}, {"▁a", 12}, {"▁ab", 13},   {"aa", 14}};
+  json vocab = {{"<unk>", 0},  {"<s>", 1},  {"</s>", 2}, {"<0xE2>", 3}, {"<0x82>", 4},
+                {"<0xAC>", 5}, {"▁", 6},    {"a", 7},    {"b", 8},      {"c", 9},
+                {"ab", 10},    {"abc", 11}, {"▁a", 12},  {"▁ab", 13},   {"aa", 14}};
   auto special = [](int id, const char* s) {
-    return json{{"id", id},         {"content", s},    {"single_word", false}, {"lstrip", false},
-                {"rstrip", false},  {"normalized", false}, {"special", true}};
+    return json{{"id", id},        {"content", s},        {"single_word", false}, {"lstrip", false},
+                {"rstrip", false}, {"normalized", false}, {"special", true}};
   };
-  return {
-      {"version", "1.0"},
-      {"added_tokens", {special(0, "<unk>"), special(1, "<s>"), special(2, "</s>")}},
-      {"normalizer",
-       {{"type", "Sequence"},
-        {"normalizers",
-         {{{"type", "Prepend"}, {"prepend", "▁"}},
-          {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "▁"}}}}}},
-      {"pre_tokenizer", nullptr},
-      {"post_processor",
-       {{"type", "TemplateProcessing"},
-        {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
-                    {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-        {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}}},
-      {"decoder",
-       {{"type", "Sequence"},
-        {"decoders",
-         {{{"type", "Replace"}, {"pattern", {{"String", "▁"}}}, {"content", " "}},
-          {{"type", "ByteFallback"}},
-          {{"type", "Fuse"}},
-          {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}},
-      {"model",
-       {{"type", "BPE"},
-        {"dropout", nullptr},
-        {"unk_token", "<unk>"},
-        {"fuse_unk", true},
-        {"byte_fallback", true},
-        {"vocab", vocab},
-        {"merges", {"a b", "ab c", "▁ a", "▁a b", "a a"}}}}};
+  return {{"version", "1.0"},
+          {"added_tokens", {special(0, "<unk>"), special(1, "<s>"), special(2, "</s>")}},
+          {"normalizer",
+           {{"type", "Sequence"},
+            {"normalizers",
+             {{{"type", "Prepend"}, {"prepend", "▁"}},
+              {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "▁"}}}}}},
+          {"pre_tokenizer", nullptr},
+          {"post_processor",
+           {{"type", "TemplateProcessing"},
+            {"single",
+             {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
+              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+            {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}}},
+          {"decoder",
+           {{"type", "Sequence"},
+            {"decoders",
+             {{{"type", "Replace"}, {"pattern", {{"String", "▁"}}}, {"content", " "}},
+              {{"type", "ByteFallback"}},
+              {{"type", "Fuse"}},
+              {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}},
+          {"model",
+           {{"type", "BPE"},
+            {"dropout", nullptr},
+            {"unk_token", "<unk>"},
+            {"fuse_unk", true},
+            {"byte_fallback", true},
+            {"vocab", vocab},
+            {"merges", {"a b", "ab c", "▁ a", "▁a b", "a a"}}}}};
 }
 
 std::shared_ptr<const Tokenizer> load(const json& tok, const json& cfg = json::object()) {
@@ -167,7 +167,9 @@ TEST(TokenizerDecode, ByteFallbackRunsAndStrip) {
   EXPECT_EQ(tok->decode(Ids{1, 12, 6, 3, 4, 5}, true), "a €");
   // An incomplete run becomes one U+FFFD per byte; a later token closes the run.
   EXPECT_EQ(tok->decode(Ids{3, 4}), "\xEF\xBF\xBD\xEF\xBF\xBD");
-  EXPECT_EQ(tok->decode(Ids{3, 4, 7}), "\xEF\xBF\xBD\xEF\xBF\xBD" "a");
+  EXPECT_EQ(tok->decode(Ids{3, 4, 7}),
+            "\xEF\xBF\xBD\xEF\xBF\xBD"
+            "a");
   // Only one leading space is stripped, and only from the start of the whole text.
   EXPECT_EQ(tok->decode(Ids{6, 6, 7}), " a");
   EXPECT_EQ(tok->decode(Ids{7, 6}), "a ");
@@ -189,10 +191,14 @@ TEST(TokenizerAddedTokens, LongestMatchAndStripFlags) {
   json t = tiny_tokenizer();
   t["model"]["vocab"]["<x>"] = 15;
   t["model"]["vocab"]["<x>>"] = 16;
-  t["added_tokens"].push_back({{"id", 15}, {"content", "<x>"}, {"lstrip", true},
-                               {"rstrip", true}, {"normalized", false}, {"special", false}});
-  t["added_tokens"].push_back({{"id", 16}, {"content", "<x>>"}, {"normalized", false},
+  t["added_tokens"].push_back({{"id", 15},
+                               {"content", "<x>"},
+                               {"lstrip", true},
+                               {"rstrip", true},
+                               {"normalized", false},
                                {"special", false}});
+  t["added_tokens"].push_back(
+      {{"id", 16}, {"content", "<x>>"}, {"normalized", false}, {"special", false}});
   const auto tok = load(t);
   EXPECT_EQ(tok->encode("a <x> b", false), (Ids{12, 15, 6, 8}));
   EXPECT_EQ(tok->encode("a<x>>b", false), (Ids{12, 16, 6, 8}));
@@ -205,18 +211,18 @@ TEST(TokenizerAddedTokens, LongestMatchAndStripFlags) {
 TEST(TokenizerAddedTokens, NormalizedTokenMatchesNormalizedText) {
   json t = tiny_tokenizer();
   t["model"]["vocab"]["ca"] = 15;
-  t["added_tokens"].push_back({{"id", 15}, {"content", "ca"}, {"normalized", true},
-                               {"special", false}});
+  t["added_tokens"].push_back(
+      {{"id", 15}, {"content", "ca"}, {"normalized", true}, {"special", false}});
   EXPECT_EQ(load(t)->encode("aca", false), (Ids{12, 15}));
 }
 
 json metaspace_tokenizer(const char* scheme) {
   json t = tiny_tokenizer();
   t["normalizer"] = nullptr;
-  t["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "▁"},
-                        {"prepend_scheme", scheme}, {"split", true}};
-  t["decoder"] = {{"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", scheme},
-                  {"split", true}};
+  t["pre_tokenizer"] = {
+      {"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", scheme}, {"split", true}};
+  t["decoder"] = {
+      {"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", scheme}, {"split", true}};
   return t;
 }
 
@@ -243,7 +249,8 @@ TEST(TokenizerMetaspace, DecoderDropsReplacementInFirstToken) {
 }
 
 TEST(TokenizerConfig, LlamaClassFlagsDecideSpecialTokens) {
-  const json base = {{"tokenizer_class", "LlamaTokenizer"}, {"bos_token", "<s>"},
+  const json base = {{"tokenizer_class", "LlamaTokenizer"},
+                     {"bos_token", "<s>"},
                      {"eos_token", {{"content", "</s>"}, {"special", true}}}};
   json cfg = base;
   cfg["add_bos_token"] = false;

@@ -32,7 +32,8 @@ json read_json(const std::filesystem::path& path) {
 }
 
 // What a client must see: the completion's text given the prompt as context.
-std::string expected_completion(const Tokenizer& tok, const Ids& prompt, const Ids& gen, bool skip) {
+std::string expected_completion(const Tokenizer& tok, const Ids& prompt, const Ids& gen,
+                                bool skip) {
   Ids all = prompt;
   all.insert(all.end(), gen.begin(), gen.end());
   const std::string full = tok.decode(all, skip), head = tok.decode(prompt, skip);
@@ -93,7 +94,7 @@ TEST(IncrementalDetokenizer, HoldsByteRunsUntilTheyClose) {
   // An invalid run (a lone lead byte) becomes U+FFFD per byte, as in decode().
   IncrementalDetokenizer bad(tok, {}, true);
   EXPECT_EQ(bad.push(22557), "Hello");
-  EXPECT_EQ(bad.push(13), "");   // "\n" is a byte token too
+  EXPECT_EQ(bad.push(13), "");  // "\n" is a byte token too
   EXPECT_EQ(bad.push(243), "");
   EXPECT_EQ(bad.finish(), "\xEF\xBF\xBD\xEF\xBF\xBD");  // the whole run {0A F0} is invalid
 }
