@@ -143,7 +143,8 @@ std::unique_ptr<BpeModel> parse_model(const json& m, const std::string& where) {
   MIXSERVE_CHECK(type == "BPE", where, ".type \"", type,
                  "\" is not supported (mixserve reads BPE tokenizers of the Llama/Mistral family)");
   if (const auto it = m.find("dropout"); it != m.end() && !it->is_null()) {
-    MIXSERVE_CHECK(it->get<double>() == 0.0, where, ".dropout must be null (BPE dropout is a "
+    MIXSERVE_CHECK(it->get<double>() == 0.0, where,
+                   ".dropout must be null (BPE dropout is a "
                    "training-time option)");
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
@@ -169,7 +170,8 @@ std::unique_ptr<BpeModel> parse_model(const json& m, const std::string& where) {
         const std::string s = e.get<std::string>();
         const size_t space = s.find(' ');
         MIXSERVE_CHECK(space != std::string::npos && s.find(' ', space + 1) == std::string::npos,
-                       where, ".merges[", i, "] \"", s, "\" is not two tokens separated by a space");
+                       where, ".merges[", i, "] \"", s,
+                       "\" is not two tokens separated by a space");
         merges.emplace_back(s.substr(0, space), s.substr(space + 1));
       } else {
         MIXSERVE_CHECK(e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string(), where,
@@ -209,10 +211,11 @@ std::string config_chat_template(const json& cfg, const std::string& where) {
 }
 
 std::shared_ptr<const Tokenizer> load_spec(const std::string& tokenizer_json,
-                                      const std::string& config_json,
-                                      const std::string& generation_config_json,
-                                      const std::string& chat_template_override,
-                                      const std::string& tok_where, const std::string& cfg_where) {
+                                           const std::string& config_json,
+                                           const std::string& generation_config_json,
+                                           const std::string& chat_template_override,
+                                           const std::string& tok_where,
+                                           const std::string& cfg_where) {
   const json tok = parse_json(tokenizer_json, tok_where);
   const json cfg = parse_json(config_json.empty() ? "{}" : config_json, cfg_where);
   MIXSERVE_CHECK(tok.is_object(), tok_where, ": expected a JSON object");
@@ -237,8 +240,8 @@ std::shared_ptr<const Tokenizer> load_spec(const std::string& tokenizer_json,
     }
   }
   add_normalizer(tok.value("normalizer", json()), tok_where + ": normalizer", spec.normalizer);
-  spec.pre_tokenizer = parse_pre_tokenizer(tok.value("pre_tokenizer", json()),
-                                           tok_where + ": pre_tokenizer");
+  spec.pre_tokenizer =
+      parse_pre_tokenizer(tok.value("pre_tokenizer", json()), tok_where + ": pre_tokenizer");
   if (const json d = tok.value("decoder", json()); d.is_null()) {
     spec.decoder_null = true;
   } else {
@@ -261,7 +264,8 @@ std::shared_ptr<const Tokenizer> load_spec(const std::string& tokenizer_json,
   // Special tokens around the text: transformers' LlamaTokenizerFast rebuilds the
   // post-processor from add_bos_token / add_eos_token; other classes use tokenizer.json's.
   const std::string cls = cfg.value("tokenizer_class", std::string());
-  const bool llama_class = cls.rfind("LlamaTokenizer", 0) == 0 || cls.rfind("CodeLlamaTokenizer", 0) == 0;
+  const bool llama_class =
+      cls.rfind("LlamaTokenizer", 0) == 0 || cls.rfind("CodeLlamaTokenizer", 0) == 0;
   if (llama_class) {
     for (auto [key, fallback, token, into] :
          {std::tuple{"add_bos_token", true, spec.bos_token, &spec.prefix_ids},
