@@ -26,7 +26,7 @@ namespace mixserve::server {
 struct ServiceOptions {
   std::string served_model_name;  // what clients pass as "model"
   std::string api_key;            // "" = no authentication
-  int32_t max_queued_requests = 1024;
+  int32_t max_queued_requests = 4096;
 };
 
 struct HttpResponse {
