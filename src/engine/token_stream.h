@@ -68,8 +68,8 @@ class TokenStream {
 
   // Called (on the pushing thread, without the stream's lock held) after every push, so an
   // asynchronous consumer needs no thread of its own: it should only schedule a drain with
-  // try_next(). Also called once at once when set, in case events arrived before. Thread-safe;
-  // an empty function removes the listener.
+  // try_next(). Also called once right away when set, in case events arrived before.
+  // Thread-safe; an empty function removes the listener.
   void set_listener(std::function<void()> listener);
 
  private:

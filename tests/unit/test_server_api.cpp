@@ -192,15 +192,49 @@ TEST(ServerApi, FullQueueIs429WithRetryAfterAndJobsReleaseTheirSlot) {
   EXPECT_LT(f.engine->stats().generated_tokens, 400);
 }
 
-TEST(ServerApi, ListenerFiresForEveryEventFromTheEngineThread) {
+TEST(ServerApi, TokenStreamListenerFiresOnSetAndAfterEveryPush) {
+  TokenStream stream("r", 2);
+  std::atomic<int> wakeups{0};
+  stream.set_listener([&] {
+    // Called without the stream's lock: the consumer may read right here.
+    EXPECT_FALSE(stream.finished() && wakeups.load() < 3);
+    wakeups.fetch_add(1);
+  });
+  EXPECT_EQ(wakeups.load(), 1);  // events may have arrived before the listener was set
+  StreamEvent e;
+  e.token_ids = {1};
+  stream.push(e);
+  EXPECT_EQ(wakeups.load(), 2);
+  e.finish_reason = "stop";
+  stream.push(e);
+  e.sample_index = 1;
+  stream.push(e);
+  EXPECT_EQ(wakeups.load(), 4);
+  stream.set_listener(nullptr);
+  stream.push(e);
+  EXPECT_EQ(wakeups.load(), 4);
+}
+
+TEST(ServerApi, JobListenerWakesUntilTheJobIsDone) {
   Fixture f;
   f.ready();
   HttpResponse r = f.post("/v1/completions", R"({"prompt": [4], "max_tokens": 5, "stream": true})");
   ASSERT_TRUE(r.job);
   std::atomic<int> wakeups{0};
   r.job->set_listener([&] { wakeups.fetch_add(1); });
-  Fixture::drain(*r.job);
-  EXPECT_GE(wakeups.load(), 5);  // one per token, plus the one at set_listener
+  // Poll only when woken, as the HTTP layer does.
+  std::string out;
+  int seen = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!r.job->done() && std::chrono::steady_clock::now() < deadline) {
+    if (wakeups.load() != seen) {
+      seen = wakeups.load();
+      out += r.job->poll();
+    }
+    std::this_thread::yield();
+  }
+  ASSERT_TRUE(r.job->done());
+  EXPECT_EQ(out.substr(out.size() - 14), "data: [DONE]\n\n");
   r.job->set_listener(nullptr);
 }
 
