@@ -45,8 +45,6 @@ struct Fixture {
     return out;
   }
 
-  ServiceOptions opts;
-  ServerMetrics* metrics = nullptr;
   ApiService service;
   std::shared_ptr<const Tokenizer> tokenizer;
   std::unique_ptr<Engine> engine;
