@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 rm -rf .devcarry && mkdir -p .devcarry/bin/lib
 for b in mixserve mixserve_tests; do
-  [ -f "$build/$b" ] && cp "$build/$b" .devcarry/bin/
+  [ -f "$build/$b" ] && cp "$build/$b" .devcarry/bin/ && strip --strip-debug ".devcarry/bin/$b"
 done
 for b in .devcarry/bin/mixserve*; do
   ldd "$b" | awk '/=> \// {print $3}' | while read -r lib; do

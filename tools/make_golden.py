@@ -69,6 +69,13 @@ def greedy_reference(model, torch, prompt_ids, steps, top):
     return out_ids, out_top
 
 
+def completion_text(tok, prompt_ids, gen_ids):
+    full = tok.decode(prompt_ids + gen_ids, skip_special_tokens=True)
+    prefix = tok.decode(prompt_ids, skip_special_tokens=True)
+    assert full.startswith(prefix)
+    return full[len(prefix):]
+
+
 def make_model(binary, preset, shards, out_dir):
     cmd = [binary, "make-model", "--preset", preset, "--out", out_dir]
     if shards > 1:
@@ -95,7 +102,10 @@ def model_references(args, torch, transformers, workdir):
                 "prompt": prompt,
                 "prompt_ids": prompt_ids,
                 "token_ids": gen_ids,
-                "text": tok.decode(gen_ids, skip_special_tokens=True),
+                # The completion's text as an OpenAI server returns it (vLLM's rule): the decode
+                # of prompt + completion minus the decode of the prompt, so the first token's
+                # leading space is kept.
+                "text": completion_text(tok, prompt_ids, gen_ids),
                 "top_logprobs": top,
             })
             log(f"{name}: {len(prompt_ids)} prompt tokens -> {gen_ids[:8]}...")
@@ -138,28 +148,33 @@ def tokenizer_references(args, transformers):
 
 
 def chat_template_references(args, transformers):
-    conv_path = os.path.join(args.repo, "tests/data/chat_templates/conversations.json")
+    """Every template under tests/data/chat_templates × every conversation, rendered by
+    transformers' apply_chat_template (Python Jinja2, as transformers renders it)."""
+    tdir = os.path.join(args.repo, "tests/data/chat_templates")
+    conv_path = os.path.join(tdir, "conversations.json")
     if not os.path.exists(conv_path):
         log("no chat-template conversations; skipping")
         return
     tok = transformers.AutoTokenizer.from_pretrained(os.path.join(args.repo, "assets/tokenizer/mixtral"))
-    conversations = json.load(open(conv_path))
-    items = conversations.items() if isinstance(conversations, dict) else enumerate(conversations)
+    data = json.load(open(conv_path))
     out = []
-    for key, conv in items:
-        messages = conv["messages"] if isinstance(conv, dict) and "messages" in conv else conv
-        for gen in (False, True):
-            entry = {"conversation": key, "add_generation_prompt": gen}
-            try:
-                entry["text"] = tok.apply_chat_template(messages, tokenize=False,
-                                                        add_generation_prompt=gen)
-            except Exception as e:  # the template's raise_exception
-                entry["error"] = str(e)
-            out.append(entry)
+    for name in sorted(f for f in os.listdir(tdir) if f.endswith(".jinja")):
+        template = open(os.path.join(tdir, name)).read()
+        for key, messages in data["conversations"].items():
+            for gen in (False, True):
+                entry = {"template": name, "conversation": key, "add_generation_prompt": gen}
+                try:
+                    entry["text"] = tok.apply_chat_template(messages, chat_template=template,
+                                                            tokenize=False,
+                                                            add_generation_prompt=gen)
+                except Exception as e:  # the template's raise_exception, or a Jinja error
+                    entry["error"] = f"{type(e).__name__}: {e}"
+                out.append(entry)
     with open(os.path.join(args.out, "chat_template_hf.json"), "w") as f:
-        json.dump({"reference": reference_info(None, transformers), "template": "mixtral-instruct",
-                   "renders": out}, f, indent=1, ensure_ascii=False)
+        json.dump({"reference": reference_info(None, transformers), "renders": out}, f,
+                  indent=1, ensure_ascii=False)
         f.write("\n")
+    log(f"chat templates: {len(out)} renders")
 
 
 def reference_info(torch, transformers):
