@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <random>
 
@@ -86,7 +87,8 @@ class Session : public std::enable_shared_from_this<Session> {
       req_.set(http::field::authorization, "Bearer " + s_.options.api_key);
     req_.body() = s_.bodies[index_];
     req_.prepare_payload();
-    parser_.body_limit(boost::none);
+    // No limit; not boost::none, which Boost 1.74 compares as smaller than any Content-Length.
+    parser_.body_limit(std::numeric_limits<std::uint64_t>::max());
     touch();
     stream_.async_connect(s_.endpoints, [self = shared_from_this()](beast::error_code ec,
                                                                     const tcp::endpoint&) {

@@ -116,7 +116,8 @@ std::string report_to_json(const Report& report) {
   if (!report.runs.empty()) {
     const size_t h = report.headline_run();
     j["headline_run"] = h;
-    for (auto& [k, v] : run_json(report.runs[h]).items()) j[k] = v;
+    const json headline = run_json(report.runs[h]);  // named: a temporary would die before the loop
+    for (const auto& [k, v] : headline.items()) j[k] = v;
   }
   j["runs"] = runs;
   return j.dump(2) + "\n";
