@@ -96,11 +96,20 @@ OfflineResult run_offline(Engine& engine, const std::vector<WorkloadItem>& warmu
                           const std::vector<WorkloadItem>& items, ProgressBar* progress) {
   Clock::time_point start;
   if (!warmup.empty()) drive(engine, warmup, "warmup-", nullptr, nullptr, &start);
+  const EngineStats before = engine.stats();
   OfflineResult result;
   result.records.resize(items.size());
   const Clock::time_point end = drive(engine, items, "req-", &result.records, progress, &start);
   result.duration_s = std::chrono::duration<double>(end - start).count();
+  // Counters of the measured run only.
   result.stats = engine.stats();
+  result.stats.steps -= before.steps;
+  result.stats.tokens_computed -= before.tokens_computed;
+  result.stats.prompt_tokens_computed -= before.prompt_tokens_computed;
+  result.stats.cached_prompt_tokens -= before.cached_prompt_tokens;
+  result.stats.generated_tokens -= before.generated_tokens;
+  result.stats.preemptions -= before.preemptions;
+  result.stats.requests_finished -= before.requests_finished;
   if (progress) {
     progress->update(int64_t(items.size()));
     progress->finish();

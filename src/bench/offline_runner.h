@@ -16,7 +16,7 @@ class ProgressBar;
 struct OfflineResult {
   std::vector<RequestRecord> records;  // one per measured item, in order
   double duration_s = 0.0;             // submission to the last request's end
-  EngineStats stats;                   // the engine's counters after the measured run
+  EngineStats stats;                   // counters of the measured run (warm-up subtracted)
 };
 
 // Runs `warmup` first (unmeasured, to completion), then `items`. Every request is greedy with

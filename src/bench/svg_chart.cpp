@@ -30,10 +30,11 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
   }
   std::vector<double> ticks;
   const double first = std::ceil(lo / step - 1e-9) * step;
+  // Up to the first tick at or above hi, so the axis covers the data.
   for (int k = 0;; ++k) {
     const double t = first + step * k;  // by multiplication: no accumulated rounding
-    if (t > hi + step * 1e-9) break;
     ticks.push_back(std::abs(t) < step * 1e-9 ? 0.0 : t);
+    if (t >= hi - step * 1e-9) break;
   }
   return ticks;
 }
@@ -90,11 +91,11 @@ std::string render_svg(const Chart& c) {
     x0 = std::log2(xticks.front());
     x1 = std::log2(xticks.back());
   } else {
-    xticks = nice_ticks(0.0, xmax * 1.05, 6);
+    xticks = nice_ticks(0.0, xmax * 1.03, 6);
     x0 = 0.0;
     x1 = std::max(xticks.back(), xmax);
   }
-  std::vector<double> yticks = nice_ticks(0.0, std::max(ymax * 1.08, 1e-9), 6);
+  std::vector<double> yticks = nice_ticks(0.0, std::max(ymax * 1.05, 1e-9), 6);
   const double y1 = std::max(yticks.back(), ymax);
   auto px = [&](double v) {
     const double t = c.x_log2 ? std::log2(std::max(v, 1e-9)) : v;
@@ -141,7 +142,7 @@ std::string render_svg(const Chart& c) {
     const double bx = px(*c.x_budget);
     o << "<line x1=\"" << bx << "\" y1=\"" << f.top << "\" x2=\"" << bx << "\" y2=\""
       << f.top + ph << "\" stroke=\"#C00\" stroke-dasharray=\"6,4\" stroke-width=\"1.5\"/>\n";
-    o << "<text x=\"" << bx + 4 << "\" y=\"" << f.top + 14 << "\" font-size=\"12\" fill=\"#C00\">"
+    o << "<text x=\"" << bx + 4 << "\" y=\"" << f.top + ph - 8 << "\" font-size=\"12\" fill=\"#C00\">"
       << xml_escape(c.x_budget_label) << "</text>\n";
   }
 

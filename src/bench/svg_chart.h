@@ -34,7 +34,8 @@ struct Chart {
 
 std::string render_svg(const Chart& chart);
 
-// About `target` round tick values (1, 2, 2.5 or 5 times a power of ten) covering [lo, hi].
+// About `target` round tick values (1, 2, 2.5 or 5 times a power of ten) from the first at or
+// above lo to the first at or above hi.
 std::vector<double> nice_ticks(double lo, double hi, int target);
 // "1234", "12.5", "0.125", "1.5e+06": short and exact enough for a tick or a label.
 std::string format_number(double v);

@@ -106,6 +106,8 @@ int run(const OfflineArgs& a) {
     m.extra["engine_steps"] = double(res.stats.steps);
     m.extra["engine_preemptions"] = double(res.stats.preemptions);
     m.extra["engine_generated_tokens"] = double(res.stats.generated_tokens);
+    m.extra["engine_prompt_tokens_computed"] = double(res.stats.prompt_tokens_computed);
+    m.extra["engine_cached_prompt_tokens"] = double(res.stats.cached_prompt_tokens);
     m.extra["generated_tokens_per_step"] =
         res.stats.steps > 0 ? double(res.stats.generated_tokens) / double(res.stats.steps) : 0.0;
     report.runs.push_back(std::move(m));

@@ -28,7 +28,8 @@ struct ServeArgs {
   std::string concurrency;
   int32_t max_concurrency = 0;
   bool stream = true;
-  std::optional<bool> tokens_prompt;
+  bool tokens_prompt = false;
+  bool text_prompt = false;
   int32_t vocab_size = 32000;
   int64_t warmup = 0;
   std::string api_key;
@@ -65,7 +66,7 @@ int run(const ServeArgs& a) {
   load.url = base + endpoint;
   bench::parse_http_url(load.url);  // fail early on a bad URL
 
-  const bool tokens = a.tokens_prompt.value_or(a.api != "chat");
+  const bool tokens = a.tokens_prompt || (!a.text_prompt && a.api != "chat");
   MIXSERVE_CHECK(!(tokens && a.api == "chat"),
                  "--tokens-prompt: the chat API takes text; use --text-prompt with --api chat");
   bench::WorkloadSpec spec = a.common.workload_spec();
@@ -166,9 +167,12 @@ const CommandRegistrar kBenchServe(
                      "Requests in flight at most during rate runs (0 = no cap)")
           ->check(CLI::NonNegativeNumber);
       sub.add_flag("--stream,!--no-stream", a->stream, "Stream tokens (SSE); default on");
-      sub.add_flag("--tokens-prompt,!--text-prompt", a->tokens_prompt,
-                   "Prompts as token-id arrays for exact lengths (default for completions), or "
-                   "as text of about N common words (--text-prompt; always for chat)");
+      auto* tokens = sub.add_flag("--tokens-prompt", a->tokens_prompt,
+                                  "Prompts as arrays of random token ids, for exact lengths "
+                                  "(the default with --api completions)");
+      sub.add_flag("--text-prompt", a->text_prompt,
+                   "Prompts as text of N random common words, about N tokens (always for chat)")
+          ->excludes(tokens);
       sub.add_option("--vocab-size", a->vocab_size, "Token ids of prompts are drawn below this")
           ->check(CLI::PositiveNumber)
           ->capture_default_str();
