@@ -129,7 +129,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.get().body().data = chunk_.data();
     parser_.get().body().size = chunk_.size();
     touch();
-    http::async_read(stream_, buffer_, parser_,
+    // read_some: hand over whatever one socket read brought; async_read would wait until the
+    // body buffer is full, delaying tokens by up to 8 KiB of stream.
+    http::async_read_some(stream_, buffer_, parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) {
                        self->on_body(ec);
                      });
@@ -301,6 +303,8 @@ LoadResult run_load(const LoadOptions& options, const std::vector<WorkloadItem>&
   net::steady_timer arrival_timer(s.io), progress_timer(s.io);
   std::function<void()> tick = [&] {
     if (s.progress) s.progress->update(s.finished);
+    // cancel() misses a wait whose handler is already queued: stop here too, or run() never ends.
+    if (s.finished == int64_t(items.size())) return;
     progress_timer.expires_after(std::chrono::milliseconds(100));
     progress_timer.async_wait([&](beast::error_code e) {
       if (!e) tick();

@@ -57,6 +57,28 @@ TEST(BenchServe, StreamsAreMeasuredAndCountsAddUp) {
   }
 }
 
+TEST(BenchServe, TokensAreTimedAsTheyArriveNotWhenTheBufferFills) {
+  testing::BenchTestServer server;
+  server.token_delay_ms = 40;  // the server sleeps before each token
+  LoadOptions o;
+  o.url = server.url("/v1/completions");
+  WorkloadItem item;
+  item.prompt_ids = {5, 6};
+  item.input_len = 2;
+  item.output_len = 3;
+  const LoadResult res = run_load(o, {item, item}, nullptr);
+  for (const RequestRecord& r : res.records) {
+    ASSERT_TRUE(r.ok) << r.error;
+    ASSERT_EQ(r.itl_ms.size(), 2u);
+    // Lower bounds the sleeps guarantee: tokens 2 and 3 were sent >= 40 ms after the one before,
+    // so a client that timestamps on arrival sees these gaps (one that waits for a full read
+    // buffer sees all three tokens at once).
+    for (double gap : r.itl_ms) EXPECT_GE(gap, 35.0);
+    EXPECT_LE(r.ttft_ms, r.e2e_ms - 70.0);
+    EXPECT_GE(r.tpot_ms(), 35.0);
+  }
+}
+
 TEST(BenchServe, WithoutUsageTokensAreCountedFromChunks) {
   testing::BenchTestServer server;
   server.send_usage = false;
