@@ -24,7 +24,7 @@ test: build
 	$(MAKE) --no-print-directory test-asan
 
 test-node:
-	MIXSERVE_BIN=$(CURDIR)/$(BUILD)/mixserve node --test tests/node/
+	MIXSERVE_BIN=$(CURDIR)/$(BUILD)/mixserve node --test tests/node/ tests/e2e/
 
 $(ASAN_BUILD)/build.ninja:
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMIXSERVE_SANITIZE=ON \

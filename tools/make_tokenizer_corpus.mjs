@@ -168,6 +168,10 @@ const SHORT = [
   'supercalifragilisticexpialidocious antidisestablishmentarianism',
   'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
   '!!!???...,,,;;;:::---___===+++',
+  // Long runs that stay one BPE segment (more than 48 symbols: the heap path).
+  ' '.repeat(100) + 'x',
+  'ab'.repeat(60),
+  'ーー'.repeat(30) + 'テストテストテスト',
 ];
 
 fs.mkdirSync(path.dirname(outFile), {recursive: true});

@@ -6,7 +6,6 @@
 // --model may be a folder holding tokenizer.json or synthetic:PRESET (the shipped Mixtral
 // tokenizer, which synthetic models use).
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -48,7 +47,8 @@ std::vector<int32_t> parse_ids(const std::string& list) {
 
 // Shared with `bench tokenizer`: a model folder or synthetic:PRESET -> its tokenizer.
 std::shared_ptr<const Tokenizer> load_cli_tokenizer(const std::string& model) {
-  if (model.rfind("synthetic:", 0) == 0) return Tokenizer::from_dir(assets_dir() / "tokenizer/mixtral");
+  if (model.rfind("synthetic:", 0) == 0)
+    return Tokenizer::from_dir(assets_dir() / "tokenizer/mixtral");
   return Tokenizer::from_dir(model);
 }
 

@@ -6,7 +6,9 @@ namespace mixserve::tokenizer_detail {
 namespace {
 
 // ASCII whitespace; HF uses char::is_whitespace (documented difference for other spaces).
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 bool is_word_char(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
 }
@@ -22,7 +24,8 @@ AddedTokenMatcher::AddedTokenMatcher(std::vector<AddedToken> tokens) : tokens_(s
   });
   by_first_.assign(256, {});
   for (size_t i = 0; i < tokens_.size(); ++i) {
-    by_first_[static_cast<unsigned char>(tokens_[i].content[0])].push_back(static_cast<uint32_t>(i));
+    by_first_[static_cast<unsigned char>(tokens_[i].content[0])].push_back(
+        static_cast<uint32_t>(i));
   }
 }
 

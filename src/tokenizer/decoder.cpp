@@ -48,8 +48,8 @@ void strip(std::string& token, std::string_view ch, size_t start, size_t stop) {
     begin += ch.size();
   }
   size_t end = token.size();
-  for (size_t i = 0; i < stop && end >= begin + ch.size() &&
-                     token.compare(end - ch.size(), ch.size(), ch) == 0;
+  for (size_t i = 0;
+       i < stop && end >= begin + ch.size() && token.compare(end - ch.size(), ch.size(), ch) == 0;
        ++i) {
     end -= ch.size();
   }

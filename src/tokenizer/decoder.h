@@ -12,8 +12,8 @@ namespace mixserve::tokenizer_detail {
 struct DecoderStep {
   enum class Kind { kReplace, kByteFallback, kFuse, kStrip, kMetaspace };
   Kind kind;
-  std::string pattern;  // kReplace: literal to find; kMetaspace: the replacement character
-  std::string content;  // kReplace: replacement; kStrip: the one character to strip
+  std::string pattern;         // kReplace: literal to find; kMetaspace: the replacement character
+  std::string content;         // kReplace: replacement; kStrip: the one character to strip
   size_t start = 0, stop = 0;  // kStrip: how many leading / trailing characters at most
   bool strip_first = true;     // kMetaspace: drop the replacement in the first token
 };

@@ -39,11 +39,12 @@ class HfTokenizer final : public Tokenizer {
   int32_t bos_id() const override { return bos_id_; }
   const std::vector<int32_t>& eos_ids() const override { return spec_.eos_ids; }
   bool is_special(int32_t id) const override {
-    return id >= 0 && static_cast<size_t>(id) < special_.size() && special_[static_cast<size_t>(id)];
+    return id >= 0 && static_cast<size_t>(id) < special_.size() &&
+           special_[static_cast<size_t>(id)];
   }
   std::string_view id_to_piece(int32_t id) const override {
     return id >= 0 && static_cast<size_t>(id) < pieces_.size() ? pieces_[static_cast<size_t>(id)]
-                                                                 : std::string_view();
+                                                               : std::string_view();
   }
   const std::string& chat_template() const override { return spec_.chat_template; }
   const std::string& bos_token() const override { return spec_.bos_token; }

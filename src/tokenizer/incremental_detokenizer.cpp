@@ -37,8 +37,8 @@ std::string IncrementalDetokenizer::push(int32_t id) {
                         tokenizer_detail::byte_fallback_value(tok_->id_to_piece(id)) < 0;
   if (!boundary) return "";
   const std::span<const int32_t> all(ids_);
-  const std::string prefix = tok_->decode(all.subspan(prefix_offset_, read_offset_ - prefix_offset_),
-                                          skip_special_);
+  const std::string prefix =
+      tok_->decode(all.subspan(prefix_offset_, read_offset_ - prefix_offset_), skip_special_);
   const std::string text = tok_->decode(all.subspan(prefix_offset_), skip_special_);
   if (text.size() <= prefix.size() || text.compare(0, prefix.size(), prefix) != 0) return "";
   std::string out = text.substr(prefix.size());
@@ -52,8 +52,8 @@ std::string IncrementalDetokenizer::push(int32_t id) {
 std::string IncrementalDetokenizer::finish() {
   if (read_offset_ >= ids_.size()) return "";
   const std::span<const int32_t> all(ids_);
-  const std::string prefix = tok_->decode(all.subspan(prefix_offset_, read_offset_ - prefix_offset_),
-                                          skip_special_);
+  const std::string prefix =
+      tok_->decode(all.subspan(prefix_offset_, read_offset_ - prefix_offset_), skip_special_);
   const std::string text = tok_->decode(all.subspan(prefix_offset_), skip_special_);
   read_offset_ = ids_.size();
   if (text.size() <= prefix.size() || text.compare(0, prefix.size(), prefix) != 0) return "";

@@ -37,7 +37,8 @@ void PreTokenizer::apply(std::string& piece, bool at_text_start,
     return;
   }
   replace_all(piece, " ", replacement);
-  const bool prepend_here = prepend == Prepend::kAlways || (prepend == Prepend::kFirst && at_text_start);
+  const bool prepend_here =
+      prepend == Prepend::kAlways || (prepend == Prepend::kFirst && at_text_start);
   if (prepend_here && !piece.empty() && piece.compare(0, replacement.size(), replacement) != 0) {
     piece.insert(0, replacement);
   }

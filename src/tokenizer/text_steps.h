@@ -26,7 +26,7 @@ void replace_all(std::string& text, std::string_view from, std::string_view to);
 // "pre_tokenizer": null or Metaspace.
 struct PreTokenizer {
   enum class Prepend { kAlways, kFirst, kNever };
-  bool metaspace = false;  // false: the whole piece is one word
+  bool metaspace = false;                    // false: the whole piece is one word
   std::string replacement = "\xE2\x96\x81";  // U+2581
   Prepend prepend = Prepend::kAlways;
   bool split = true;
