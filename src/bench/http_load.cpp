@@ -1,4 +1,4 @@
-// Boost.Beast compiles slowly: this is the only file of the project that includes it.
+// Boost.Beast compiles slowly: this is the only file of src/bench/ that includes it.
 #include "bench/http_load.h"
 
 #include <sys/resource.h>
@@ -14,8 +14,10 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <random>
 
 #include "bench/progress.h"
