@@ -121,8 +121,11 @@ size_t CudaBackend::kv_bytes_per_token() const {
 
 KvCacheSpec CudaBackend::kv_cache_spec() const {
   if (kv_cache_.get() != nullptr) return kv_spec_;
-  const size_t blocks = kv_budget_bytes_ / (kv_bytes_per_token() * kReportBlockSize);
-  return {static_cast<int32_t>(std::min<size_t>(blocks, size_t{1} << 30)), kReportBlockSize};
+  // Capped at 2^24 tokens: a tiny model would otherwise be offered hundreds of millions of
+  // slots (a real Mixtral fits ~0.5M on an 80 GB card, far below the cap).
+  const size_t blocks = std::min(kv_budget_bytes_ / (kv_bytes_per_token() * kReportBlockSize),
+                                 (size_t{1} << 24) / kReportBlockSize);
+  return {static_cast<int32_t>(blocks), kReportBlockSize};
 }
 
 void CudaBackend::allocate_kv_cache(const KvCacheSpec& spec) {
