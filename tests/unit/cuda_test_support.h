@@ -5,7 +5,13 @@
 // run on the same (already rounded) inputs:
 //   one op with a half-precision output: rounding of each output (2^-9 bf16, 2^-12 fp16
 //   relative) gives ~0.3% / 0.04% L2; the bounds leave ~3x room.
-//   a whole model (2 layers, every GEMM input rounded): errors compound over ~10 roundings.
+//   a whole model (2 layers, every GEMM input rounded): errors compound over ~10 roundings
+//   (observed on an H100: rows within 0.8% bf16, 0.09% fp16). A token whose K-th and
+//   (K+1)-th router logits nearly tie may pick another expert in bf16 than in float32, which
+//   moves its logits, and those of later tokens of its sequence (through the KV cache), by
+//   tens of percent (seen: rows at 22% and 33%). The CPU reference's router gaps
+//   (cuda_router_gaps.h) mark those sequences: their rows are held to kModelRowMax only,
+//   every other row to the per-row model tolerance.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -28,8 +34,15 @@ namespace mixserve::cuda_test {
 
 constexpr double kBf16OpTol = 1e-2;
 constexpr double kFp16OpTol = 2e-3;
-constexpr double kBf16ModelTol = 5e-2;   // logits of a 2-layer model, relative L2
-constexpr double kFp16ModelTol = 1e-2;
+constexpr double kBf16ModelTol = 2e-2;   // logits of a 2-layer model, relative L2 per row
+constexpr double kFp16ModelTol = 3e-3;
+constexpr double kModelRowMax = 1.0;     // rows after a router near-tie (a flipped expert)
+// Router logit gap (K-th minus (K+1)-th largest) under which bf16 may flip the choice: the
+// router logits (std ~3 in these models) carry ~0.4% relative error, about 0.01; 5x that.
+constexpr float kRouterTieGap = 0.05f;
+// Greedy decoding may differ where the CPU's top two logits are closer than bf16 moves them:
+// logits (std ~7 here) carry ~0.4% relative error, a few hundredths; 0.1 covers both sides.
+constexpr float kGreedyTieLogitGap = 0.1f;
 
 inline double op_tol(DType t) { return t == DType::kBF16 ? kBf16OpTol : kFp16OpTol; }
 
