@@ -10,6 +10,9 @@
 #include <vector>
 
 #include "backend/factory.h"
+#ifdef MIXSERVE_HAVE_CUDA
+#include <cuda_profiler_api.h>
+#endif
 #include "cli/command.h"
 #include "util/error.h"
 
@@ -75,12 +78,19 @@ const CommandRegistrar kBenchStep(
         }
         std::vector<double> ms;
         for (int i = -2; i < a->iters; ++i) {  // two untimed warm-up steps
+#ifdef MIXSERVE_HAVE_CUDA
+          // Profilers started with --profile-from-start off see the timed steps only.
+          if (i == 0 && be->name().rfind("cuda", 0) == 0) (void)cudaProfilerStart();
+#endif
           const BatchPlan p = plan_for(a->batch, a->context + std::max(i, 0), 1, per_seq, V);
           const auto t0 = std::chrono::steady_clock::now();
           be->forward(p, logits);  // returns after the logits are on the host
           const auto t1 = std::chrono::steady_clock::now();
           if (i >= 0) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
         }
+#ifdef MIXSERVE_HAVE_CUDA
+        if (be->name().rfind("cuda", 0) == 0) (void)cudaProfilerStop();
+#endif
         std::sort(ms.begin(), ms.end());
         const double median = ms[ms.size() / 2];
         std::printf("{\"backend\":\"%s\",\"model\":\"%s\",\"batch\":%d,\"context\":%d,"

@@ -17,15 +17,28 @@ namespace mixserve::cuda {
 constexpr int kAttnTile = 32;      // keys per shared-memory tile (one per lane)
 constexpr int kAttnMaxD = 256;
 constexpr int kAttnDPerLane = kAttnMaxD / 32;
+constexpr int kAttnLoadUnroll = 4;
 
-// Shared memory: q_s [G, D] float, k_s / v_s [kAttnTile, D + 2] T (rows padded by 2 elements
-// so lane j's reads of row j fall in different banks).
+__host__ __device__ inline int attn_row_stride(int D) { return D % 8 == 0 ? D + 8 : D + 2; }
+
+// Element offset of position pos of KV head g in a [N, Hkv, D] pool, through the block table.
+__device__ __forceinline__ int64_t kv_offset(const int32_t* table, int pos, int block_size,
+                                             int Hkv, int g, int D) {
+  const int64_t slot = static_cast<int64_t>(table[pos / block_size]) * block_size +
+                       pos % block_size;
+  return (slot * Hkv + g) * D;
+}
+
+// Shared memory: q_s [G, D] float, k_s / v_s [kAttnTile, attn_row_stride(D)] T.
 template <typename T>
 __global__ void paged_attention_kernel(AttentionArgs a) {
   const int t = blockIdx.x, g = blockIdx.y;
   const int D = a.head_dim, G = a.num_heads / a.num_kv_heads, Hkv = a.num_kv_heads;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int ld = D + 2;
+  // D % 8 == 0: 16-byte loads and rows padded by 8 elements (16-byte aligned; lane j's
+  // 16-byte reads of row j spread over all banks); else scalar, rows padded by 2.
+  const bool vec = D % 8 == 0;
+  const int ld = attn_row_stride(D);
   extern __shared__ __align__(16) unsigned char smem[];
   float* q_s = reinterpret_cast<float*>(smem);
   T* k_s = reinterpret_cast<T*>(q_s + G * D);
@@ -49,13 +62,39 @@ __global__ void paged_attention_kernel(AttentionArgs a) {
   for (int base = first; base <= p; base += kAttnTile) {
     const int n = min(kAttnTile, p - base + 1);
     __syncthreads();  // the previous tile is consumed (and q_s is written, first time)
-    for (int i = threadIdx.x; i < n * D; i += blockDim.x) {
-      const int j = i / D, d = i % D, pos = base + j;
-      const int64_t slot = static_cast<int64_t>(table[pos / a.block_size]) * a.block_size +
-                           pos % a.block_size;
-      const int64_t src = (slot * Hkv + g) * D + d;
-      k_s[j * ld + d] = k_cache[src];
-      v_s[j * ld + d] = v_cache[src];
+    if (vec) {
+      // 16-byte chunks, kAttnLoadUnroll K and V chunks in flight per thread before any store:
+      // the tile costs about one memory round trip instead of one per element.
+      const int cpr = D / 8, total = n * cpr;
+      for (int c0 = threadIdx.x; c0 < total; c0 += blockDim.x * kAttnLoadUnroll) {
+        uint4 kr[kAttnLoadUnroll], vr[kAttnLoadUnroll];
+#pragma unroll
+        for (int u = 0; u < kAttnLoadUnroll; ++u) {
+          const int c = c0 + u * blockDim.x;
+          if (c < total) {
+            const int64_t src = kv_offset(table, base + c / cpr, a.block_size, Hkv, g, D) +
+                                (c % cpr) * 8;
+            kr[u] = *reinterpret_cast<const uint4*>(k_cache + src);
+            vr[u] = *reinterpret_cast<const uint4*>(v_cache + src);
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < kAttnLoadUnroll; ++u) {
+          const int c = c0 + u * blockDim.x;
+          if (c < total) {
+            const int dst = (c / cpr) * ld + (c % cpr) * 8;
+            *reinterpret_cast<uint4*>(k_s + dst) = kr[u];
+            *reinterpret_cast<uint4*>(v_s + dst) = vr[u];
+          }
+        }
+      }
+    } else {
+      for (int i = threadIdx.x; i < n * D; i += blockDim.x) {
+        const int j = i / D, d = i % D;
+        const int64_t src = kv_offset(table, base + j, a.block_size, Hkv, g, D) + d;
+        k_s[j * ld + d] = k_cache[src];
+        v_s[j * ld + d] = v_cache[src];
+      }
     }
     __syncthreads();
     if (warp < G) {
@@ -64,7 +103,16 @@ __global__ void paged_attention_kernel(AttentionArgs a) {
       if (lane < n) {
         const T* kr = k_s + lane * ld;
         float dot = 0.0f;
-        for (int d = 0; d < D; ++d) dot += qw[d] * to_float(kr[d]);
+        if (vec) {
+          for (int d = 0; d < D; d += 8) {
+            const uint4 raw = *reinterpret_cast<const uint4*>(kr + d);
+            const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+            for (int u = 0; u < 8; ++u) dot += qw[d + u] * to_float(e[u]);
+          }
+        } else {
+          for (int d = 0; d < D; ++d) dot += qw[d] * to_float(kr[d]);
+        }
         score = dot * a.scale;
       }
       const float m_new = fmaxf(m, warp_max(score));
@@ -103,7 +151,7 @@ cudaError_t launch_paged_attention(const AttentionArgs& a, cudaStream_t stream) 
   const int G = a.num_heads / a.num_kv_heads;
   if (G > 32 || a.head_dim <= 0 || a.head_dim > kAttnMaxD) return cudaErrorInvalidValue;
   const size_t smem = sizeof(float) * G * a.head_dim +
-                      2 * sizeof(T) * kAttnTile * (a.head_dim + 2);
+                      2 * sizeof(T) * kAttnTile * attn_row_stride(a.head_dim);
   if (smem > 48 * 1024) {
     const cudaError_t err = cudaFuncSetAttribute(
         paged_attention_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
