@@ -6,7 +6,8 @@
 // stage the tile's K and V rows of head g in shared memory once (shared by the G query
 // heads), then in each warp lane j scores key j of the tile against the warp's query, the
 // warp updates its running max / sum, and lane d accumulates output dimensions d, d+32, ...
-// Correct first: queries of one sequence re-read the same K/V (no query tiling yet).
+// Correct first: queries of one sequence re-read the same K/V (no query tiling yet), and a
+// decode step has only T x Hkv blocks (no split of the context across blocks yet).
 #pragma once
 
 #include "backend/cuda/dtype_traits.cuh"
