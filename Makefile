@@ -24,7 +24,7 @@ test: build
 	$(MAKE) --no-print-directory test-asan
 
 test-node:
-	MIXSERVE_BIN=$(CURDIR)/$(BUILD)/mixserve node --test tests/node/
+	MIXSERVE_BIN=$(CURDIR)/$(BUILD)/mixserve node --test tests/node/ tests/e2e/
 
 $(ASAN_BUILD)/build.ninja:
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMIXSERVE_SANITIZE=ON \
@@ -38,8 +38,10 @@ DEMO_MODEL ?= $(BUILD)/models/tiny
 $(DEMO_MODEL)/config.json: | build
 	$(BUILD)/mixserve make-model --preset tiny --out $(DEMO_MODEL)
 
+# Serves the tiny demo model on http://127.0.0.1:$(PORT) (OpenAI API) until Ctrl-C.
+PORT ?= 8000
 run: build $(DEMO_MODEL)/config.json
-	$(BUILD)/mixserve generate --model $(DEMO_MODEL) --device cpu --prompt "The capital of France is" --max-tokens 32
+	$(BUILD)/mixserve serve --model $(DEMO_MODEL) --device cpu --served-model-name tiny --port $(PORT)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

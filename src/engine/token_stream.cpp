@@ -8,12 +8,23 @@ TokenStream::TokenStream(std::string request_id, int32_t num_samples)
     : request_id_(std::move(request_id)), num_samples_(num_samples) {}
 
 void TokenStream::push(StreamEvent event) {
+  std::function<void()> listener;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (event.finish_reason) ++samples_finished_;
     events_.push_back(std::move(event));
+    listener = listener_;
   }
   cv_.notify_all();
+  if (listener) listener();
+}
+
+void TokenStream::set_listener(std::function<void()> listener) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    listener_ = listener;
+  }
+  if (listener) listener();
 }
 
 std::optional<StreamEvent> TokenStream::pop_locked() {

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -65,6 +66,12 @@ class TokenStream {
   // Engine side. An event with finish_reason marks its sample finished.
   void push(StreamEvent event);
 
+  // Called (on the pushing thread, without the stream's lock held) after every push, so an
+  // asynchronous consumer needs no thread of its own: it should only schedule a drain with
+  // try_next(). Also called once right away when set, in case events arrived before.
+  // Thread-safe; an empty function removes the listener.
+  void set_listener(std::function<void()> listener);
+
  private:
   std::optional<StreamEvent> pop_locked();
 
@@ -75,6 +82,7 @@ class TokenStream {
   std::condition_variable cv_;
   std::deque<StreamEvent> events_;
   int32_t samples_finished_ = 0;
+  std::function<void()> listener_;
 };
 
 }  // namespace mixserve

@@ -7,6 +7,7 @@
 
 #include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/transformers_llama.h"
 #include "util/error.h"
 
 namespace mixserve {
@@ -36,6 +37,12 @@ bool get_bool(const json& obj, const char* key, bool fallback, const std::string
   if (it == obj.end() || it->is_null()) return fallback;
   MIXSERVE_CHECK(it->is_boolean(), where, ".", key, " must be true or false");
   return it->get<bool>();
+}
+
+std::optional<bool> get_optional_bool(const json& obj, const char* key, const std::string& where) {
+  const auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return std::nullopt;
+  return get_bool(obj, key, false, where);
 }
 
 std::string get_string(const json& obj, const char* key, const std::string& where) {
@@ -137,7 +144,10 @@ void add_decoder(const json& d, const std::string& where, std::vector<DecoderSte
   out.push_back(std::move(step));
 }
 
-std::unique_ptr<BpeModel> parse_model(const json& m, const std::string& where) {
+// transformers_llama: the model is rebuilt as transformers 5's LlamaTokenizer builds it, from
+// the file's vocabulary and merges with fuse_unk and byte_fallback on.
+std::unique_ptr<BpeModel> parse_model(const json& m, const std::string& where,
+                                      bool transformers_llama) {
   MIXSERVE_CHECK(m.is_object(), where, " missing");
   const std::string type = m.value("type", std::string("BPE"));
   MIXSERVE_CHECK(type == "BPE", where, ".type \"", type,
@@ -187,6 +197,11 @@ std::unique_ptr<BpeModel> parse_model(const json& m, const std::string& where) {
   options.fuse_unk = get_bool(m, "fuse_unk", false, where);
   options.byte_fallback = get_bool(m, "byte_fallback", false, where);
   options.ignore_merges = get_bool(m, "ignore_merges", false, where);
+  if (transformers_llama) {
+    options.fuse_unk = true;
+    options.byte_fallback = true;
+    options.ignore_merges = false;
+  }
   return std::make_unique<BpeModel>(std::move(vocab), merges, std::move(options), where);
 }
 
@@ -221,7 +236,12 @@ std::shared_ptr<const Tokenizer> load_spec(const std::string& tokenizer_json,
   MIXSERVE_CHECK(tok.is_object(), tok_where, ": expected a JSON object");
   MIXSERVE_CHECK(cfg.is_object(), cfg_where, ": expected a JSON object");
   HfTokenizerSpec spec;
-  spec.model = parse_model(tok.contains("model") ? tok.at("model") : json(), tok_where + ": model");
+  // Transformers mode: a Llama class in the config means transformers 5 replaces the file's
+  // normalizer, pre-tokenizer and decoder (transformers_llama.h), so those are not read at all.
+  const std::string cls = cfg.value("tokenizer_class", std::string());
+  const bool transformers_llama = is_transformers_llama_class(cls);
+  spec.model = parse_model(tok.contains("model") ? tok.at("model") : json(), tok_where + ": model",
+                           transformers_llama);
   if (const auto it = tok.find("added_tokens"); it != tok.end() && !it->is_null()) {
     for (size_t i = 0; i < it->size(); ++i) {
       const json& a = (*it)[i];
@@ -239,13 +259,21 @@ std::shared_ptr<const Tokenizer> load_spec(const std::string& tokenizer_json,
       spec.added_tokens.push_back(std::move(t));
     }
   }
-  add_normalizer(tok.value("normalizer", json()), tok_where + ": normalizer", spec.normalizer);
-  spec.pre_tokenizer =
-      parse_pre_tokenizer(tok.value("pre_tokenizer", json()), tok_where + ": pre_tokenizer");
-  if (const json d = tok.value("decoder", json()); d.is_null()) {
-    spec.decoder_null = true;
+  if (transformers_llama) {
+    TransformersLlamaSteps steps =
+        transformers_llama_steps(get_optional_bool(cfg, "legacy", cfg_where),
+                                 get_optional_bool(cfg, "add_prefix_space", cfg_where));
+    spec.pre_tokenizer = std::move(steps.pre_tokenizer);
+    spec.decoder = std::move(steps.decoder);
   } else {
-    add_decoder(d, tok_where + ": decoder", spec.decoder);
+    add_normalizer(tok.value("normalizer", json()), tok_where + ": normalizer", spec.normalizer);
+    spec.pre_tokenizer =
+        parse_pre_tokenizer(tok.value("pre_tokenizer", json()), tok_where + ": pre_tokenizer");
+    if (const json d = tok.value("decoder", json()); d.is_null()) {
+      spec.decoder_null = true;
+    } else {
+      add_decoder(d, tok_where + ": decoder", spec.decoder);
+    }
   }
 
   spec.bos_token = config_token(cfg, "bos_token");
@@ -263,7 +291,6 @@ std::shared_ptr<const Tokenizer> load_spec(const std::string& tokenizer_json,
   };
   // Special tokens around the text: transformers' LlamaTokenizerFast rebuilds the
   // post-processor from add_bos_token / add_eos_token; other classes use tokenizer.json's.
-  const std::string cls = cfg.value("tokenizer_class", std::string());
   const bool llama_class =
       cls.rfind("LlamaTokenizer", 0) == 0 || cls.rfind("CodeLlamaTokenizer", 0) == 0;
   if (llama_class) {

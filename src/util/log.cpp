@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <mutex>
 
 namespace mixserve::log {
@@ -39,9 +40,15 @@ Level level() { return static_cast<Level>(g_level.load()); }
 
 void write(Level l, const std::string& message) {
   using namespace std::chrono;
-  const double t = duration<double>(system_clock::now().time_since_epoch()).count();
+  const auto now = system_clock::now();
+  const std::time_t secs = system_clock::to_time_t(now);
+  const int millis = static_cast<int>(duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000);
+  std::tm utc{};
+  gmtime_r(&secs, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &utc);
   std::lock_guard<std::mutex> lock(g_mutex);
-  std::fprintf(stderr, "[%.3f %s] %s\n", t, name(l), message.c_str());
+  std::fprintf(stderr, "[%s.%03dZ %s] %s\n", stamp, millis, name(l), message.c_str());
 }
 
 }  // namespace mixserve::log

@@ -1,6 +1,9 @@
-// mixserve's tokenizer against mistral-tokenizer-js (an independent JS implementation of the
-// same Mistral/Mixtral BPE) on every entry of tests/data/tokenizer_corpus.json, plus the
-// Hugging Face golden file tests/golden/tokenizer_hf.json when it exists.
+// mixserve's tokenizer in its two modes (docs/tokenizer.md):
+// - raw mode, a folder holding only tokenizer.json: against mistral-tokenizer-js (an
+//   independent JS implementation of the same pipeline) on every entry of
+//   tests/data/tokenizer_corpus.json;
+// - transformers mode, assets/tokenizer/mixtral (tokenizer_config.json says LlamaTokenizer):
+//   against the Hugging Face golden file tests/golden/tokenizer_hf.json (transformers 5).
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
 import {execFileSync} from 'node:child_process';
@@ -16,13 +19,18 @@ const modelDir = path.join(root, 'assets/tokenizer/mixtral');
 const corpus = JSON.parse(fs.readFileSync(path.join(root, 'tests/data/tokenizer_corpus.json')));
 const goldenPath = path.join(root, 'tests/golden/tokenizer_hf.json');
 
+// Raw mode: tokenizer.json alone, without the tokenizer_config.json that names LlamaTokenizer.
+const rawDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mixserve-tok-raw-'));
+fs.copyFileSync(path.join(modelDir, 'tokenizer.json'), path.join(rawDir, 'tokenizer.json'));
+process.on('exit', () => fs.rmSync(rawDir, {recursive: true, force: true}));
+
 // One process for a whole list: --jsonl-in prints one {"ids","decoded",...} line per input.
-function tokenizeAll(texts, extraArgs = []) {
+function tokenizeAll(texts, extraArgs = [], model = rawDir) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mixserve-tok-'));
   try {
     const file = path.join(dir, 'in.jsonl');
     fs.writeFileSync(file, texts.map((t) => JSON.stringify(t)).join('\n') + '\n');
-    const out = execFileSync(bin, ['tokenize', '--model', modelDir, '--jsonl-in', file, ...extraArgs],
+    const out = execFileSync(bin, ['tokenize', '--model', model, '--jsonl-in', file, ...extraArgs],
                              {encoding: 'utf8', maxBuffer: 64 << 20});
     const lines = out.trimEnd().split('\n').map((l) => JSON.parse(l));
     assert.equal(lines.length, texts.length);
@@ -33,11 +41,11 @@ function tokenizeAll(texts, extraArgs = []) {
 }
 
 // mistral-tokenizer-js reads "<s>" as plain characters and returns [] for "" (no BOS); HF
-// (and mixserve) parse special-token text and always add BOS. Those entries are checked below
-// against hand-derived expectations instead.
+// (and mixserve, in both modes) parse special-token text and always add BOS. Those entries are
+// checked below against hand-derived expectations instead.
 const hasSpecialText = (t) => /<s>|<\/s>|<unk>/.test(t);
 
-test('encode and decode match mistral-tokenizer-js on the corpus', () => {
+test('raw mode: encode and decode match mistral-tokenizer-js on the corpus', () => {
   const texts = corpus.filter((t) => t !== '' && !hasSpecialText(t));
   assert.ok(texts.length >= 35);
   const ours = tokenizeAll(texts);
@@ -61,7 +69,7 @@ test('--no-special drops BOS only', () => {
   texts.forEach((_, i) => assert.deepEqual([1, ...without[i].ids], withBos[i].ids));
 });
 
-test('literal special-token text becomes the special ids, as transformers does', () => {
+test('raw mode: literal special-token text becomes the special ids', () => {
   const cases = corpus.filter((t) => t === '' || hasSpecialText(t));
   const ours = tokenizeAll(cases);
   const byText = new Map(cases.map((t, i) => [t, ours[i]]));
@@ -80,28 +88,57 @@ test('literal special-token text becomes the special ids, as transformers does',
   assert.equal(byText.get('a<s>b').decoded_skip_special, 'a b');
 });
 
-test('mixserve tokenize --text and --decode', () => {
-  const run = (...args) => JSON.parse(execFileSync(bin, ['tokenize', '--model', modelDir, ...args],
-                                                   {encoding: 'utf8'}));
-  assert.deepEqual(run('--text', 'Hello world').ids, mistral.encode('Hello world'));
-  assert.deepEqual(run('--text', 'Hello world', '--no-special').ids,
-                   mistral.encode('Hello world', false));
-  const ids = mistral.encode('Tokens 🦙 stream');
-  assert.equal(run('--decode', ids.join(',')).text, '<s> Tokens 🦙 stream');
-  assert.equal(run('--decode', ids.join(','), '--skip-special').text, 'Tokens 🦙 stream');
-  // A lone lead byte is invalid UTF-8: ByteFallback turns each byte of the run into U+FFFD.
-  assert.equal(run('--decode', '22557,243,162', '--skip-special').text, 'Hello\uFFFD\uFFFD');
+test('transformers mode: a piece gets "▁" only where it lacks one', () => {
+  const cases = ['<s>Hello</s>', 'a<s>b', 'before <s> after </s> end', ' leading space', ' '];
+  const ours = tokenizeAll(cases, [], modelDir);
+  const ids = (t) => ours[cases.indexOf(t)].ids;
+  const plain = (t) => mistral.encode(t, false, true);  // "▁" + t without BOS
+  assert.deepEqual(ids('<s>Hello</s>'), [1, 1, ...plain('Hello'), 2]);
+  assert.deepEqual(ids('a<s>b'), [1, ...plain('a'), 1, ...plain('b')]);
+  // " after " already starts with "▁" once spaces are replaced: no second one.
+  assert.deepEqual(ids('before <s> after </s> end'),
+                   [1, ...plain('before '), 1, ...plain('after '), 2, ...plain('end')]);
+  assert.deepEqual(ids(' leading space'), [1, ...plain('leading space')]);
+  assert.deepEqual(ids(' '), [1, 28705]);
 });
 
-test('Hugging Face golden file (tests/golden/tokenizer_hf.json)', (t) => {
+test('mixserve tokenize --text and --decode', () => {
+  const run = (dir, ...args) => JSON.parse(execFileSync(bin, ['tokenize', '--model', dir, ...args],
+                                                        {encoding: 'utf8'}));
+  for (const dir of [rawDir, modelDir]) {
+    assert.deepEqual(run(dir, '--text', 'Hello world').ids, mistral.encode('Hello world'));
+    assert.deepEqual(run(dir, '--text', 'Hello world', '--no-special').ids,
+                     mistral.encode('Hello world', false));
+    const ids = mistral.encode('Tokens 🦙 stream');
+    assert.equal(run(dir, '--decode', ids.join(',')).text, '<s> Tokens 🦙 stream');
+    assert.equal(run(dir, '--decode', ids.join(','), '--skip-special').text, 'Tokens 🦙 stream');
+    // A lone lead byte is invalid UTF-8: ByteFallback turns each byte of the run into U+FFFD.
+    assert.equal(run(dir, '--decode', '22557,243,162', '--skip-special').text, 'Hello\uFFFD\uFFFD');
+  }
+  assert.deepEqual(run(rawDir, '--text', ' leading space').ids, [1, 28705, 5374, 2764]);
+  assert.deepEqual(run(modelDir, '--text', ' leading space').ids, [1, 5374, 2764]);
+});
+
+test('transformers mode: Hugging Face golden file (tests/golden/tokenizer_hf.json)', (t) => {
   if (!fs.existsSync(goldenPath)) {
     t.skip('tests/golden/tokenizer_hf.json absent: made on a machine with transformers');
     return;
   }
-  const golden = JSON.parse(fs.readFileSync(goldenPath, 'utf8'));
-  const ours = tokenizeAll(golden.map((g) => g.text));
+  const file = JSON.parse(fs.readFileSync(goldenPath, 'utf8'));
+  const golden = Array.isArray(file) ? file : file.entries;
+  assert.ok(golden.length >= 40);
+  const texts = golden.map((g) => g.text);
+  const ours = tokenizeAll(texts, [], modelDir);
+  const noSpecial = tokenizeAll(texts, ['--no-special'], modelDir);
   golden.forEach((g, i) => {
-    assert.deepEqual(ours[i].ids, g.ids, `encode ${JSON.stringify(g.text.slice(0, 60))}`);
-    if (g.decoded !== undefined) assert.equal(ours[i].decoded, g.decoded);
+    const what = JSON.stringify(g.text.slice(0, 60));
+    assert.deepEqual(ours[i].ids, g.ids, `encode ${what}`);
+    if (g.ids_no_special !== undefined) {
+      assert.deepEqual(noSpecial[i].ids, g.ids_no_special, `encode without BOS ${what}`);
+    }
+    if (g.decoded !== undefined) assert.equal(ours[i].decoded, g.decoded, `decode ${what}`);
+    if (g.decoded_skip_special !== undefined) {
+      assert.equal(ours[i].decoded_skip_special, g.decoded_skip_special, `decode skip ${what}`);
+    }
   });
 });

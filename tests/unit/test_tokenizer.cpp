@@ -266,6 +266,75 @@ TEST(TokenizerConfig, LlamaClassFlagsDecideSpecialTokens) {
   EXPECT_EQ(load(tiny_tokenizer())->bos_id(), -1);
 }
 
+// Mode selection. Raw: tokenizer.json's own steps (Prepend "▁" to every piece, spaces -> "▁").
+// Transformers mode (a Llama class in the config): Metaspace with split false, whose prepend
+// scheme follows legacy / add_prefix_space, and transformers' decoder.
+json with_class(const char* cls, json extra = json::object()) {
+  extra["tokenizer_class"] = cls;
+  extra["bos_token"] = "<s>";
+  return extra;
+}
+
+TEST(TokenizerModes, RawPipelineWithoutLlamaClass) {
+  for (const json& cfg :
+       {json::object(), with_class("PreTrainedTokenizerFast"), with_class("CodeLlamaTokenizer")}) {
+    const auto tok = load(tiny_tokenizer(), cfg);
+    EXPECT_EQ(tok->encode(" ab", false), (Ids{6, 6, 10})) << cfg.dump();  // "▁" + "▁ab"
+    EXPECT_EQ(tok->encode("<s>ab", false), (Ids{1, 6, 10})) << cfg.dump();
+  }
+}
+
+TEST(TokenizerModes, LlamaClassLegacyTrueIsAlways) {
+  for (const char* cls : {"LlamaTokenizer", "LlamaTokenizerFast"}) {
+    const auto tok = load(tiny_tokenizer(), with_class(cls, {{"legacy", true}}));
+    EXPECT_EQ(tok->encode(" ab", false), (Ids{6, 10})) << cls;  // already starts with "▁"
+    EXPECT_EQ(tok->encode("ab", false), (Ids{6, 10})) << cls;
+    EXPECT_EQ(tok->encode("<s>ab", false), (Ids{1, 6, 10})) << cls;  // every piece gets one
+    EXPECT_EQ(tok->encode("ab<s> ab", false), (Ids{6, 10, 1, 6, 10})) << cls;
+    EXPECT_EQ(tok->decode(Ids{6, 10, 6, 10}), "ab ab") << cls;
+  }
+}
+
+TEST(TokenizerModes, LlamaClassLegacyFalseOrAbsentIsFirst) {
+  for (const json& cfg :
+       {with_class("LlamaTokenizer", {{"legacy", false}}), with_class("LlamaTokenizer"),
+        with_class("LlamaTokenizer", {{"legacy", nullptr}})}) {
+    const auto tok = load(tiny_tokenizer(), cfg);
+    EXPECT_EQ(tok->encode("ab", false), (Ids{6, 10})) << cfg.dump();
+    EXPECT_EQ(tok->encode(" ab", false), (Ids{6, 10})) << cfg.dump();
+    EXPECT_EQ(tok->encode("<s>ab", false), (Ids{1, 10})) << cfg.dump();  // not at text start
+    EXPECT_EQ(tok->encode("ab<s> ab", false), (Ids{6, 10, 1, 6, 10})) << cfg.dump();
+  }
+}
+
+TEST(TokenizerModes, AddPrefixSpaceFalseIsNever) {
+  const auto tok =
+      load(tiny_tokenizer(),
+           with_class("LlamaTokenizer", {{"legacy", true}, {"add_prefix_space", false}}));
+  EXPECT_EQ(tok->encode("ab", false), (Ids{10}));
+  EXPECT_EQ(tok->encode(" ab", false), (Ids{6, 10}));
+  // No Strip in the decoder: the leading space of "▁ab" stays.
+  EXPECT_EQ(tok->decode(Ids{6, 10}), " ab");
+  EXPECT_EQ(load(tiny_tokenizer(), with_class("LlamaTokenizer"))->decode(Ids{6, 10}), "ab");
+}
+
+TEST(TokenizerModes, LlamaClassIgnoresTheFilesTextSteps) {
+  json t = tiny_tokenizer();
+  t["normalizer"] = {{"type", "NFKC"}};
+  t["decoder"] = nullptr;
+  EXPECT_NE(load_error(t).find("NFKC"), std::string::npos);  // raw mode reads it
+  const auto tok = load(t, with_class("LlamaTokenizer", {{"legacy", true}}));
+  EXPECT_EQ(tok->encode("a b", false), (Ids{12, 6, 8}));  // "▁a▁b": no merge "▁ b"
+  EXPECT_EQ(tok->decode(Ids{1, 12, 6, 8}), "<s> a b");    // transformers' decoder, not null's
+  const json bad_cfg = with_class("LlamaTokenizer", {{"legacy", "yes"}});
+  try {
+    load(tiny_tokenizer(), bad_cfg);
+    ADD_FAILURE() << "a non-boolean legacy must be an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("legacy"), std::string::npos) << e.what();
+  }
+}
+
 TEST(TokenizerConfig, FromDirReadsGenerationConfigAndTemplateFile) {
   const auto dir = std::filesystem::temp_directory_path() / "mixserve_tok_dir";
   std::filesystem::create_directories(dir);
@@ -296,12 +365,27 @@ TEST(TokenizerMixtral, ShippedAssets) {
   EXPECT_EQ(tok->eos_ids(), (Ids{2}));
   EXPECT_NE(tok->chat_template().find("[INST]"), std::string::npos);
   EXPECT_EQ(tok->id_to_piece(28705), "▁");
-  // Reference ids from mistral-tokenizer-js's own test cases.
+  // Transformers mode (LlamaTokenizer, legacy true): ids from transformers 5.17.
+  EXPECT_EQ(tok->encode(" leading space"), (Ids{1, 5374, 2764}));
+  EXPECT_EQ(tok->encode("     "), (Ids{1, 355}));
+  EXPECT_EQ(tok->encode("before <s> after </s> end"),
+            (Ids{1, 1159, 28705, 1, 1024, 28705, 2, 948}));
+  EXPECT_EQ(tok->encode("grabbed"), (Ids{1, 13300}));
+  EXPECT_EQ(tok->decode(Ids{1, 28705, 243, 162, 169, 156}), "<s> 🦙");
+  EXPECT_EQ(tok->decode(Ids{1, 28705, 243, 162, 169, 156}, true), "🦙");
+}
+
+// tokenizer.json alone (no Llama class): its own normalizer, as mistral-tokenizer-js and the
+// tokenizers library run it. Reference ids from mistral-tokenizer-js's own test cases.
+TEST(TokenizerMixtral, TokenizerJsonAlone) {
+  std::ifstream in(kSource / "assets/tokenizer/mixtral/tokenizer.json");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto tok = Tokenizer::from_json(text);
   EXPECT_EQ(tok->encode("grabbed"), (Ids{1, 13300}));
   EXPECT_EQ(tok->encode("           grabbed"), (Ids{1, 17422, 13300}));
   EXPECT_EQ(tok->encode("ax\n####\nboo"), (Ids{1, 6056, 13, 2000, 13, 1798, 28709}));
   EXPECT_EQ(tok->encode("🦙Ꙋ"), (Ids{1, 28705, 243, 162, 169, 156, 237, 156, 141}));
-  EXPECT_EQ(tok->decode(Ids{1, 28705, 243, 162, 169, 156}), "<s> 🦙");
+  EXPECT_EQ(tok->encode(" leading space"), (Ids{1, 28705, 5374, 2764}));
   EXPECT_EQ(tok->decode(Ids{1, 28705, 243, 162, 169, 156}, true), "🦙");
 }
 

@@ -114,20 +114,31 @@ TEST(IncrementalDetokenizer, RandomIdStreams) {
   }
 }
 
-// tests/golden/tokenizer_hf.json: [{"text": ..., "ids": [...], "decoded": ...}, ...] made with
-// Hugging Face transformers (AutoTokenizer for Mixtral; encode(text), decode(ids)).
+// tests/golden/tokenizer_hf.json: {"reference": {...}, "entries": [{"text", "ids",
+// "ids_no_special", "decoded", "decoded_skip_special"}, ...]} made with Hugging Face
+// transformers 5 (AutoTokenizer on assets/tokenizer/mixtral: transformers mode).
 TEST(TokenizerGolden, MatchesHuggingFace) {
   const auto path = kSource / "tests/golden/tokenizer_hf.json";
   if (!std::filesystem::exists(path)) {
     GTEST_SKIP() << "tests/golden/tokenizer_hf.json absent: made on a machine with transformers";
   }
   const auto tok = mixtral();
-  for (const json& g : read_json(path)) {
+  const json golden = read_json(path);
+  const json& entries = golden.is_array() ? golden : golden.at("entries");
+  ASSERT_GE(entries.size(), 40u);
+  for (const json& g : entries) {
     const std::string text = g.at("text").get<std::string>();
     const Ids ids = g.at("ids").get<Ids>();
     EXPECT_EQ(tok->encode(text), ids) << "text: " << text.substr(0, 80);
+    if (g.contains("ids_no_special")) {
+      EXPECT_EQ(tok->encode(text, false), g.at("ids_no_special").get<Ids>())
+          << "text: " << text.substr(0, 80);
+    }
     if (g.contains("decoded")) {
       EXPECT_EQ(tok->decode(ids), g.at("decoded").get<std::string>());
+    }
+    if (g.contains("decoded_skip_special")) {
+      EXPECT_EQ(tok->decode(ids, true), g.at("decoded_skip_special").get<std::string>());
     }
   }
 }
