@@ -2,7 +2,6 @@
 // prefilling every sequence's context. A kernel-work measurement (no scheduler, no sampling);
 // the serving benchmarks are `mixserve bench`.
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -93,11 +92,12 @@ const CommandRegistrar kBenchStep(
 #endif
         std::sort(ms.begin(), ms.end());
         const double median = ms[ms.size() / 2];
-        std::printf("{\"backend\":\"%s\",\"model\":\"%s\",\"batch\":%d,\"context\":%d,"
-                    "\"iters\":%d,\"step_ms_median\":%.4f,\"step_ms_min\":%.4f,"
-                    "\"step_ms_max\":%.4f,\"tokens_per_s\":%.1f}\n",
-                    be->name().c_str(), a->backend.model.c_str(), a->batch, a->context, a->iters,
-                    median, ms.front(), ms.back(), 1000.0 * a->batch / median);
+        std::printf(
+            "{\"backend\":\"%s\",\"model\":\"%s\",\"batch\":%d,\"context\":%d,"
+            "\"iters\":%d,\"step_ms_median\":%.4f,\"step_ms_min\":%.4f,"
+            "\"step_ms_max\":%.4f,\"tokens_per_s\":%.1f}\n",
+            be->name().c_str(), a->backend.model.c_str(), a->batch, a->context, a->iters, median,
+            ms.front(), ms.back(), 1000.0 * a->batch / median);
         return 0;
       };
     });

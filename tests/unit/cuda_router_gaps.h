@@ -23,7 +23,9 @@ namespace mixserve::cuda_test {
 class RouterGapReference {
  public:
   RouterGapReference(const ModelConfig& c, CpuWeights w, int block_size, int num_blocks)
-      : c_(c), w_(std::move(w)), block_size_(block_size),
+      : c_(c),
+        w_(std::move(w)),
+        block_size_(block_size),
         pool_(size_t(num_blocks) * block_size * c.num_key_value_heads * c.head_dim),
         kv_(size_t(c.num_hidden_layers) * 2 * pool_),
         inv_freq_(cpu::rope_inv_freq(c.head_dim, c.rope_theta)) {}
@@ -50,7 +52,8 @@ class RouterGapReference {
       cpu::linear(h.data(), T, lw.wv.data(), H, Hkv * D, v.data(), 1);
       for (int t = 0; t < T; ++t) {
         cpu::apply_rope(q.data() + size_t(t) * Hq * D, Hq, D, plan.positions[t], inv_freq_.data());
-        cpu::apply_rope(k.data() + size_t(t) * Hkv * D, Hkv, D, plan.positions[t], inv_freq_.data());
+        cpu::apply_rope(k.data() + size_t(t) * Hkv * D, Hkv, D, plan.positions[t],
+                        inv_freq_.data());
       }
       cpu::write_kv(plan, shape, k.data(), v.data(), kp, vp);
       cpu::paged_attention(plan, shape, q.data(), kp, vp, attn.data(), 1);

@@ -34,9 +34,9 @@ namespace mixserve::cuda_test {
 
 constexpr double kBf16OpTol = 1e-2;
 constexpr double kFp16OpTol = 2e-3;
-constexpr double kBf16ModelTol = 2e-2;   // logits of a 2-layer model, relative L2 per row
+constexpr double kBf16ModelTol = 2e-2;  // logits of a 2-layer model, relative L2 per row
 constexpr double kFp16ModelTol = 3e-3;
-constexpr double kModelRowMax = 1.0;     // rows after a router near-tie (a flipped expert)
+constexpr double kModelRowMax = 1.0;  // rows after a router near-tie (a flipped expert)
 // Router logit gap (K-th minus (K+1)-th largest) under which bf16 may flip the choice: the
 // router logits (std ~3 in these models) carry ~0.4% relative error, about 0.01; 5x that.
 constexpr float kRouterTieGap = 0.05f;
@@ -46,11 +46,11 @@ constexpr float kGreedyTieLogitGap = 0.1f;
 
 inline double op_tol(DType t) { return t == DType::kBF16 ? kBf16OpTol : kFp16OpTol; }
 
-#define MIXSERVE_SKIP_WITHOUT_GPU()                                                      \
-  do {                                                                                   \
-    if (::mixserve::cuda_device_count() == 0) {                                          \
-      GTEST_SKIP() << "no CUDA device on this machine: CUDA tests run only on a GPU";    \
-    }                                                                                    \
+#define MIXSERVE_SKIP_WITHOUT_GPU()                                                   \
+  do {                                                                                \
+    if (::mixserve::cuda_device_count() == 0) {                                       \
+      GTEST_SKIP() << "no CUDA device on this machine: CUDA tests run only on a GPU"; \
+    }                                                                                 \
   } while (0)
 
 using cuda::DeviceBuffer;
@@ -59,8 +59,8 @@ template <typename T>
 DeviceBuffer upload(const std::vector<T>& v) {
   DeviceBuffer b(std::max<size_t>(1, v.size() * sizeof(T)));
   if (!v.empty()) {
-    MIXSERVE_CUDA_CHECK(cudaMemcpy(b.get(), v.data(), v.size() * sizeof(T),
-                                   cudaMemcpyHostToDevice));
+    MIXSERVE_CUDA_CHECK(
+        cudaMemcpy(b.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
   }
   return b;
 }

@@ -32,7 +32,8 @@ void check_attention(const std::vector<SeqSpec>& seqs, const HeadShape hs, int w
   const std::vector<float> v = rounded(random_vector(pool), dt);
   std::vector<float> q(size_t(T) * hs.Hq * hs.D);
   for (int t = 0; t < T; ++t) {
-    std::copy_n(qkv.begin() + size_t(t) * stride, hs.Hq * hs.D, q.begin() + size_t(t) * hs.Hq * hs.D);
+    std::copy_n(qkv.begin() + size_t(t) * stride, hs.Hq * hs.D,
+                q.begin() + size_t(t) * hs.Hq * hs.D);
   }
   const cpu::AttentionShape shape{hs.Hq, hs.Hkv, hs.D, block_size, window};
   std::vector<float> ref(q.size());
@@ -72,10 +73,10 @@ void check_attention(const std::vector<SeqSpec>& seqs, const HeadShape hs, int w
 // Steps of T = 1, 3, 17 and 257 tokens.
 std::vector<std::vector<SeqSpec>> steps() {
   return {
-      {{45, 1}},                                    // one decode, 3 blocks
-      {{1, 1}, {16, 1}, {33, 1}},                   // decodes at block edges
-      {{17, 17}},                                   // a fresh prefill crossing a block
-      {{300, 250}, {70, 1}, {5, 5}, {64, 1}},       // chunked prefill + decodes + prefill
+      {{45, 1}},                               // one decode, 3 blocks
+      {{1, 1}, {16, 1}, {33, 1}},              // decodes at block edges
+      {{17, 17}},                              // a fresh prefill crossing a block
+      {{300, 250}, {70, 1}, {5, 5}, {64, 1}},  // chunked prefill + decodes + prefill
   };
 }
 

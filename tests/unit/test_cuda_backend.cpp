@@ -91,10 +91,10 @@ void compare_steps(const std::filesystem::path& model, Backend& cpu, Backend& gp
         }
       }
     }
-    std::printf("[cuda e2e] %s step %d: %d tokens, logits relative L2 error %.3g; worst row %.3g "
-                "(%d rows after a router near-tie: worst %.3g)\n",
-                label.c_str(), step, plan.num_tokens(), rel_l2(got, ref), worst_clean, tie_rows,
-                worst_tie);
+    std::printf(
+        "[cuda e2e] %s step %d: %d tokens, logits relative L2 error %.3g; worst row %.3g "
+        "(%d rows after a router near-tie: worst %.3g)\n",
+        label.c_str(), step, plan.num_tokens(), rel_l2(got, ref), worst_clean, tie_rows, worst_tie);
     EXPECT_LT(worst_clean, tol) << label << " step " << step;
     EXPECT_LT(worst_tie, kModelRowMax) << label << " step " << step;
   }
@@ -122,8 +122,8 @@ TEST(CudaBackend, SyntheticWeightsEqualWrittenCheckpoint) {
   testing::TempDir dir("cuda_synth");
   const auto path = write_model(dir, "tiny");
   auto loaded = cuda::CudaBackend::load(path, small_options(DType::kBF16));
-  auto synth = cuda::CudaBackend::synthetic(preset_from_spec("tiny"), 0,
-                                            small_options(DType::kBF16));
+  auto synth =
+      cuda::CudaBackend::synthetic(preset_from_spec("tiny"), 0, small_options(DType::kBF16));
   loaded->allocate_kv_cache({kNumBlocks, kBlockSize});
   synth->allocate_kv_cache({kNumBlocks, kBlockSize});
   BatchPlan plan = build_plan({{23, 23}, {7, 7}}, kBlockSize, kNumBlocks, rng());
@@ -193,9 +193,10 @@ TEST(CudaBackend, GreedyDecodeMatchesCpu) {
     // closer than the bf16 logit error (kGreedyTieLogitGap); after that the sequences differ.
     const std::vector<float>& l = cpu_logits[diverge];
     const float gap = l[ref[diverge]] - l[got[diverge]];
-    std::printf("[cuda e2e] %s greedy: identical for %zu tokens, then a near-tie (CPU logit gap "
-                "%.4f between %d and %d)\n", preset.c_str(), diverge, gap, ref[diverge],
-                got[diverge]);
+    std::printf(
+        "[cuda e2e] %s greedy: identical for %zu tokens, then a near-tie (CPU logit gap "
+        "%.4f between %d and %d)\n",
+        preset.c_str(), diverge, gap, ref[diverge], got[diverge]);
     EXPECT_LT(gap, kGreedyTieLogitGap) << preset << ": greedy token " << diverge << " differs "
                                        << "and the CPU's margin is no near-tie";
   }

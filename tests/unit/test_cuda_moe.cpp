@@ -33,8 +33,9 @@ TEST(CudaMoe, TopkMatchesCpuRoutingIncludingTies) {
       const cpu::Routing ref = cpu::route_tokens(logits.data(), T, c, lw, 1);
 
       DeviceBuffer d_logits = upload(logits), d_exp(size_t(T) * K * 4), d_w(size_t(T) * K * 4);
-      ASSERT_EQ(cuda::moe_topk(d_logits.as<float>(), T, E, K, d_exp.as<int32_t>(),
-                               d_w.as<float>(), nullptr), cudaSuccess);
+      ASSERT_EQ(cuda::moe_topk(d_logits.as<float>(), T, E, K, d_exp.as<int32_t>(), d_w.as<float>(),
+                               nullptr),
+                cudaSuccess);
       const std::vector<int32_t> experts = download<int32_t>(d_exp, size_t(T) * K);
       const std::vector<float> weights = download<float>(d_w, size_t(T) * K);
       for (size_t i = 0; i < experts.size(); ++i) {
@@ -50,9 +51,10 @@ void check_sort(const std::vector<int32_t>& experts, int T, int K, int E) {
   const int N = T * K;
   DeviceBuffer d_exp = upload(experts), d_counts(E * 4), d_off((E + 1) * 4),
                d_sorted(std::max(N, 1) * 4), d_pos(std::max(N, 1) * 4);
-  ASSERT_EQ(cuda::moe_sort(d_exp.as<int32_t>(), T, K, E, d_counts.as<int32_t>(),
-                           d_off.as<int32_t>(), d_sorted.as<int32_t>(), d_pos.as<int32_t>(),
-                           nullptr), cudaSuccess);
+  ASSERT_EQ(
+      cuda::moe_sort(d_exp.as<int32_t>(), T, K, E, d_counts.as<int32_t>(), d_off.as<int32_t>(),
+                     d_sorted.as<int32_t>(), d_pos.as<int32_t>(), nullptr),
+      cudaSuccess);
   const auto counts = download<int32_t>(d_counts, E), offsets = download<int32_t>(d_off, E + 1);
   const auto sorted = download<int32_t>(d_sorted, N), pos = download<int32_t>(d_pos, N);
   std::vector<int32_t> ref_sorted, ref_pos(N);
@@ -101,7 +103,8 @@ TEST(CudaMoe, GatherSiluMulAndCombineMatchReference) {
     DeviceBuffer d_src = upload(to_half(src, dt)), d_index = upload(index),
                  d_dst(index.size() * H * 2);
     ASSERT_EQ(cuda::gather_rows(d_src.get(), d_index.as<int32_t>(), int(index.size()), H,
-                                d_dst.get(), dt, nullptr), cudaSuccess);
+                                d_dst.get(), dt, nullptr),
+              cudaSuccess);
     const std::vector<float> dst = from_half(download<uint16_t>(d_dst, index.size() * H), dt);
     for (size_t r = 0; r < index.size(); ++r) {
       for (int h = 0; h < H; ++h) ASSERT_EQ(dst[r * H + h], src[size_t(index[r]) * H + h]);
@@ -112,7 +115,8 @@ TEST(CudaMoe, GatherSiluMulAndCombineMatchReference) {
     std::vector<float> ref(size_t(n) * F);
     for (int r = 0; r < n; ++r) {
       for (int f = 0; f < F; ++f) {
-        ref[size_t(r) * F + f] = cpu::silu(gu[size_t(r) * 2 * F + f]) * gu[size_t(r) * 2 * F + F + f];
+        ref[size_t(r) * F + f] =
+            cpu::silu(gu[size_t(r) * 2 * F + f]) * gu[size_t(r) * 2 * F + F + f];
       }
     }
     DeviceBuffer d_gu = upload(to_half(gu, dt)), d_act(ref.size() * 2);

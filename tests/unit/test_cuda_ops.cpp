@@ -27,7 +27,8 @@ TEST(CudaOps, EmbeddingGatherIsExact) {
     DeviceBuffer d_embed = upload(to_half(embed, DType::kBF16)), d_ids = upload(ids);
     DeviceBuffer d_x(size_t(T) * H * 4);
     ASSERT_EQ(cuda::embedding_gather(d_ids.as<int32_t>(), T, d_embed.get(), DType::kBF16, H,
-                                     d_x.as<float>(), nullptr), cudaSuccess);
+                                     d_x.as<float>(), nullptr),
+              cudaSuccess);
     const std::vector<float> x = download<float>(d_x, size_t(T) * H);
     for (int t = 0; t < T; ++t) {
       for (int h = 0; h < H; ++h) ASSERT_EQ(x[t * H + h], embed[ids[t] * H + h]);
@@ -46,8 +47,9 @@ TEST(CudaOps, AddRmsNormMatchesCpu) {
         for (float& v : w) v = from_half_bits(to_half_bits(v + 1.0f, dt), dt);
         DeviceBuffer d_x = upload(x), d_delta = upload(delta), d_w = upload(to_half(w, dt));
         DeviceBuffer d_out(size_t(T) * H * 2);
-        ASSERT_EQ(cuda::add_rms_norm(d_x.as<float>(), d_delta.as<float>(), nullptr, T, H,
-                                     d_w.get(), 1e-5f, d_out.get(), dt, nullptr), cudaSuccess);
+        ASSERT_EQ(cuda::add_rms_norm(d_x.as<float>(), d_delta.as<float>(), nullptr, T, H, d_w.get(),
+                                     1e-5f, d_out.get(), dt, nullptr),
+                  cudaSuccess);
         for (size_t i = 0; i < x.size(); ++i) x[i] += delta[i];
         std::vector<float> ref(x.size());
         cpu::rms_norm(x.data(), T, H, w.data(), 1e-5f, ref.data());
@@ -63,8 +65,8 @@ TEST(CudaOps, AddRmsNormMatchesCpu) {
         const int R = int(rows.size());
         DeviceBuffer d_rows = upload(rows), d_out2(size_t(R) * H * 2);
         const std::vector<float> x_before = download<float>(d_x, x.size());
-        ASSERT_EQ(cuda::add_rms_norm(d_x.as<float>(), d_delta.as<float>(), d_rows.as<int32_t>(),
-                                     R, H, d_w.get(), 1e-5f, d_out2.get(), dt, nullptr),
+        ASSERT_EQ(cuda::add_rms_norm(d_x.as<float>(), d_delta.as<float>(), d_rows.as<int32_t>(), R,
+                                     H, d_w.get(), 1e-5f, d_out2.get(), dt, nullptr),
                   cudaSuccess);
         std::vector<float> sel(size_t(R) * H), ref2(sel.size());
         for (int r = 0; r < R; ++r) {
@@ -81,7 +83,9 @@ TEST(CudaOps, AddRmsNormMatchesCpu) {
 TEST(CudaOps, RopeAndKvWriteMatchCpu) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   const DType dt = DType::kBF16;
-  struct Shape { int Hq, Hkv, D; };
+  struct Shape {
+    int Hq, Hkv, D;
+  };
   for (const Shape s : {Shape{4, 1, 32}, Shape{6, 2, 8}, Shape{32, 8, 128}, Shape{4, 4, 6}}) {
     for (int T : {1, 3, 17, 257}) {
       const int W = (s.Hq + 2 * s.Hkv) * s.D, N = T + 40;
@@ -99,8 +103,9 @@ TEST(CudaOps, RopeAndKvWriteMatchCpu) {
       DeviceBuffer d_k = upload(std::vector<uint16_t>(pool, 0x7fc0)),  // NaN poison
           d_v = upload(std::vector<uint16_t>(pool, 0x7fc0));
       ASSERT_EQ(cuda::rope_write_kv(d_qkv.get(), dt, T, s.Hq, s.Hkv, s.D, d_pos.as<int32_t>(),
-                                    d_slots.as<int64_t>(), d_inv.as<float>(), d_k.get(),
-                                    d_v.get(), nullptr), cudaSuccess);
+                                    d_slots.as<int64_t>(), d_inv.as<float>(), d_k.get(), d_v.get(),
+                                    nullptr),
+                cudaSuccess);
       const std::vector<float> got_qkv = from_half(download<uint16_t>(d_qkv, qkv.size()), dt);
       const std::vector<float> k = from_half(download<uint16_t>(d_k, pool), dt);
       const std::vector<float> v = from_half(download<uint16_t>(d_v, pool), dt);
@@ -138,8 +143,8 @@ TEST(CudaOps, SyntheticWeightsEqualMakeModel) {
       synthetic_tensor_values(t, 1234, ref.data());
       const SyntheticTensorParams p = synthetic_tensor_params(t, 1234);
       DeviceBuffer d(n * 2);
-      ASSERT_EQ(cuda::fill_synthetic(d.get(), dt, int64_t(n), p.key, p.half_width, p.norm,
-                                     nullptr), cudaSuccess);
+      ASSERT_EQ(cuda::fill_synthetic(d.get(), dt, int64_t(n), p.key, p.half_width, p.norm, nullptr),
+                cudaSuccess);
       EXPECT_EQ(download<uint16_t>(d, n), to_half(ref, dt)) << t.name;
     }
   }
@@ -148,7 +153,9 @@ TEST(CudaOps, SyntheticWeightsEqualMakeModel) {
 TEST(CudaOps, CublasLtGemmMatchesCpuLinear) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   cuda::CublasLtGemm gemm;
-  struct Shape { int N, K; };
+  struct Shape {
+    int N, K;
+  };
   for (DType dt : {DType::kBF16, DType::kF16}) {
     for (const Shape s : {Shape{64, 128}, Shape{40, 48}, Shape{8, 4096}, Shape{500, 256}}) {
       for (int M : {1, 3, 17, 257}) {

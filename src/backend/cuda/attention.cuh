@@ -15,7 +15,7 @@
 
 namespace mixserve::cuda {
 
-constexpr int kAttnTile = 32;      // keys per shared-memory tile (one per lane)
+constexpr int kAttnTile = 32;  // keys per shared-memory tile (one per lane)
 constexpr int kAttnMaxD = 256;
 constexpr int kAttnDPerLane = kAttnMaxD / 32;
 constexpr int kAttnLoadUnroll = 4;
@@ -23,10 +23,10 @@ constexpr int kAttnLoadUnroll = 4;
 __host__ __device__ inline int attn_row_stride(int D) { return D % 8 == 0 ? D + 8 : D + 2; }
 
 // Element offset of position pos of KV head g in a [N, Hkv, D] pool, through the block table.
-__device__ __forceinline__ int64_t kv_offset(const int32_t* table, int pos, int block_size,
-                                             int Hkv, int g, int D) {
-  const int64_t slot = static_cast<int64_t>(table[pos / block_size]) * block_size +
-                       pos % block_size;
+__device__ __forceinline__ int64_t kv_offset(const int32_t* table, int pos, int block_size, int Hkv,
+                                             int g, int D) {
+  const int64_t slot =
+      static_cast<int64_t>(table[pos / block_size]) * block_size + pos % block_size;
   return (slot * Hkv + g) * D;
 }
 
@@ -50,8 +50,8 @@ __global__ void paged_attention_kernel(AttentionArgs a) {
 
   const T* k_cache = static_cast<const T*>(a.k_cache);
   const T* v_cache = static_cast<const T*>(a.v_cache);
-  const int32_t* table = a.block_tables + static_cast<int64_t>(a.seq_of_token[t]) *
-                                              a.max_blocks_per_seq;
+  const int32_t* table =
+      a.block_tables + static_cast<int64_t>(a.seq_of_token[t]) * a.max_blocks_per_seq;
   const int p = a.positions[t];
   const int first = a.sliding_window > 0 ? max(0, p - a.sliding_window + 1) : 0;
 
@@ -73,8 +73,8 @@ __global__ void paged_attention_kernel(AttentionArgs a) {
         for (int u = 0; u < kAttnLoadUnroll; ++u) {
           const int c = c0 + u * blockDim.x;
           if (c < total) {
-            const int64_t src = kv_offset(table, base + c / cpr, a.block_size, Hkv, g, D) +
-                                (c % cpr) * 8;
+            const int64_t src =
+                kv_offset(table, base + c / cpr, a.block_size, Hkv, g, D) + (c % cpr) * 8;
             kr[u] = *reinterpret_cast<const uint4*>(k_cache + src);
             vr[u] = *reinterpret_cast<const uint4*>(v_cache + src);
           }
@@ -151,12 +151,12 @@ cudaError_t launch_paged_attention(const AttentionArgs& a, cudaStream_t stream) 
   if (a.num_kv_heads <= 0 || a.num_heads % a.num_kv_heads != 0) return cudaErrorInvalidValue;
   const int G = a.num_heads / a.num_kv_heads;
   if (G > 32 || a.head_dim <= 0 || a.head_dim > kAttnMaxD) return cudaErrorInvalidValue;
-  const size_t smem = sizeof(float) * G * a.head_dim +
-                      2 * sizeof(T) * kAttnTile * attn_row_stride(a.head_dim);
+  const size_t smem =
+      sizeof(float) * G * a.head_dim + 2 * sizeof(T) * kAttnTile * attn_row_stride(a.head_dim);
   if (smem > 48 * 1024) {
-    const cudaError_t err = cudaFuncSetAttribute(
-        paged_attention_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-        static_cast<int>(smem));
+    const cudaError_t err =
+        cudaFuncSetAttribute(paged_attention_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(smem));
     if (err != cudaSuccess) return err;
   }
   const dim3 grid(a.num_tokens, a.num_kv_heads);

@@ -10,22 +10,26 @@
 namespace mixserve::cuda {
 namespace {
 
-#define MIXSERVE_CUBLAS_CHECK(call)                                                         \
-  do {                                                                                      \
-    const cublasStatus_t st_ = (call);                                                      \
-    if (st_ != CUBLAS_STATUS_SUCCESS) {                                                     \
-      ::mixserve::throw_error("cuBLASLt error at ", __FILE__, ":", __LINE__, ": ", #call,   \
-                              " failed: ", cublasLtGetStatusName(st_), " (",                \
-                              cublasLtGetStatusString(st_), ")");                           \
-    }                                                                                       \
+#define MIXSERVE_CUBLAS_CHECK(call)                                                       \
+  do {                                                                                    \
+    const cublasStatus_t st_ = (call);                                                    \
+    if (st_ != CUBLAS_STATUS_SUCCESS) {                                                   \
+      ::mixserve::throw_error("cuBLASLt error at ", __FILE__, ":", __LINE__, ": ", #call, \
+                              " failed: ", cublasLtGetStatusName(st_), " (",              \
+                              cublasLtGetStatusString(st_), ")");                         \
+    }                                                                                     \
   } while (0)
 
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
-    case DType::kBF16: return CUDA_R_16BF;
-    case DType::kF16: return CUDA_R_16F;
-    case DType::kF32: return CUDA_R_32F;
-    default: throw_error("cuBLASLt GEMM: unsupported dtype ", dtype_name(t));
+    case DType::kBF16:
+      return CUDA_R_16BF;
+    case DType::kF16:
+      return CUDA_R_16F;
+    case DType::kF32:
+      return CUDA_R_32F;
+    default:
+      throw_error("cuBLASLt GEMM: unsupported dtype ", dtype_name(t));
   }
 }
 
@@ -74,10 +78,10 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
   //                                · X^T [K, M] (row-major X is col-major [K, M]).
   MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-  MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-      plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
-  MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-      plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)));
+  MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                       &trans_a, sizeof(trans_a)));
+  MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                       &trans_b, sizeof(trans_b)));
   MIXSERVE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, in, K, N, K));
   MIXSERVE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, in, K, M, K));
   MIXSERVE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, out, N, M, N));
@@ -88,23 +92,21 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
   const uint32_t al = static_cast<uint32_t>(align);
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                        sizeof(ws));
-  for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
-                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
-                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+  for (auto attr :
+       {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
     cublasLtMatmulPreferenceSetAttribute(pref, attr, &al, sizeof(al));
   }
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
-      static_cast<cublasLtHandle_t>(handle_), plan->desc, plan->a, plan->b, plan->c, plan->c,
-      pref, 1, &result, &found);
+  const cublasStatus_t st =
+      cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(handle_), plan->desc, plan->a,
+                                     plan->b, plan->c, plan->c, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
-    throw_error("cuBLASLt: no algorithm for the GEMM [", M, " x ", K, "] x [", N, " x ", K,
-                "]^T (", dtype_name(static_cast<DType>(in_i)), " -> ",
-                dtype_name(static_cast<DType>(out_i)), ", alignment ", align, " bytes): ",
-                cublasLtGetStatusString(st));
+    throw_error("cuBLASLt: no algorithm for the GEMM [", M, " x ", K, "] x [", N, " x ", K, "]^T (",
+                dtype_name(static_cast<DType>(in_i)), " -> ", dtype_name(static_cast<DType>(out_i)),
+                ", alignment ", align, " bytes): ", cublasLtGetStatusString(st));
   }
   plan->algo = result.algo;
   return *plans_.emplace(key, std::move(plan)).first->second;

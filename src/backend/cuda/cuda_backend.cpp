@@ -21,8 +21,9 @@ double gib(size_t bytes) { return static_cast<double>(bytes) / double(1 << 30); 
 size_t align_up(size_t n) { return (n + 255) / 256 * 256; }
 
 void check_config(const ModelConfig& c) {
-  MIXSERVE_CHECK(!c.fp8, "CUDA backend: FP8 checkpoints are not supported yet; use a "
-                         "bf16/fp16/fp32 checkpoint");
+  MIXSERVE_CHECK(!c.fp8,
+                 "CUDA backend: FP8 checkpoints are not supported yet; use a "
+                 "bf16/fp16/fp32 checkpoint");
   MIXSERVE_CHECK(c.num_attention_heads > 0 && c.num_key_value_heads > 0 &&
                      c.num_attention_heads % c.num_key_value_heads == 0 &&
                      c.num_attention_heads / c.num_key_value_heads <= 32,
@@ -33,10 +34,10 @@ void check_config(const ModelConfig& c) {
                  "CUDA backend: head_dim (", c.head_dim, ") must be even and at most 256");
   if (c.moe) {
     MIXSERVE_CHECK(c.num_local_experts <= 64 && c.num_experts_per_tok <= 16 &&
-                       c.num_experts_per_tok >= 1 &&
-                       c.num_experts_per_tok <= c.num_local_experts,
+                       c.num_experts_per_tok >= 1 && c.num_experts_per_tok <= c.num_local_experts,
                    "CUDA backend: at most 64 experts and top-k between 1 and min(16, experts) "
-                   "(got ", c.num_local_experts, " experts, top-k ", c.num_experts_per_tok, ")");
+                   "(got ",
+                   c.num_local_experts, " experts, top-k ", c.num_experts_per_tok, ")");
   }
 }
 
@@ -69,8 +70,8 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
                  " GiB free (use fewer layers, e.g. synthetic:PRESET?layers=N, or a larger GPU)");
   const std::vector<float> inv = cpu::rope_inv_freq(config_.head_dim, config_.rope_theta);
   inv_freq_.reset(inv.size() * sizeof(float));
-  MIXSERVE_CUDA_CHECK(cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * sizeof(float),
-                                 cudaMemcpyHostToDevice));
+  MIXSERVE_CUDA_CHECK(
+      cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * sizeof(float), cudaMemcpyHostToDevice));
   counts_host_.reset(sizeof(int32_t) * std::max(1, config_.num_local_experts));
 }
 
@@ -110,8 +111,8 @@ void CudaBackend::finish_setup() {
                  " GiB of weights (", gib(total_b - free_b), " GiB in use of ", gib(total_b),
                  "); raise --gpu-memory-fraction or use a smaller model");
   log::info("CUDA memory: weights ", gib(weights_.bytes()), " GiB, workspace ",
-            gib(workspace_buf_.bytes()), " GiB, KV budget ", gib(kv_budget_bytes_), " GiB = ",
-            kv_budget_bytes_ / kv_bytes_per_token(), " tokens");
+            gib(workspace_buf_.bytes()), " GiB, KV budget ", gib(kv_budget_bytes_),
+            " GiB = ", kv_budget_bytes_ / kv_bytes_per_token(), " tokens");
 }
 
 size_t CudaBackend::kv_bytes_per_token() const {
@@ -129,17 +130,20 @@ KvCacheSpec CudaBackend::kv_cache_spec() const {
 }
 
 void CudaBackend::allocate_kv_cache(const KvCacheSpec& spec) {
-  MIXSERVE_CHECK(spec.num_blocks > 0 && spec.block_size > 0, "CUDA backend: KV cache needs "
-                 "num_blocks > 0 and block_size > 0 (got ", spec.num_blocks, " and ",
-                 spec.block_size, ")");
+  MIXSERVE_CHECK(spec.num_blocks > 0 && spec.block_size > 0,
+                 "CUDA backend: KV cache needs "
+                 "num_blocks > 0 and block_size > 0 (got ",
+                 spec.num_blocks, " and ", spec.block_size, ")");
   const size_t bytes = size_t(spec.num_blocks) * spec.block_size * kv_bytes_per_token();
   kv_cache_.release();
   try {
     kv_cache_.reset(bytes);
   } catch (const Error&) {
     throw_error("CUDA backend: a KV cache of ", int64_t{spec.num_blocks} * spec.block_size,
-                " tokens needs ", gib(bytes), " GiB, more than the GPU has free (the budget "
-                "was ", gib(kv_budget_bytes_), " GiB); lower --kv-cache-tokens");
+                " tokens needs ", gib(bytes),
+                " GiB, more than the GPU has free (the budget "
+                "was ",
+                gib(kv_budget_bytes_), " GiB); lower --kv-cache-tokens");
   }
   kv_spec_ = spec;
 }
@@ -216,8 +220,8 @@ void CudaBackend::upload_plan(const BatchPlan& plan) {
   std::memcpy(h + 3 * T, plan.block_tables.data(), SB * 4);
   std::memcpy(h + 3 * T + SB, plan.logits_rows.data(), R * 4);
   std::memcpy(plan_host_.as<char>(slots_at), plan.slot_mapping.data(), T * 8);
-  MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(plan_dev_.get(), plan_host_.get(), bytes,
-                                      cudaMemcpyHostToDevice, stream_));
+  MIXSERVE_CUDA_CHECK(
+      cudaMemcpyAsync(plan_dev_.get(), plan_host_.get(), bytes, cudaMemcpyHostToDevice, stream_));
   int32_t* d = plan_dev_.as<int32_t>();
   plan_ = {d, d + T, d + 2 * T, d + 3 * T, d + 3 * T + SB, plan_dev_.as<int64_t>(slots_at)};
 }

@@ -33,7 +33,7 @@ class Checkpoint;
 namespace mixserve::cuda {
 
 struct CudaBackendOptions {
-  DType dtype = DType::kBF16;        // kBF16 or kF16
+  DType dtype = DType::kBF16;         // kBF16 or kF16
   double gpu_memory_fraction = 0.90;  // of the card's memory, for weights + workspace + KV
   int max_num_tokens = 2048;          // tokens per step the workspace is sized for (grows)
   int device = 0;
@@ -71,24 +71,24 @@ class CudaBackend : public Backend {
 
   // Device scratch of one step for up to ws_tokens_ tokens (see cuda_workspace.cpp).
   struct Workspace {
-    float* x = nullptr;            // [T, H] residual stream
-    float* delta = nullptr;        // [T, H] attention / FFN output before the residual add
-    void* h = nullptr;             // [T, H] normed
-    void* qkv = nullptr;           // [T, (Hq + 2 Hkv) D]
-    void* attn = nullptr;          // [T, Hq D]
-    float* router_logits = nullptr;  // [T, E]
-    int32_t* experts = nullptr;    // [T, K]
+    float* x = nullptr;               // [T, H] residual stream
+    float* delta = nullptr;           // [T, H] attention / FFN output before the residual add
+    void* h = nullptr;                // [T, H] normed
+    void* qkv = nullptr;              // [T, (Hq + 2 Hkv) D]
+    void* attn = nullptr;             // [T, Hq D]
+    float* router_logits = nullptr;   // [T, E]
+    int32_t* experts = nullptr;       // [T, K]
     float* expert_weights = nullptr;  // [T, K]
-    int32_t* counts = nullptr;     // [E]
-    int32_t* offsets = nullptr;    // [E + 1]
+    int32_t* counts = nullptr;        // [E]
+    int32_t* offsets = nullptr;       // [E + 1]
     int32_t* sorted_token = nullptr;  // [T K]
-    int32_t* pair_pos = nullptr;   // [T K]
-    void* gathered = nullptr;      // [T K, H]
-    void* gate_up = nullptr;       // [T K, 2F]
-    void* act = nullptr;           // [T K, F]
-    float* expert_out = nullptr;   // [T K, H]
-    void* final_rows = nullptr;    // [T, H]
-    float* logits = nullptr;       // [T, V]
+    int32_t* pair_pos = nullptr;      // [T K]
+    void* gathered = nullptr;         // [T K, H]
+    void* gate_up = nullptr;          // [T K, 2F]
+    void* act = nullptr;              // [T K, F]
+    float* expert_out = nullptr;      // [T K, H]
+    void* final_rows = nullptr;       // [T, H]
+    float* logits = nullptr;          // [T, V]
   };
   // Device copy of the step's plan arrays (one upload).
   struct PlanView {

@@ -16,10 +16,10 @@ namespace mixserve::cuda {
 
 }  // namespace mixserve::cuda
 
-#define MIXSERVE_CUDA_CHECK(call)                                                   \
-  do {                                                                              \
-    const cudaError_t mixserve_cuda_err_ = (call);                                  \
-    if (mixserve_cuda_err_ != cudaSuccess) {                                        \
+#define MIXSERVE_CUDA_CHECK(call)                                                        \
+  do {                                                                                   \
+    const cudaError_t mixserve_cuda_err_ = (call);                                       \
+    if (mixserve_cuda_err_ != cudaSuccess) {                                             \
       ::mixserve::cuda::throw_cuda_error(mixserve_cuda_err_, #call, __FILE__, __LINE__); \
-    }                                                                               \
+    }                                                                                    \
   } while (0)

@@ -21,8 +21,8 @@ void CudaBackend::forward(const BatchPlan& plan, std::span<float> logits_out) {
   MIXSERVE_CHECK(logits_out.size() >= size_t(R) * V, "CUDA backend: logits buffer holds ",
                  logits_out.size(), " floats, the plan needs ", size_t(R) * V);
   for (int id : plan.token_ids) {
-    MIXSERVE_CHECK(id >= 0 && id < V, "CUDA backend: token id ", id,
-                   " outside the vocabulary [0, ", V, ")");
+    MIXSERVE_CHECK(id >= 0 && id < V, "CUDA backend: token id ", id, " outside the vocabulary [0, ",
+                   V, ")");
   }
   if (T == 0) return;
   const int Hq = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
@@ -31,8 +31,8 @@ void CudaBackend::forward(const BatchPlan& plan, std::span<float> logits_out) {
   ensure_workspace(T);
   upload_plan(plan);
 
-  MIXSERVE_CUDA_CHECK(embedding_gather(plan_.token_ids, T, weights_.embed(), dt, H, ws_.x,
-                                       stream_));
+  MIXSERVE_CUDA_CHECK(
+      embedding_gather(plan_.token_ids, T, weights_.embed(), dt, H, ws_.x, stream_));
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const CudaLayerWeights w = weights_.layer(l);
     // Layer 0 starts from the embedding; later layers first add the previous FFN output.
@@ -61,8 +61,8 @@ void CudaBackend::forward(const BatchPlan& plan, std::span<float> logits_out) {
     a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
     MIXSERVE_CUDA_CHECK(paged_attention(a, dt, stream_));
     gemm_->matmul(ws_.attn, w.wo, ws_.delta, T, H, Hq * D, dt, DType::kF32, stream_);
-    MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, ws_.delta, nullptr, T, H, w.ffn_norm,
-                                     c.rms_norm_eps, ws_.h, dt, stream_));
+    MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, ws_.delta, nullptr, T, H, w.ffn_norm, c.rms_norm_eps,
+                                     ws_.h, dt, stream_));
     feed_forward(l, T);  // -> ws_.delta
   }
   if (R == 0) {
@@ -70,11 +70,9 @@ void CudaBackend::forward(const BatchPlan& plan, std::span<float> logits_out) {
     return;
   }
   // Only the wanted rows get the last residual add, the final norm and the lm_head.
-  MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, ws_.delta, plan_.logits_rows, R, H,
-                                   weights_.final_norm(), c.rms_norm_eps, ws_.final_rows, dt,
-                                   stream_));
-  gemm_->matmul(ws_.final_rows, weights_.lm_head(), ws_.logits, R, V, H, dt, DType::kF32,
-                stream_);
+  MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, ws_.delta, plan_.logits_rows, R, H, weights_.final_norm(),
+                                   c.rms_norm_eps, ws_.final_rows, dt, stream_));
+  gemm_->matmul(ws_.final_rows, weights_.lm_head(), ws_.logits, R, V, H, dt, DType::kF32, stream_);
   MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(logits_out.data(), ws_.logits, size_t(R) * V * 4,
                                       cudaMemcpyDeviceToHost, stream_));
   MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -94,8 +92,8 @@ void CudaBackend::feed_forward(int l, int T) {
   }
   const int E = c.num_local_experts, K = c.num_experts_per_tok;
   gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, E, H, dt, DType::kF32, stream_);
-  MIXSERVE_CUDA_CHECK(moe_topk(ws_.router_logits, T, E, K, ws_.experts, ws_.expert_weights,
-                               stream_));
+  MIXSERVE_CUDA_CHECK(
+      moe_topk(ws_.router_logits, T, E, K, ws_.experts, ws_.expert_weights, stream_));
   MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, K, E, ws_.counts, ws_.offsets, ws_.sorted_token,
                                ws_.pair_pos, stream_));
   MIXSERVE_CUDA_CHECK(gather_rows(ws_.h, ws_.sorted_token, T * K, H, ws_.gathered, dt, stream_));
@@ -120,8 +118,8 @@ void CudaBackend::feed_forward(int l, int T) {
     gemm_->matmul(act + size_t(row) * F * el, w2 + size_t(e) * H * F * el,
                   ws_.expert_out + size_t(row) * H, counts[e], H, F, dt, DType::kF32, stream_);
   }
-  MIXSERVE_CUDA_CHECK(moe_combine(ws_.expert_out, ws_.experts, ws_.expert_weights, ws_.pair_pos,
-                                  T, K, H, ws_.delta, stream_));
+  MIXSERVE_CUDA_CHECK(moe_combine(ws_.expert_out, ws_.experts, ws_.expert_weights, ws_.pair_pos, T,
+                                  K, H, ws_.delta, stream_));
 }
 
 }  // namespace mixserve::cuda

@@ -141,8 +141,8 @@ void CudaWeights::make_synthetic(uint64_t seed, cudaStream_t stream) {
                                        sp.key, sp.half_width, sp.norm, stream));
   }
   MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream));
-  log::info("synthetic weights made on the GPU: ", gib(total_bytes_), " GiB (",
-            dtype_name(dtype_), ")");
+  log::info("synthetic weights made on the GPU: ", gib(total_bytes_), " GiB (", dtype_name(dtype_),
+            ")");
 }
 
 }  // namespace mixserve::cuda

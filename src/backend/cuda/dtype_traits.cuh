@@ -29,9 +29,12 @@ __device__ __forceinline__ __half from_float<__half>(float v) {
 template <typename F>
 cudaError_t dispatch_half_type(DType t, F&& f) {
   switch (t) {
-    case DType::kBF16: return f(__nv_bfloat16{});
-    case DType::kF16: return f(__half{});
-    default: return cudaErrorInvalidValue;
+    case DType::kBF16:
+      return f(__nv_bfloat16{});
+    case DType::kF16:
+      return f(__half{});
+    default:
+      return cudaErrorInvalidValue;
   }
 }
 

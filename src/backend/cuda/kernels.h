@@ -48,11 +48,11 @@ cudaError_t rope_write_kv(void* qkv, DType dt, int T, int Hq, int Hkv, int D,
 
 // ---- attention.cuh ----
 struct AttentionArgs {
-  const void* q = nullptr;        // query head h of token t at q + t * q_stride + h * D
-  int64_t q_stride = 0;           // elements between tokens' queries
-  const void* k_cache = nullptr;  // [N, Hkv, D]
-  const void* v_cache = nullptr;  // [N, Hkv, D]
-  void* out = nullptr;            // [T, Hq, D]
+  const void* q = nullptr;                // query head h of token t at q + t * q_stride + h * D
+  int64_t q_stride = 0;                   // elements between tokens' queries
+  const void* k_cache = nullptr;          // [N, Hkv, D]
+  const void* v_cache = nullptr;          // [N, Hkv, D]
+  void* out = nullptr;                    // [T, Hq, D]
   const int32_t* positions = nullptr;     // [T]
   const int32_t* seq_of_token = nullptr;  // [T]
   const int32_t* block_tables = nullptr;  // [S, B]
@@ -62,8 +62,8 @@ struct AttentionArgs {
   int num_kv_heads = 0;                   // Hkv
   int head_dim = 0;                       // D <= 256
   int block_size = 0;
-  int sliding_window = 0;                 // > 0: position p sees positions > p - window
-  float scale = 1.0f;                     // D^-0.5
+  int sliding_window = 0;  // > 0: position p sees positions > p - window
+  float scale = 1.0f;      // D^-0.5
 };
 // Causal paged attention for prefill, chunked prefill and decode alike: token t attends to
 // positions [first, positions[t]] of its sequence (read through its block table), online
@@ -79,9 +79,8 @@ cudaError_t moe_topk(const float* logits, int T, int E, int K, int32_t* experts,
 // Counting sort of the T*K (token, slot) pairs by expert, stable (ascending pair index).
 //   experts: [T*K]; counts: [E]; offsets: [E+1]; sorted_token: [T*K] token of each sorted
 //   row; pair_pos: [T*K] sorted row of each pair. One block; E <= 64.
-cudaError_t moe_sort(const int32_t* experts, int T, int K, int E, int32_t* counts,
-                     int32_t* offsets, int32_t* sorted_token, int32_t* pair_pos,
-                     cudaStream_t stream);
+cudaError_t moe_sort(const int32_t* experts, int T, int K, int E, int32_t* counts, int32_t* offsets,
+                     int32_t* sorted_token, int32_t* pair_pos, cudaStream_t stream);
 
 // ---- moe_ffn.cuh ----
 // dst[r, :] = src[index[r], :].  src: [*, H] dt, index: [n], dst: [n, H] dt
@@ -89,8 +88,7 @@ cudaError_t gather_rows(const void* src, const int32_t* index, int n, int H, voi
                         cudaStream_t stream);
 // out[r, f] = silu(gate_up[r, f]) * gate_up[r, F + f], float32 math.
 //   gate_up: [n, 2F] dt (w1 output | w3 output); out: [n, F] dt
-cudaError_t silu_mul(const void* gate_up, int n, int F, void* out, DType dt,
-                     cudaStream_t stream);
+cudaError_t silu_mul(const void* gate_up, int n, int F, void* out, DType dt, cudaStream_t stream);
 // out[t, :] = sum over t's K slots in ascending expert order of weights[t,k] * y[pair_pos[t,k]]
 // (the order of the CPU reference; no atomics).  y: [T*K, H] float; experts, weights,
 // pair_pos: [T, K]; out: [T, H] float. K <= 16.

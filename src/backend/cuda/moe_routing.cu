@@ -10,12 +10,11 @@ cudaError_t moe_topk(const float* logits, int T, int E, int K, int32_t* experts,
   return cudaGetLastError();
 }
 
-cudaError_t moe_sort(const int32_t* experts, int T, int K, int E, int32_t* counts,
-                     int32_t* offsets, int32_t* sorted_token, int32_t* pair_pos,
-                     cudaStream_t stream) {
+cudaError_t moe_sort(const int32_t* experts, int T, int K, int E, int32_t* counts, int32_t* offsets,
+                     int32_t* sorted_token, int32_t* pair_pos, cudaStream_t stream) {
   if (E <= 0 || E > kMoeMaxExperts || K <= 0 || T < 0) return cudaErrorInvalidValue;
-  moe_sort_kernel<<<1, kSortThreads, 0, stream>>>(experts, T * K, E, counts, offsets,
-                                                  sorted_token, pair_pos, K);
+  moe_sort_kernel<<<1, kSortThreads, 0, stream>>>(experts, T * K, E, counts, offsets, sorted_token,
+                                                  pair_pos, K);
   return cudaGetLastError();
 }
 

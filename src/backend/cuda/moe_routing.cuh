@@ -49,8 +49,7 @@ constexpr int kSortThreads = 1024;
 // gives each pair its rank among the earlier pairs of its expert with warp ballots and a scan
 // of the warp totals, chunk by chunk, so the order within an expert is the pair order.
 __global__ void moe_sort_kernel(const int32_t* experts, int N, int E, int32_t* counts,
-                                int32_t* offsets, int32_t* sorted_token, int32_t* pair_pos,
-                                int K) {
+                                int32_t* offsets, int32_t* sorted_token, int32_t* pair_pos, int K) {
   __shared__ int count_s[kMoeMaxExperts];
   __shared__ int base_s[kMoeMaxExperts];
   __shared__ int warp_prefix[kSortThreads / 32];

@@ -51,8 +51,8 @@ cudaError_t launch_rope_write_kv(T* qkv, int T_, int Hq, int Hkv, int D, const i
                                  T* v_cache, cudaStream_t stream) {
   if (T_ <= 0) return cudaSuccess;
   if (D % 2 != 0) return cudaErrorInvalidValue;
-  rope_write_kv_kernel<T><<<T_, 128, 0, stream>>>(qkv, Hq, Hkv, D, positions, slots, inv_freq,
-                                                  k_cache, v_cache);
+  rope_write_kv_kernel<T>
+      <<<T_, 128, 0, stream>>>(qkv, Hq, Hkv, D, positions, slots, inv_freq, k_cache, v_cache);
   return cudaGetLastError();
 }
 

@@ -36,8 +36,9 @@ cudaError_t launch_fill_synthetic(T* out, int64_t n, uint64_t key, double half_w
   if (n <= 0) return cudaSuccess;
   const int threads = 256;
   const int64_t blocks = (n + threads - 1) / threads;
-  fill_synthetic_kernel<T><<<static_cast<unsigned>(blocks < 65536 ? blocks : 65536), threads, 0,
-                             stream>>>(out, n, key, half_width, norm);
+  fill_synthetic_kernel<T>
+      <<<static_cast<unsigned>(blocks < 65536 ? blocks : 65536), threads, 0, stream>>>(
+          out, n, key, half_width, norm);
   return cudaGetLastError();
 }
 
