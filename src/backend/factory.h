@@ -14,6 +14,9 @@ struct BackendOptions {
   std::string model;           // a checkpoint folder, or "synthetic:PRESET[?layers=N]"
   std::string device = "auto"; // cpu | cuda | auto (cuda when a GPU is present)
   int num_threads = 0;         // CPU: 0 = all cores
+  std::string dtype = "bf16";  // CUDA: bf16 | fp16, the weights' and activations' type
+  double gpu_memory_fraction = 0.90;  // CUDA: share of the card for weights + workspace + KV
+  int max_num_tokens = 2048;   // CUDA: tokens per step the workspace is sized for
 };
 
 std::unique_ptr<Backend> create_backend(const BackendOptions& options);

@@ -16,11 +16,19 @@ void EngineFlags::add_to(CLI::App& app, bool model_required) {
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
       ->capture_default_str();
   app.add_option("--threads", backend.num_threads, "CPU backend threads (0 = all cores)");
+  app.add_option("--dtype", backend.dtype, "CUDA weights and activations: bf16 or fp16")
+      ->check(CLI::IsMember({"bf16", "fp16"}))
+      ->capture_default_str();
+  app.add_option("--gpu-memory-fraction", backend.gpu_memory_fraction,
+                 "CUDA: share of the GPU's memory for weights, workspace and the KV cache")
+      ->check(CLI::Range(0.01, 1.0))
+      ->capture_default_str();
   app.add_option("--block-size", engine.block_size, "Tokens per KV-cache block")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_option("--kv-cache-tokens", engine.kv_cache_tokens,
-                 "KV-cache capacity in tokens (default: 16384 on the CPU)")
+                 "KV-cache capacity in tokens (default: 16384 on the CPU, what fits in "
+                 "--gpu-memory-fraction on CUDA)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--max-num-seqs", engine.max_num_seqs, "Sequences per step at most")
       ->check(CLI::Range(1, 65536))
@@ -46,7 +54,9 @@ EngineBundle make_engine(const EngineFlags& flags) {
   if (flags.backend.model.rfind("synthetic:", 0) != 0 && std::filesystem::exists(dir / "tokenizer.json")) {
     bundle.tokenizer = Tokenizer::from_dir(dir);
   }
-  std::unique_ptr<Backend> backend = create_backend(flags.backend);
+  BackendOptions backend_options = flags.backend;
+  backend_options.max_num_tokens = flags.engine.max_num_batched_tokens;
+  std::unique_ptr<Backend> backend = create_backend(backend_options);
   log::info("model ", flags.backend.model, " on ", backend->name());
   bundle.engine = std::make_unique<Engine>(std::move(backend), bundle.tokenizer, flags.engine);
   log::info("KV cache: ", bundle.engine->num_kv_blocks(), " blocks of ", flags.engine.block_size,

@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <limits>
 #include <random>
 
 #include "engine/block_manager.h"
@@ -41,9 +42,15 @@ Engine::Engine(std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer
   MIXSERVE_CHECK(vocab_size_ >= 1, "Engine: the model's vocab_size is ", vocab_size_);
   num_blocks_ = config_.num_kv_blocks;
   if (num_blocks_ <= 0) {
-    const int64_t tokens =
-        config_.kv_cache_tokens > 0 ? config_.kv_cache_tokens : EngineConfig::kDefaultKvCacheTokens;
-    num_blocks_ = static_cast<int32_t>(tokens / config_.block_size);
+    // Without a size from the flags: what the backend says fits (the CUDA backend sizes it from
+    // free memory), else the fixed default.
+    const KvCacheSpec offered = backend_->kv_cache_spec();
+    const int64_t offered_tokens = int64_t{offered.num_blocks} * offered.block_size;
+    const int64_t tokens = config_.kv_cache_tokens > 0 ? config_.kv_cache_tokens
+                           : offered_tokens > 0        ? offered_tokens
+                                                       : EngineConfig::kDefaultKvCacheTokens;
+    num_blocks_ = static_cast<int32_t>(
+        std::min<int64_t>(tokens / config_.block_size, std::numeric_limits<int32_t>::max()));
   }
   MIXSERVE_CHECK(num_blocks_ >= 1, "--kv-cache-tokens must hold at least one block of ",
                  config_.block_size, " tokens");

@@ -119,9 +119,7 @@ void copy_tokenizer(const fs::path& from, const fs::path& to) {
 
 }  // namespace
 
-void synthetic_tensor_values(const ExpectedTensor& t, uint64_t seed, float* out) {
-  int64_t n = 1;
-  for (int64_t d : t.shape) n *= d;
+SyntheticTensorParams synthetic_tensor_params(const ExpectedTensor& t, uint64_t seed) {
   const std::string_view name = t.name;
   bool norm = false;
   double std_dev = 1.0;  // embeddings
@@ -134,16 +132,25 @@ void synthetic_tensor_values(const ExpectedTensor& t, uint64_t seed, float* out)
     if (name == weight_names::lm_head()) gain = 7.0;
     std_dev = gain / std::sqrt(static_cast<double>(t.shape[1]));
   }
+  SyntheticTensorParams p;
+  p.norm = norm;
   // U(-a, a) has std a / sqrt(3).
-  const double half_width = norm ? 0.1 : std_dev * std::sqrt(3.0);
-  const uint64_t key = mix64(mix64(seed + kGolden) ^ fnv1a(name));
+  p.half_width = norm ? 0.1 : std_dev * std::sqrt(3.0);
+  p.key = mix64(mix64(seed + kGolden) ^ fnv1a(name));
+  return p;
+}
+
+void synthetic_tensor_values(const ExpectedTensor& t, uint64_t seed, float* out) {
+  int64_t n = 1;
+  for (int64_t d : t.shape) n *= d;
+  const SyntheticTensorParams p = synthetic_tensor_params(t, seed);
   for (int64_t i = 0; i < n; ++i) {
-    const uint64_t r = mix64(key + static_cast<uint64_t>(i + 1) * kGolden);
+    const uint64_t r = mix64(p.key + static_cast<uint64_t>(i + 1) * kGolden);
     // 24 random bits → an exact value in (-1, 1): (2k - 2^24) / 2^24.
     const int64_t k = static_cast<int64_t>(r >> 40);
     const double x = static_cast<double>(2 * k - (int64_t{1} << 24)) * 0x1p-24;
-    const double scaled = x * half_width;  // separate statements: no fused multiply-add
-    const double v = norm ? 1.0 + scaled : scaled;
+    const double scaled = x * p.half_width;  // separate statements: no fused multiply-add
+    const double v = p.norm ? 1.0 + scaled : scaled;
     out[i] = static_cast<float>(v);
   }
 }

@@ -42,6 +42,19 @@ struct MadeModel {
 // options.out, replacing any weight files already there.
 MadeModel make_model(const MakeModelOptions& options);
 
+// How synthetic_tensor_values draws one tensor, for generators elsewhere (the CUDA backend makes
+// the same values on the device). Element i (row-major) is
+//   r = mix64(key + (i + 1) * 0x9e3779b97f4a7c15)   (splitmix64's finalizer),
+//   x = (2 * (r >> 40) - 2^24) * 2^-24   in (-1, 1), exact in double,
+//   v = norm ? 1 + x * half_width : x * half_width   (double, no fused multiply-add),
+// rounded to float.
+struct SyntheticTensorParams {
+  uint64_t key = 0;
+  double half_width = 0.0;
+  bool norm = false;
+};
+SyntheticTensorParams synthetic_tensor_params(const ExpectedTensor& t, uint64_t seed);
+
 // The float32 values of one tensor before rounding to the checkpoint dtype; `out` holds
 // numel(t.shape) floats. Exposed so synthetic (in-memory) models match written ones.
 void synthetic_tensor_values(const ExpectedTensor& t, uint64_t seed, float* out);

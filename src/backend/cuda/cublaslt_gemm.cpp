@@ -1,0 +1,126 @@
+#include "backend/cuda/cublaslt_gemm.h"
+
+#include <cublasLt.h>
+
+#include <algorithm>
+
+#include "backend/cuda/cuda_check.h"
+#include "util/error.h"
+
+namespace mixserve::cuda {
+namespace {
+
+#define MIXSERVE_CUBLAS_CHECK(call)                                                       \
+  do {                                                                                    \
+    const cublasStatus_t st_ = (call);                                                    \
+    if (st_ != CUBLAS_STATUS_SUCCESS) {                                                   \
+      ::mixserve::throw_error("cuBLASLt error at ", __FILE__, ":", __LINE__, ": ", #call, \
+                              " failed: ", cublasLtGetStatusName(st_), " (",              \
+                              cublasLtGetStatusString(st_), ")");                         \
+    }                                                                                     \
+  } while (0)
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::kBF16:
+      return CUDA_R_16BF;
+    case DType::kF16:
+      return CUDA_R_16F;
+    case DType::kF32:
+      return CUDA_R_32F;
+    default:
+      throw_error("cuBLASLt GEMM: unsupported dtype ", dtype_name(t));
+  }
+}
+
+// Largest power of two (<= 256) dividing every address, as cuBLASLt's alignment preference.
+int alignment_of(const void* a, const void* b, const void* c) {
+  const uintptr_t bits = reinterpret_cast<uintptr_t>(a) | reinterpret_cast<uintptr_t>(b) |
+                         reinterpret_cast<uintptr_t>(c) | uintptr_t{256};
+  return static_cast<int>(bits & (~bits + 1));
+}
+
+}  // namespace
+
+struct CublasLtGemm::Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  ~Plan() {
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+CublasLtGemm::CublasLtGemm(size_t workspace_bytes) : workspace_bytes_(workspace_bytes) {
+  cublasLtHandle_t h = nullptr;
+  MIXSERVE_CUBLAS_CHECK(cublasLtCreate(&h));
+  handle_ = h;
+  MIXSERVE_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
+}
+
+CublasLtGemm::~CublasLtGemm() {
+  plans_.clear();
+  if (workspace_) cudaFree(workspace_);
+  if (handle_) cublasLtDestroy(static_cast<cublasLtHandle_t>(handle_));
+}
+
+CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return *it->second;
+  const auto [M, N, K, in_i, out_i, align] = key;
+  const cudaDataType_t in = cuda_type(static_cast<DType>(in_i));
+  const cudaDataType_t out = cuda_type(static_cast<DType>(out_i));
+  auto plan = std::make_unique<Plan>();
+  // Column-major view: Y^T [N, M] = W [N, K] (stored as col-major [K, N], transposed)
+  //                                · X^T [K, M] (row-major X is col-major [K, M]).
+  MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+  MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                       &trans_a, sizeof(trans_a)));
+  MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                       &trans_b, sizeof(trans_b)));
+  MIXSERVE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, in, K, N, K));
+  MIXSERVE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, in, K, M, K));
+  MIXSERVE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, out, N, M, N));
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  MIXSERVE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const uint64_t ws = workspace_bytes_;
+  const uint32_t al = static_cast<uint32_t>(align);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                       sizeof(ws));
+  for (auto attr :
+       {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+    cublasLtMatmulPreferenceSetAttribute(pref, attr, &al, sizeof(al));
+  }
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t st =
+      cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(handle_), plan->desc, plan->a,
+                                     plan->b, plan->c, plan->c, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
+    throw_error("cuBLASLt: no algorithm for the GEMM [", M, " x ", K, "] x [", N, " x ", K, "]^T (",
+                dtype_name(static_cast<DType>(in_i)), " -> ", dtype_name(static_cast<DType>(out_i)),
+                ", alignment ", align, " bytes): ", cublasLtGetStatusString(st));
+  }
+  plan->algo = result.algo;
+  return *plans_.emplace(key, std::move(plan)).first->second;
+}
+
+void CublasLtGemm::matmul(const void* x, const void* w, void* y, int M, int N, int K, DType in,
+                          DType out, cudaStream_t stream) {
+  if (M <= 0 || N <= 0) return;
+  const Key key{M, N, K, static_cast<int>(in), static_cast<int>(out), alignment_of(x, w, y)};
+  Plan& p = plan_for(key);
+  const float alpha = 1.0f, beta = 0.0f;
+  MIXSERVE_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p.desc, &alpha, w,
+                                       p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo, workspace_,
+                                       workspace_bytes_, stream));
+}
+
+}  // namespace mixserve::cuda

@@ -1,0 +1,44 @@
+// cuBLASLt for every GEMM of the CUDA backend: y[M, N] = x[M, K] · w[N, K]^T (nn.Linear's
+// layout, row-major), half-precision operands, float32 accumulation, output in the operand
+// type or float32. Descriptors, layouts and the heuristic's algorithm are cached per
+// (M, N, K, types, pointer alignment); one workspace is allocated up front.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <tuple>
+
+#include "model/dtype.h"
+
+namespace mixserve::cuda {
+
+class CublasLtGemm {
+ public:
+  // workspace_bytes: scratch the heuristic may use (32 MiB covers Hopper's kernels).
+  explicit CublasLtGemm(size_t workspace_bytes = size_t{32} << 20);
+  ~CublasLtGemm();
+  CublasLtGemm(const CublasLtGemm&) = delete;
+  CublasLtGemm& operator=(const CublasLtGemm&) = delete;
+
+  // y[M, N] (row-major, ld N) = x[M, K] (ld K) · w[N, K]^T (ld K). `in` is kBF16 or kF16;
+  // `out` is `in` or kF32. Throws mixserve::Error (naming the shape) when cuBLASLt fails.
+  void matmul(const void* x, const void* w, void* y, int M, int N, int K, DType in, DType out,
+              cudaStream_t stream);
+
+  size_t workspace_bytes() const { return workspace_bytes_; }
+
+ private:
+  struct Plan;
+  using Key = std::tuple<int, int, int, int, int, int>;  // M, N, K, in, out, alignment
+  Plan& plan_for(const Key& key);
+
+  void* handle_ = nullptr;  // cublasLtHandle_t
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  std::map<Key, std::unique_ptr<Plan>> plans_;
+};
+
+}  // namespace mixserve::cuda

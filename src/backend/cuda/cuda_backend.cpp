@@ -1,0 +1,229 @@
+// CudaBackend: construction, weights, workspace, KV cache sizing and the per-step plan upload.
+// The forward pass itself is in cuda_forward.cpp.
+#include "backend/cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cpu/cpu_ops.h"
+#include "backend/cuda/cuda_check.h"
+#include "model/loader.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace mixserve::cuda {
+namespace {
+
+constexpr int kReportBlockSize = 16;  // kv_cache_spec()'s unit before allocation
+
+double gib(size_t bytes) { return static_cast<double>(bytes) / double(1 << 30); }
+
+size_t align_up(size_t n) { return (n + 255) / 256 * 256; }
+
+void check_config(const ModelConfig& c) {
+  MIXSERVE_CHECK(!c.fp8,
+                 "CUDA backend: FP8 checkpoints are not supported yet; use a "
+                 "bf16/fp16/fp32 checkpoint");
+  MIXSERVE_CHECK(c.num_attention_heads > 0 && c.num_key_value_heads > 0 &&
+                     c.num_attention_heads % c.num_key_value_heads == 0 &&
+                     c.num_attention_heads / c.num_key_value_heads <= 32,
+                 "CUDA backend: num_attention_heads (", c.num_attention_heads,
+                 ") must be a multiple of num_key_value_heads (", c.num_key_value_heads,
+                 "), at most 32 times it");
+  MIXSERVE_CHECK(c.head_dim > 0 && c.head_dim % 2 == 0 && c.head_dim <= 256,
+                 "CUDA backend: head_dim (", c.head_dim, ") must be even and at most 256");
+  if (c.moe) {
+    MIXSERVE_CHECK(c.num_local_experts <= 64 && c.num_experts_per_tok <= 16 &&
+                       c.num_experts_per_tok >= 1 && c.num_experts_per_tok <= c.num_local_experts,
+                   "CUDA backend: at most 64 experts and top-k between 1 and min(16, experts) "
+                   "(got ",
+                   c.num_local_experts, " experts, top-k ", c.num_experts_per_tok, ")");
+  }
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& options)
+    : config_(config), options_(options), weights_(config, options.dtype) {
+  check_config(config_);
+  MIXSERVE_CHECK(options.gpu_memory_fraction > 0.0 && options.gpu_memory_fraction <= 1.0,
+                 "--gpu-memory-fraction must be in (0, 1], got ", options.gpu_memory_fraction);
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    (void)cudaGetLastError();
+    throw_error("--device cuda: no CUDA device found (use --device cpu)");
+  }
+  MIXSERVE_CHECK(options.device >= 0 && options.device < count, "CUDA device ", options.device,
+                 " does not exist (", count, " found)");
+  MIXSERVE_CUDA_CHECK(cudaSetDevice(options.device));
+  cudaDeviceProp prop{};
+  MIXSERVE_CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device));
+  name_ = "cuda:" + std::to_string(options.device) + " (" + prop.name + ", " +
+          std::string(dtype_name(options.dtype)) + ")";
+  MIXSERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  gemm_ = std::make_unique<CublasLtGemm>();
+
+  size_t free_b = 0, total_b = 0;
+  MIXSERVE_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  MIXSERVE_CHECK(weights_.bytes() < free_b, "CUDA backend: the weights need ",
+                 gib(weights_.bytes()), " GiB but ", prop.name, " has ", gib(free_b),
+                 " GiB free (use fewer layers, e.g. synthetic:PRESET?layers=N, or a larger GPU)");
+  const std::vector<float> inv = cpu::rope_inv_freq(config_.head_dim, config_.rope_theta);
+  inv_freq_.reset(inv.size() * sizeof(float));
+  MIXSERVE_CUDA_CHECK(
+      cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * sizeof(float), cudaMemcpyHostToDevice));
+  counts_host_.reset(sizeof(int32_t) * std::max(1, config_.num_local_experts));
+}
+
+CudaBackend::~CudaBackend() {
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+std::unique_ptr<CudaBackend> CudaBackend::load(const std::filesystem::path& model_dir,
+                                               const CudaBackendOptions& options) {
+  ModelFiles files = open_model_dir(model_dir);
+  std::unique_ptr<CudaBackend> b(new CudaBackend(files.config, options));
+  b->weights_.load(*files.checkpoint);
+  b->finish_setup();
+  return b;
+}
+
+std::unique_ptr<CudaBackend> CudaBackend::synthetic(const ModelConfig& config, uint64_t seed,
+                                                    const CudaBackendOptions& options) {
+  std::unique_ptr<CudaBackend> b(new CudaBackend(config, options));
+  b->weights_.make_synthetic(seed, b->stream_);
+  b->finish_setup();
+  return b;
+}
+
+void CudaBackend::finish_setup() {
+  ensure_workspace(std::max(1, options_.max_num_tokens));
+  size_t free_b = 0, total_b = 0;
+  MIXSERVE_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  // What this process may still take: the fraction of the card, minus what is in use already
+  // (by us and by anyone else), with some room kept for cuBLASLt's and the runtime's own needs.
+  const double allowed = options_.gpu_memory_fraction * static_cast<double>(total_b) -
+                         static_cast<double>(total_b - free_b);
+  const double reserve = 256.0 * (1 << 20);
+  kv_budget_bytes_ = allowed > reserve ? static_cast<size_t>(allowed - reserve) : 0;
+  MIXSERVE_CHECK(kv_budget_bytes_ >= kv_bytes_per_token() * kReportBlockSize,
+                 "CUDA backend: no memory left for the KV cache after ", gib(weights_.bytes()),
+                 " GiB of weights (", gib(total_b - free_b), " GiB in use of ", gib(total_b),
+                 "); raise --gpu-memory-fraction or use a smaller model");
+  log::info("CUDA memory: weights ", gib(weights_.bytes()), " GiB, workspace ",
+            gib(workspace_buf_.bytes()), " GiB, KV budget ", gib(kv_budget_bytes_),
+            " GiB = ", kv_budget_bytes_ / kv_bytes_per_token(), " tokens");
+}
+
+size_t CudaBackend::kv_bytes_per_token() const {
+  return size_t(config_.num_hidden_layers) * 2 * config_.num_key_value_heads * config_.head_dim *
+         dtype_size(options_.dtype);
+}
+
+KvCacheSpec CudaBackend::kv_cache_spec() const {
+  if (kv_cache_.get() != nullptr) return kv_spec_;
+  // Capped at 2^24 tokens: a tiny model would otherwise be offered hundreds of millions of
+  // slots (a real Mixtral fits ~0.5M on an 80 GB card, far below the cap).
+  const size_t blocks = std::min(kv_budget_bytes_ / (kv_bytes_per_token() * kReportBlockSize),
+                                 (size_t{1} << 24) / kReportBlockSize);
+  return {static_cast<int32_t>(blocks), kReportBlockSize};
+}
+
+void CudaBackend::allocate_kv_cache(const KvCacheSpec& spec) {
+  MIXSERVE_CHECK(spec.num_blocks > 0 && spec.block_size > 0,
+                 "CUDA backend: KV cache needs "
+                 "num_blocks > 0 and block_size > 0 (got ",
+                 spec.num_blocks, " and ", spec.block_size, ")");
+  const size_t bytes = size_t(spec.num_blocks) * spec.block_size * kv_bytes_per_token();
+  kv_cache_.release();
+  try {
+    kv_cache_.reset(bytes);
+  } catch (const Error&) {
+    throw_error("CUDA backend: a KV cache of ", int64_t{spec.num_blocks} * spec.block_size,
+                " tokens needs ", gib(bytes),
+                " GiB, more than the GPU has free (the budget "
+                "was ",
+                gib(kv_budget_bytes_), " GiB); lower --kv-cache-tokens");
+  }
+  kv_spec_ = spec;
+}
+
+void* CudaBackend::kv_pool(int layer, int which) const {
+  const size_t pool = size_t(kv_spec_.num_blocks) * kv_spec_.block_size *
+                      config_.num_key_value_heads * config_.head_dim * dtype_size(options_.dtype);
+  return kv_cache_.as<char>((size_t(layer) * 2 + which) * pool);
+}
+
+void CudaBackend::ensure_workspace(int T) {
+  if (T <= ws_tokens_) return;
+  const ModelConfig& c = config_;
+  const size_t H = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
+  const size_t E = std::max(1, c.num_local_experts);
+  const size_t K = c.moe ? c.num_experts_per_tok : 1;
+  const size_t D = c.head_dim, Hq = c.num_attention_heads, Hkv = c.num_key_value_heads;
+  const size_t el = dtype_size(options_.dtype), t = size_t(T);
+  size_t offset = 0;
+  std::vector<std::pair<void**, size_t>> parts = {
+      {reinterpret_cast<void**>(&ws_.x), t * H * 4},
+      {reinterpret_cast<void**>(&ws_.delta), t * H * 4},
+      {&ws_.h, t * H * el},
+      {&ws_.qkv, t * (Hq + 2 * Hkv) * D * el},
+      {&ws_.attn, t * Hq * D * el},
+      {reinterpret_cast<void**>(&ws_.router_logits), t * E * 4},
+      {reinterpret_cast<void**>(&ws_.experts), t * K * 4},
+      {reinterpret_cast<void**>(&ws_.expert_weights), t * K * 4},
+      {reinterpret_cast<void**>(&ws_.counts), E * 4},
+      {reinterpret_cast<void**>(&ws_.offsets), (E + 1) * 4},
+      {reinterpret_cast<void**>(&ws_.sorted_token), t * K * 4},
+      {reinterpret_cast<void**>(&ws_.pair_pos), t * K * 4},
+      {&ws_.gathered, t * K * H * el},
+      {&ws_.gate_up, t * K * 2 * F * el},
+      {&ws_.act, t * K * F * el},
+      {reinterpret_cast<void**>(&ws_.expert_out), t * K * H * 4},
+      {&ws_.final_rows, t * H * el},
+      {reinterpret_cast<void**>(&ws_.logits), t * V * 4},
+  };
+  std::vector<size_t> offsets;
+  for (const auto& [ptr, bytes] : parts) {
+    offsets.push_back(offset);
+    offset += align_up(bytes);
+  }
+  MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  workspace_buf_.reset(offset);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    *parts[i].first = workspace_buf_.as<char>(offsets[i]);
+  }
+  ws_tokens_ = T;
+}
+
+void CudaBackend::upload_plan(const BatchPlan& plan) {
+  const size_t T = plan.num_tokens(), S = plan.num_seqs();
+  const size_t R = plan.logits_rows.size();
+  const size_t SB = S * size_t(plan.max_blocks_per_seq);
+  // int32 arrays first, then the int64 slots at an 8-byte boundary.
+  const size_t ints = 3 * T + SB + R;
+  const size_t slots_at = (ints * 4 + 7) / 8 * 8;
+  const size_t bytes = slots_at + T * 8;
+  if (plan_host_.bytes() < bytes) {
+    MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    plan_host_.reset(bytes * 2);
+    plan_dev_.reset(bytes * 2);
+  }
+  int32_t* h = plan_host_.as<int32_t>();
+  std::memcpy(h, plan.token_ids.data(), T * 4);
+  std::memcpy(h + T, plan.positions.data(), T * 4);
+  for (size_t s = 0; s < S; ++s) {
+    for (int32_t t = plan.seq_offsets[s]; t < plan.seq_offsets[s + 1]; ++t) {
+      h[2 * T + t] = static_cast<int32_t>(s);
+    }
+  }
+  std::memcpy(h + 3 * T, plan.block_tables.data(), SB * 4);
+  std::memcpy(h + 3 * T + SB, plan.logits_rows.data(), R * 4);
+  std::memcpy(plan_host_.as<char>(slots_at), plan.slot_mapping.data(), T * 8);
+  MIXSERVE_CUDA_CHECK(
+      cudaMemcpyAsync(plan_dev_.get(), plan_host_.get(), bytes, cudaMemcpyHostToDevice, stream_));
+  int32_t* d = plan_dev_.as<int32_t>();
+  plan_ = {d, d + T, d + 2 * T, d + 3 * T, d + 3 * T + SB, plan_dev_.as<int64_t>(slots_at)};
+}
+
+}  // namespace mixserve::cuda

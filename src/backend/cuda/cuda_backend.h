@@ -1,0 +1,122 @@
+// CudaBackend: the Mixtral-family forward pass on one NVIDIA GPU in BF16 or FP16 (chosen at
+// run time), float32 accumulation and residual stream. See docs/cuda-backend.md.
+//
+// Per step: the BatchPlan's arrays go to the device in one copy from a pinned buffer, all work
+// runs on one stream, and the logits of plan.logits_rows come back as float32. The MoE layer
+// reads its per-expert token counts back to the host once per layer (to size the expert
+// GEMMs), so a step syncs L + 1 times.
+//
+// KV cache: one allocation [L, 2 (K, V), N, Hkv, D] in the weight dtype, N = num_blocks *
+// block_size slots, slot = block * block_size + offset (the value in BatchPlan::slot_mapping).
+// Until allocate_kv_cache() is called, kv_cache_spec() reports how many blocks of 16 tokens
+// fit in the memory left after weights and workspace (gpu_memory_fraction of the card).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/cublaslt_gemm.h"
+#include "backend/cuda/cuda_weights.h"
+#include "backend/cuda/device_buffer.h"
+#include "model/dtype.h"
+
+namespace mixserve {
+class Checkpoint;
+}
+
+namespace mixserve::cuda {
+
+struct CudaBackendOptions {
+  DType dtype = DType::kBF16;         // kBF16 or kF16
+  double gpu_memory_fraction = 0.90;  // of the card's memory, for weights + workspace + KV
+  int max_num_tokens = 2048;          // tokens per step the workspace is sized for (grows)
+  int device = 0;
+};
+
+class CudaBackend : public Backend {
+ public:
+  // A checkpoint (any of BF16/F16/F32) converted to options.dtype on the device.
+  static std::unique_ptr<CudaBackend> load(const std::filesystem::path& model_dir,
+                                           const CudaBackendOptions& options);
+  // Random weights of config's shape made on the device, equal to `mixserve make-model` with
+  // the same seed (before rounding both to the dtype).
+  static std::unique_ptr<CudaBackend> synthetic(const ModelConfig& config, uint64_t seed,
+                                                const CudaBackendOptions& options);
+  ~CudaBackend() override;
+
+  const ModelConfig& config() const override { return config_; }
+  std::string name() const override { return name_; }
+  size_t kv_bytes_per_token() const override;
+  void allocate_kv_cache(const KvCacheSpec& spec) override;
+  KvCacheSpec kv_cache_spec() const override;
+  void forward(const BatchPlan& plan, std::span<float> logits_out) override;
+
+  DType dtype() const { return options_.dtype; }
+  size_t weight_bytes() const { return weights_.bytes(); }
+  cudaStream_t stream() const { return stream_; }
+
+ private:
+  CudaBackend(const ModelConfig& config, const CudaBackendOptions& options);
+  void finish_setup();  // workspace + KV budget, after the weights are on the device
+  void ensure_workspace(int num_tokens);
+  void upload_plan(const BatchPlan& plan);
+  void feed_forward(int layer, int T);
+  void* kv_pool(int layer, int which) const;
+
+  // Device scratch of one step for up to ws_tokens_ tokens (see cuda_workspace.cpp).
+  struct Workspace {
+    float* x = nullptr;               // [T, H] residual stream
+    float* delta = nullptr;           // [T, H] attention / FFN output before the residual add
+    void* h = nullptr;                // [T, H] normed
+    void* qkv = nullptr;              // [T, (Hq + 2 Hkv) D]
+    void* attn = nullptr;             // [T, Hq D]
+    float* router_logits = nullptr;   // [T, E]
+    int32_t* experts = nullptr;       // [T, K]
+    float* expert_weights = nullptr;  // [T, K]
+    int32_t* counts = nullptr;        // [E]
+    int32_t* offsets = nullptr;       // [E + 1]
+    int32_t* sorted_token = nullptr;  // [T K]
+    int32_t* pair_pos = nullptr;      // [T K]
+    void* gathered = nullptr;         // [T K, H]
+    void* gate_up = nullptr;          // [T K, 2F]
+    void* act = nullptr;              // [T K, F]
+    float* expert_out = nullptr;      // [T K, H]
+    void* final_rows = nullptr;       // [T, H]
+    float* logits = nullptr;          // [T, V]
+  };
+  // Device copy of the step's plan arrays (one upload).
+  struct PlanView {
+    int32_t* token_ids = nullptr;     // [T]
+    int32_t* positions = nullptr;     // [T]
+    int32_t* seq_of_token = nullptr;  // [T]
+    int32_t* block_tables = nullptr;  // [S, B]
+    int32_t* logits_rows = nullptr;   // [R]
+    int64_t* slots = nullptr;         // [T]
+  };
+
+  ModelConfig config_;
+  CudaBackendOptions options_;
+  std::string name_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<CublasLtGemm> gemm_;
+  CudaWeights weights_;
+  DeviceBuffer inv_freq_;  // [D/2] float
+  DeviceBuffer workspace_buf_;
+  Workspace ws_;
+  int ws_tokens_ = 0;
+  DeviceBuffer plan_dev_;
+  PinnedBuffer plan_host_;
+  PlanView plan_;
+  PinnedBuffer counts_host_;  // [E] expert token counts read back per MoE layer
+  size_t kv_budget_bytes_ = 0;
+  DeviceBuffer kv_cache_;
+  KvCacheSpec kv_spec_;
+};
+
+}  // namespace mixserve::cuda

@@ -1,0 +1,29 @@
+// --device cuda for the backend factory (backend/factory.cpp): options and model name in,
+// a CudaBackend out.
+#include <string>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/factory.h"
+#include "model/make_model.h"
+#include "model/presets.h"
+#include "util/error.h"
+
+namespace mixserve {
+
+std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& o) {
+  cuda::CudaBackendOptions co;
+  MIXSERVE_CHECK(o.dtype == "bf16" || o.dtype == "fp16" || o.dtype == "bfloat16" ||
+                     o.dtype == "float16" || o.dtype == "f16",
+                 "--dtype ", o.dtype, " is not supported by the CUDA backend (bf16 or fp16)");
+  co.dtype = parse_weight_dtype(o.dtype);
+  co.gpu_memory_fraction = o.gpu_memory_fraction;
+  co.max_num_tokens = o.max_num_tokens;
+  const std::string prefix = "synthetic:";
+  if (o.model.rfind(prefix, 0) == 0) {
+    return cuda::CudaBackend::synthetic(preset_from_spec(o.model.substr(prefix.size())),
+                                        /*seed=*/0, co);
+  }
+  return cuda::CudaBackend::load(o.model, co);
+}
+
+}  // namespace mixserve

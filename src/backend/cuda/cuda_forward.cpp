@@ -1,0 +1,125 @@
+// CudaBackend::forward: one step of the model on the device.
+//
+// Shapes: T = tokens of the step, R = logits rows, H = hidden, Hq / Hkv = heads, D = head dim,
+// E = experts, K = top-k, F = FFN size, V = vocab. x (the residual stream) and every GEMM
+// output that is added to it are float32; the GEMM inputs are the weight dtype.
+#include <cmath>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/kernels.h"
+#include "util/error.h"
+
+namespace mixserve::cuda {
+
+void CudaBackend::forward(const BatchPlan& plan, std::span<float> logits_out) {
+  const ModelConfig& c = config_;
+  MIXSERVE_CHECK(kv_cache_.get() != nullptr, "CUDA backend: forward() before allocate_kv_cache()");
+  plan.validate(kv_spec_.block_size, kv_spec_.num_blocks);
+  const int T = plan.num_tokens(), H = c.hidden_size, V = c.vocab_size;
+  const int R = static_cast<int>(plan.logits_rows.size());
+  MIXSERVE_CHECK(logits_out.size() >= size_t(R) * V, "CUDA backend: logits buffer holds ",
+                 logits_out.size(), " floats, the plan needs ", size_t(R) * V);
+  for (int id : plan.token_ids) {
+    MIXSERVE_CHECK(id >= 0 && id < V, "CUDA backend: token id ", id, " outside the vocabulary [0, ",
+                   V, ")");
+  }
+  if (T == 0) return;
+  const int Hq = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
+  const int qkv_width = (Hq + 2 * Hkv) * D;
+  const DType dt = options_.dtype;
+  ensure_workspace(T);
+  upload_plan(plan);
+
+  MIXSERVE_CUDA_CHECK(
+      embedding_gather(plan_.token_ids, T, weights_.embed(), dt, H, ws_.x, stream_));
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const CudaLayerWeights w = weights_.layer(l);
+    // Layer 0 starts from the embedding; later layers first add the previous FFN output.
+    MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, l == 0 ? nullptr : ws_.delta, nullptr, T, H,
+                                     w.attn_norm, c.rms_norm_eps, ws_.h, dt, stream_));
+    gemm_->matmul(ws_.h, w.wqkv, ws_.qkv, T, qkv_width, H, dt, dt, stream_);
+    MIXSERVE_CUDA_CHECK(rope_write_kv(ws_.qkv, dt, T, Hq, Hkv, D, plan_.positions, plan_.slots,
+                                      inv_freq_.as<float>(), kv_pool(l, 0), kv_pool(l, 1),
+                                      stream_));
+    AttentionArgs a;
+    a.q = ws_.qkv;
+    a.q_stride = qkv_width;
+    a.k_cache = kv_pool(l, 0);
+    a.v_cache = kv_pool(l, 1);
+    a.out = ws_.attn;
+    a.positions = plan_.positions;
+    a.seq_of_token = plan_.seq_of_token;
+    a.block_tables = plan_.block_tables;
+    a.max_blocks_per_seq = plan.max_blocks_per_seq;
+    a.num_tokens = T;
+    a.num_heads = Hq;
+    a.num_kv_heads = Hkv;
+    a.head_dim = D;
+    a.block_size = kv_spec_.block_size;
+    a.sliding_window = c.sliding_window;
+    a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+    MIXSERVE_CUDA_CHECK(paged_attention(a, dt, stream_));
+    gemm_->matmul(ws_.attn, w.wo, ws_.delta, T, H, Hq * D, dt, DType::kF32, stream_);
+    MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, ws_.delta, nullptr, T, H, w.ffn_norm, c.rms_norm_eps,
+                                     ws_.h, dt, stream_));
+    feed_forward(l, T);  // -> ws_.delta
+  }
+  if (R == 0) {
+    MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return;
+  }
+  // Only the wanted rows get the last residual add, the final norm and the lm_head.
+  MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, ws_.delta, plan_.logits_rows, R, H, weights_.final_norm(),
+                                   c.rms_norm_eps, ws_.final_rows, dt, stream_));
+  gemm_->matmul(ws_.final_rows, weights_.lm_head(), ws_.logits, R, V, H, dt, DType::kF32, stream_);
+  MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(logits_out.data(), ws_.logits, size_t(R) * V * 4,
+                                      cudaMemcpyDeviceToHost, stream_));
+  MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::feed_forward(int l, int T) {
+  const ModelConfig& c = config_;
+  const CudaLayerWeights w = weights_.layer(l);
+  const int H = c.hidden_size, F = c.intermediate_size;
+  const DType dt = options_.dtype;
+  const size_t el = dtype_size(dt);
+  if (!c.moe) {  // dense: the single expert over every token, straight into delta
+    gemm_->matmul(ws_.h, w.w13, ws_.gate_up, T, 2 * F, H, dt, dt, stream_);
+    MIXSERVE_CUDA_CHECK(silu_mul(ws_.gate_up, T, F, ws_.act, dt, stream_));
+    gemm_->matmul(ws_.act, w.w2, ws_.delta, T, H, F, dt, DType::kF32, stream_);
+    return;
+  }
+  const int E = c.num_local_experts, K = c.num_experts_per_tok;
+  gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, E, H, dt, DType::kF32, stream_);
+  MIXSERVE_CUDA_CHECK(
+      moe_topk(ws_.router_logits, T, E, K, ws_.experts, ws_.expert_weights, stream_));
+  MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, K, E, ws_.counts, ws_.offsets, ws_.sorted_token,
+                               ws_.pair_pos, stream_));
+  MIXSERVE_CUDA_CHECK(gather_rows(ws_.h, ws_.sorted_token, T * K, H, ws_.gathered, dt, stream_));
+  // The expert GEMMs need each expert's row count on the host: one sync per MoE layer.
+  MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.get(), ws_.counts, sizeof(int32_t) * E,
+                                      cudaMemcpyDeviceToHost, stream_));
+  MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  const int32_t* counts = counts_host_.as<int32_t>();
+  const char* gathered = static_cast<const char*>(ws_.gathered);
+  char* gate_up = static_cast<char*>(ws_.gate_up);
+  char* act = static_cast<char*>(ws_.act);
+  const char* w13 = static_cast<const char*>(w.w13);
+  const char* w2 = static_cast<const char*>(w.w2);
+  for (int e = 0, row = 0; e < E; row += counts[e], ++e) {
+    if (counts[e] == 0) continue;
+    gemm_->matmul(gathered + size_t(row) * H * el, w13 + size_t(e) * 2 * F * H * el,
+                  gate_up + size_t(row) * 2 * F * el, counts[e], 2 * F, H, dt, dt, stream_);
+  }
+  MIXSERVE_CUDA_CHECK(silu_mul(ws_.gate_up, T * K, F, ws_.act, dt, stream_));
+  for (int e = 0, row = 0; e < E; row += counts[e], ++e) {
+    if (counts[e] == 0) continue;
+    gemm_->matmul(act + size_t(row) * F * el, w2 + size_t(e) * H * F * el,
+                  ws_.expert_out + size_t(row) * H, counts[e], H, F, dt, DType::kF32, stream_);
+  }
+  MIXSERVE_CUDA_CHECK(moe_combine(ws_.expert_out, ws_.experts, ws_.expert_weights, ws_.pair_pos, T,
+                                  K, H, ws_.delta, stream_));
+}
+
+}  // namespace mixserve::cuda

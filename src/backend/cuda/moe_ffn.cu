@@ -1,0 +1,37 @@
+#include "backend/cuda/moe_ffn.cuh"
+
+namespace mixserve::cuda {
+
+cudaError_t gather_rows(const void* src, const int32_t* index, int n, int H, void* dst, DType dt,
+                        cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  return dispatch_half_type(dt, [&](auto tag) {
+    using T = decltype(tag);
+    gather_rows_kernel<T>
+        <<<n, 256, 0, stream>>>(static_cast<const T*>(src), index, H, static_cast<T*>(dst));
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t silu_mul(const void* gate_up, int n, int F, void* out, DType dt, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  return dispatch_half_type(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const int64_t total = int64_t{n} * F;
+    const int64_t blocks = (total + 255) / 256;
+    silu_mul_kernel<T><<<static_cast<unsigned>(blocks < 65536 ? blocks : 65536), 256, 0, stream>>>(
+        static_cast<const T*>(gate_up), n, F, static_cast<T*>(out));
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t moe_combine(const float* y, const int32_t* experts, const float* weights,
+                        const int32_t* pair_pos, int T, int K, int H, float* out,
+                        cudaStream_t stream) {
+  if (T <= 0) return cudaSuccess;
+  if (K <= 0 || K > kMoeMaxTopK) return cudaErrorInvalidValue;
+  moe_combine_kernel<<<T, 256, 0, stream>>>(y, experts, weights, pair_pos, K, H, out);
+  return cudaGetLastError();
+}
+
+}  // namespace mixserve::cuda

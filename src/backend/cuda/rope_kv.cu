@@ -1,0 +1,15 @@
+#include "backend/cuda/rope_kv.cuh"
+
+namespace mixserve::cuda {
+
+cudaError_t rope_write_kv(void* qkv, DType dt, int T, int Hq, int Hkv, int D,
+                          const int32_t* positions, const int64_t* slots, const float* inv_freq,
+                          void* k_cache, void* v_cache, cudaStream_t stream) {
+  return dispatch_half_type(dt, [&](auto tag) {
+    using E = decltype(tag);
+    return launch_rope_write_kv(static_cast<E*>(qkv), T, Hq, Hkv, D, positions, slots, inv_freq,
+                                static_cast<E*>(k_cache), static_cast<E*>(v_cache), stream);
+  });
+}
+
+}  // namespace mixserve::cuda

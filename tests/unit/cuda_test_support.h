@@ -1,0 +1,125 @@
+// Helpers of the CUDA tests: skipping without a GPU, device buffers from host vectors, half
+// conversions, error norms, and the bf16 / fp16 tolerances (written down once, here).
+//
+// Tolerances are relative L2 errors ||gpu - ref|| / ||ref|| against the float32 CPU reference
+// run on the same (already rounded) inputs:
+//   one op with a half-precision output: rounding of each output (2^-9 bf16, 2^-12 fp16
+//   relative) gives ~0.3% / 0.04% L2; the bounds leave ~3x room.
+//   a whole model (2 layers, every GEMM input rounded): errors compound over ~10 roundings
+//   (observed on an H100: rows within 0.8% bf16, 0.09% fp16). A token whose K-th and
+//   (K+1)-th router logits nearly tie may pick another expert in bf16 than in float32, which
+//   moves its logits, and those of later tokens of its sequence (through the KV cache), by
+//   tens of percent (seen: rows at 22% and 33%). The CPU reference's router gaps
+//   (cuda_router_gaps.h) mark those sequences: their rows are held to kModelRowMax only,
+//   every other row to the per-row model tolerance.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#ifdef MIXSERVE_HAVE_CUDA
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/device_buffer.h"
+#include "backend/device.h"
+#include "model/dtype.h"
+
+namespace mixserve::cuda_test {
+
+constexpr double kBf16OpTol = 1e-2;
+constexpr double kFp16OpTol = 2e-3;
+constexpr double kBf16ModelTol = 2e-2;  // logits of a 2-layer model, relative L2 per row
+constexpr double kFp16ModelTol = 3e-3;
+constexpr double kModelRowMax = 1.0;  // rows after a router near-tie (a flipped expert)
+// Router logit gap (K-th minus (K+1)-th largest) under which bf16 may flip the choice: the
+// router logits (std ~3 in these models) carry ~0.4% relative error, about 0.01; 5x that.
+constexpr float kRouterTieGap = 0.05f;
+// Greedy decoding may differ where the CPU's top two logits are closer than bf16 moves them:
+// logits (std ~7 here) carry ~0.4% relative error, a few hundredths; 0.1 covers both sides.
+constexpr float kGreedyTieLogitGap = 0.1f;
+
+inline double op_tol(DType t) { return t == DType::kBF16 ? kBf16OpTol : kFp16OpTol; }
+
+#define MIXSERVE_SKIP_WITHOUT_GPU()                                                   \
+  do {                                                                                \
+    if (::mixserve::cuda_device_count() == 0) {                                       \
+      GTEST_SKIP() << "no CUDA device on this machine: CUDA tests run only on a GPU"; \
+    }                                                                                 \
+  } while (0)
+
+using cuda::DeviceBuffer;
+
+template <typename T>
+DeviceBuffer upload(const std::vector<T>& v) {
+  DeviceBuffer b(std::max<size_t>(1, v.size() * sizeof(T)));
+  if (!v.empty()) {
+    MIXSERVE_CUDA_CHECK(
+        cudaMemcpy(b.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  return b;
+}
+
+template <typename T>
+std::vector<T> download(const DeviceBuffer& b, size_t n) {
+  MIXSERVE_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<T> v(n);
+  if (n) MIXSERVE_CUDA_CHECK(cudaMemcpy(v.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost));
+  return v;
+}
+
+inline uint16_t to_half_bits(float f, DType t) {
+  return t == DType::kBF16 ? float_to_bf16(f) : float_to_fp16(f);
+}
+inline float from_half_bits(uint16_t h, DType t) {
+  return t == DType::kBF16 ? bf16_to_float(h) : fp16_to_float(h);
+}
+inline std::vector<uint16_t> to_half(const std::vector<float>& v, DType t) {
+  std::vector<uint16_t> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = to_half_bits(v[i], t);
+  return out;
+}
+inline std::vector<float> from_half(const std::vector<uint16_t>& v, DType t) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = from_half_bits(v[i], t);
+  return out;
+}
+// Values exactly representable in t (what the device holds), as float.
+inline std::vector<float> rounded(const std::vector<float>& v, DType t) {
+  return from_half(to_half(v, t), t);
+}
+
+// Fresh random data every run (the seed is printed so a failure can be replayed).
+inline std::mt19937& rng() {
+  static std::mt19937 gen = [] {
+    const unsigned seed = std::random_device{}();
+    std::printf("[cuda tests] random seed %u\n", seed);
+    return std::mt19937(seed);
+  }();
+  return gen;
+}
+inline std::vector<float> random_vector(size_t n, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng());
+  return v;
+}
+
+inline double rel_l2(const std::vector<float>& got, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    num += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
+    den += double(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+}  // namespace mixserve::cuda_test
+
+#endif  // MIXSERVE_HAVE_CUDA
