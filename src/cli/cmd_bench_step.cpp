@@ -61,6 +61,9 @@ const CommandRegistrar kBenchStep(
       sub.add_flag("--enforce-eager", a->backend.enforce_eager, "CUDA: no CUDA graphs");
       sub.add_flag("--host-sampling", a->backend.host_sampling,
                    "CUDA: logits to the host, sampled there");
+      sub.add_option("--moe-padded-max-rows", a->backend.moe_padded_max_rows,
+                     "CUDA: largest step (tokens x top-k) whose experts run grouped without a "
+                     "host sync (0: never; default 256)");
       return [a] {
         const int per_seq = (a->context + a->iters + 2 + kBlockSize - 1) / kBlockSize;
         a->backend.max_num_tokens = 2048;

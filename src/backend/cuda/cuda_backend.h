@@ -44,12 +44,13 @@ struct CudaBackendOptions {
   int device = 0;
   bool enforce_eager = false;  // no CUDA graphs for decode steps
   bool device_sampling = true; // supports_device_sampling(): the engine samples on the GPU
+  int moe_padded_max_rows = 256;  // kPaddedMoeMaxRows; 0 = always read the counts back
 };
 
 // Largest step (T * top_k pairs) whose experts run as min(E, T*K) groups padded to T rows each
 // (moe_padded.h): up to E / K times the useful FLOPs, still under the weight-read time at this
 // size on a Hopper card (docs/perf/NOTES.md).
-constexpr int kPaddedMoeMaxRows = 256;
+constexpr int kPaddedMoeMaxRows = 256;  // CudaBackendOptions::moe_padded_max_rows' default
 constexpr int kMaxExperts = 64;  // check_config's bound
 
 class CudaBackend : public Backend {

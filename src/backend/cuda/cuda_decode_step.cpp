@@ -44,7 +44,7 @@ int CudaBackend::decode_bucket(const BatchPlan& plan) const {
   }
   const int bucket = next_pow2(T);
   if (bucket > kMaxBucket) return 0;
-  if (config_.moe && bucket * config_.num_experts_per_tok > kPaddedMoeMaxRows) return 0;
+  if (config_.moe && bucket * config_.num_experts_per_tok > options_.moe_padded_max_rows) return 0;
   return bucket;
 }
 

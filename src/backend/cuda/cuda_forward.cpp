@@ -106,7 +106,7 @@ void CudaBackend::feed_forward(int l, int T) {
     return;
   }
   const int E = c.num_local_experts, K = c.num_experts_per_tok;
-  if (T * K <= kPaddedMoeMaxRows && size_t(std::min(E, T * K)) * T <= size_t(ws_tokens_) * K) {
+  if (T * K <= options_.moe_padded_max_rows && size_t(std::min(E, T * K)) * T <= size_t(ws_tokens_) * K) {
     return moe_padded(l, T);
   }
   gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, E, H, dt, DType::kF32, stream_);
