@@ -79,9 +79,11 @@ TEST(CudaGraph, ReplayIsBitIdenticalToEagerAtAwkwardBatchSizes) {
       ASSERT_TRUE(bit_equal(g, again)) << "replay, batch " << batch;
       for (float x : g) ASSERT_TRUE(std::isfinite(x));
     }
+    // The bucket's graph was captured after its first step and replayed since (a prefill
+    // that grows the workspace drops earlier graphs, so count only this batch's).
+    EXPECT_GE(graph->num_decode_graphs(), 1) << "batch " << batch;
+    EXPECT_EQ(eager->num_decode_graphs(), 0) << "batch " << batch;
   }
-  EXPECT_EQ(eager->num_decode_graphs(), 0);
-  EXPECT_GE(graph->num_decode_graphs(), 3);  // buckets 1, 4, 32
 }
 
 // The engine end to end: 12 requests of different prompt lengths, 10 tokens each.
