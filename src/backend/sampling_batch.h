@@ -28,15 +28,15 @@ struct SamplingRow {
 };
 
 struct PenaltyEntry {
-  static constexpr uint32_t kInHistory = 1;  // in prompt or output: repetition penalty
-  static constexpr uint32_t kSuppressed = 2; // EOS / stop id before min_tokens: -inf
+  static constexpr uint32_t kInHistory = 1;   // in prompt or output: repetition penalty
+  static constexpr uint32_t kSuppressed = 2;  // EOS / stop id before min_tokens: -inf
   int32_t id = 0;
   int32_t output_count = 0;  // occurrences among the output tokens
   uint32_t flags = 0;
 };
 
 struct SamplingBatch {
-  std::vector<SamplingRow> rows;        // [R]
+  std::vector<SamplingRow> rows;          // [R]
   std::vector<int32_t> entry_offsets{0};  // [R+1]
   std::vector<PenaltyEntry> entries;
 
@@ -48,8 +48,8 @@ struct SamplingBatch {
 };
 
 struct SampledTokens {
-  std::vector<int32_t> ids;         // [R]
-  std::vector<float> raw_logits;    // [rows with logprobs >= 0, V], in row order
+  std::vector<int32_t> ids;       // [R]
+  std::vector<float> raw_logits;  // [rows with logprobs >= 0, V], in row order
 };
 
 }  // namespace mixserve

@@ -39,8 +39,8 @@ std::vector<int32_t> device_sample(const std::vector<float>& logits, int V,
   const int R = static_cast<int>(cases.size());
   DeviceBuffer d_logits = upload(logits);
   DeviceBuffer d_rows(sizeof(SamplingRow) * R);
-  MIXSERVE_CUDA_CHECK(cudaMemcpy(d_rows.get(), batch.rows.data(), sizeof(SamplingRow) * R,
-                                 cudaMemcpyHostToDevice));
+  MIXSERVE_CUDA_CHECK(
+      cudaMemcpy(d_rows.get(), batch.rows.data(), sizeof(SamplingRow) * R, cudaMemcpyHostToDevice));
   DeviceBuffer d_offs = upload(batch.entry_offsets);
   DeviceBuffer d_ents(std::max<size_t>(1, sizeof(PenaltyEntry) * batch.entries.size()));
   if (!batch.entries.empty()) {
@@ -49,9 +49,9 @@ std::vector<int32_t> device_sample(const std::vector<float>& logits, int V,
                                    cudaMemcpyHostToDevice));
   }
   DeviceBuffer d_ids(sizeof(int32_t) * R);
-  MIXSERVE_CUDA_CHECK(cuda::apply_penalties(d_logits.as<float>(), R, V,
-                                            d_rows.as<SamplingRow>(), d_offs.as<int32_t>(),
-                                            d_ents.as<PenaltyEntry>(), nullptr));
+  MIXSERVE_CUDA_CHECK(cuda::apply_penalties(d_logits.as<float>(), R, V, d_rows.as<SamplingRow>(),
+                                            d_offs.as<int32_t>(), d_ents.as<PenaltyEntry>(),
+                                            nullptr));
   MIXSERVE_CUDA_CHECK(cuda::sample_rows(d_logits.as<float>(), R, V, d_rows.as<SamplingRow>(),
                                         d_ids.as<int32_t>(), nullptr));
   if (processed) *processed = download<float>(d_logits, logits.size());
@@ -67,9 +67,8 @@ bool near_boundary(const std::vector<float>& row, const Case& c) {
   const int V = static_cast<int>(row.size());
   std::vector<int32_t> ids(V);
   std::iota(ids.begin(), ids.end(), 0);
-  std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) {
-    return row[a] != row[b] ? row[a] > row[b] : a < b;
-  });
+  std::sort(ids.begin(), ids.end(),
+            [&](int32_t a, int32_t b) { return row[a] != row[b] ? row[a] > row[b] : a < b; });
   size_t keep = (p.top_k > 0 && p.top_k < V) ? size_t(p.top_k) : size_t(V);
   std::vector<double> prob(keep);
   double total = 0;
@@ -96,8 +95,7 @@ bool near_boundary(const std::vector<float>& row, const Case& c) {
     keep = i;
   }
   const double kept = std::accumulate(prob.begin(), prob.begin() + keep, 0.0);
-  const double target =
-      counter_uniform(c.seed, c.sample_index, int64_t(c.output.size())) * kept;
+  const double target = counter_uniform(c.seed, c.sample_index, int64_t(c.output.size())) * kept;
   double cum = 0;
   for (size_t i = 0; i < keep; ++i) {
     cum += prob[i];
@@ -166,8 +164,8 @@ TEST(CudaSampling, SeededDrawsMatchHost) {
     float scale;
   };
   const Config configs[] = {
-      {1.0f, -1, 1.0f, 0.0f, 1.0f},   {0.7f, 50, 1.0f, 0.0f, 3.0f},  {1.0f, -1, 0.9f, 0.0f, 2.0f},
-      {1.3f, -1, 1.0f, 0.05f, 3.0f},  {0.8f, 40, 0.8f, 0.02f, 3.0f}, {1.0f, 1, 1.0f, 0.0f, 1.0f},
+      {1.0f, -1, 1.0f, 0.0f, 1.0f},     {0.7f, 50, 1.0f, 0.0f, 3.0f},  {1.0f, -1, 0.9f, 0.0f, 2.0f},
+      {1.3f, -1, 1.0f, 0.05f, 3.0f},    {0.8f, 40, 0.8f, 0.02f, 3.0f}, {1.0f, 1, 1.0f, 0.0f, 1.0f},
       {2.0f, 31999, 0.99f, 0.0f, 0.5f}, {0.5f, -1, 0.5f, 0.1f, 6.0f},
   };
   for (const Config& cfg : configs) {

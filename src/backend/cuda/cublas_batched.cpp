@@ -43,8 +43,8 @@ CublasBatched::~CublasBatched() {
   if (workspace_) cudaFree(workspace_);
 }
 
-void CublasBatched::matmul(const void* const* x, const void* const* w, void* const* y, int M,
-                           int N, int K, int batch, DType in, DType out, cudaStream_t stream) {
+void CublasBatched::matmul(const void* const* x, const void* const* w, void* const* y, int M, int N,
+                           int K, int batch, DType in, DType out, cudaStream_t stream) {
   if (M <= 0 || N <= 0 || batch <= 0) return;
   auto h = static_cast<cublasHandle_t>(handle_);
   check(cublasSetStream(h, stream), "cublasSetStream");
@@ -52,12 +52,11 @@ void CublasBatched::matmul(const void* const* x, const void* const* w, void* con
   // Column-major: Y^T [N, M] = W^T' [N, K] (row-major w is col-major [K, N], transposed)
   //                            · X^T [K, M] (row-major x is col-major [K, M]).
   const cublasStatus_t st = cublasGemmBatchedEx(
-      h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, w, cuda_type(in), K, x, cuda_type(in), K,
-      &beta, y, cuda_type(out), N, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+      h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, w, cuda_type(in), K, x, cuda_type(in), K, &beta,
+      y, cuda_type(out), N, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   if (st != CUBLAS_STATUS_SUCCESS) {
-    throw_error("cuBLAS: batched GEMM ", batch, " x [", M, " x ", K, "] x [", N, " x ", K,
-                "]^T (", dtype_name(in), " -> ", dtype_name(out),
-                ") failed: ", cublasGetStatusName(st));
+    throw_error("cuBLAS: batched GEMM ", batch, " x [", M, " x ", K, "] x [", N, " x ", K, "]^T (",
+                dtype_name(in), " -> ", dtype_name(out), ") failed: ", cublasGetStatusName(st));
   }
 }
 

@@ -81,8 +81,7 @@ void CudaBackend::run_decode(const BatchPlan& plan, int bucket) {
   }
   DecodeGraph& g = graphs_[{Tb, B}];
   if (g.plan_dev.get() == nullptr) g.plan_dev.reset(bytes);
-  MIXSERVE_CUDA_CHECK(
-      cudaMemcpyAsync(g.plan_dev.get(), h, bytes, cudaMemcpyHostToDevice, stream_));
+  MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(g.plan_dev.get(), h, bytes, cudaMemcpyHostToDevice, stream_));
   int32_t* d = g.plan_dev.as<int32_t>();
   plan_ = {d, d + Tb, d + 2 * Tb, d + 4 * Tb, d + 3 * Tb, g.plan_dev.as<int64_t>(slots_at)};
   if (g.exec != nullptr) {

@@ -106,7 +106,8 @@ void CudaBackend::feed_forward(int l, int T) {
     return;
   }
   const int E = c.num_local_experts, K = c.num_experts_per_tok;
-  if (T * K <= options_.moe_padded_max_rows && size_t(std::min(E, T * K)) * T <= size_t(ws_tokens_) * K) {
+  const size_t grouped_rows = size_t(std::min(E, T * K)) * T;
+  if (T * K <= options_.moe_padded_max_rows && grouped_rows <= size_t(ws_tokens_) * K) {
     return moe_padded(l, T);
   }
   gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, E, H, dt, DType::kF32, stream_);
@@ -182,8 +183,8 @@ void CudaBackend::moe_padded(int l, int T) {
   MIXSERVE_CUDA_CHECK(moe_group_experts(g, stream_));
   MIXSERVE_CUDA_CHECK(gather_rows_grouped(ws_.h, group_expert, group_count, ws_.offsets,
                                           ws_.sorted_token, G, T, H, ws_.gathered, dt, stream_));
-  MIXSERVE_CUDA_CHECK(
-      group_pair_positions(ws_.experts, ws_.offsets, expert_group, T * K, T, ws_.pair_pos, stream_));
+  MIXSERVE_CUDA_CHECK(group_pair_positions(ws_.experts, ws_.offsets, expert_group, T * K, T,
+                                           ws_.pair_pos, stream_));
   // Per group: [T, H] x [2F, H]^T -> [T, 2F]; SiLU * up; [T, F] x [H, F]^T -> [T, H] float.
   batched_->matmul(ptrs, ptrs + G, const_cast<void* const*>(ptrs + 2 * G), T, 2 * F, H, G, dt, dt,
                    stream_);

@@ -57,9 +57,8 @@ void CudaBackend::forward_and_sample(const BatchPlan& plan, const SamplingBatch&
     if (raw_host_.bytes() < raw_rows * V * sizeof(float)) raw_host_.reset(raw_rows * V * 4);
     for (size_t r = 0, k = 0; r < R; ++r) {
       if (batch.rows[r].logprobs < 0) continue;
-      MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(raw_host_.as<float>(k++ * V * 4),
-                                          ws_.logits + r * V, size_t(V) * 4,
-                                          cudaMemcpyDeviceToHost, stream_));
+      MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(raw_host_.as<float>(k++ * V * 4), ws_.logits + r * V,
+                                          size_t(V) * 4, cudaMemcpyDeviceToHost, stream_));
     }
   }
   if (!batch.entries.empty()) {
@@ -70,8 +69,8 @@ void CudaBackend::forward_and_sample(const BatchPlan& plan, const SamplingBatch&
   if (ids_host_.bytes() < R * 4) ids_host_.reset(R * 4 * 2);
   // The chosen ids go to the workspace's sorted_token (T * K >= R ints, unused after the FFN).
   MIXSERVE_CUDA_CHECK(sample_rows(ws_.logits, int(R), V, rows, ws_.sorted_token, stream_));
-  MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(ids_host_.get(), ws_.sorted_token, R * 4,
-                                      cudaMemcpyDeviceToHost, stream_));
+  MIXSERVE_CUDA_CHECK(
+      cudaMemcpyAsync(ids_host_.get(), ws_.sorted_token, R * 4, cudaMemcpyDeviceToHost, stream_));
   MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
   std::memcpy(out->ids.data(), ids_host_.get(), R * 4);
   if (raw_rows > 0) {

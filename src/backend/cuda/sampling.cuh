@@ -10,10 +10,9 @@
 // atomics: the result does not depend on the order of the additions.
 #pragma once
 
+#include <cstdint>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
-
-#include <cstdint>
 
 #include "backend/cuda/sampling.h"
 #include "util/counter_rng.h"
@@ -143,8 +142,8 @@ __global__ void apply_penalties_kernel(float* logits, int V, const SamplingRow* 
       l = l > 0.0f ? __fdiv_rn(l, p.repetition_penalty) : __fmul_rn(l, p.repetition_penalty);
     }
     if (e.output_count > 0 && (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)) {
-      l = __fsub_rn(l, __fadd_rn(__fmul_rn(p.frequency_penalty, float(e.output_count)),
-                                 p.presence_penalty));
+      l = __fsub_rn(
+          l, __fadd_rn(__fmul_rn(p.frequency_penalty, float(e.output_count)), p.presence_penalty));
     }
     if (e.flags & PenaltyEntry::kSuppressed) l = -__int_as_float(0x7f800000);
     row[e.id] = l;
@@ -181,8 +180,8 @@ __global__ void __launch_bounds__(kSampleThreads)
 
   Boundary bk = kWholeVocab;
   if (p.top_k > 0 && p.top_k < V) {
-    bk = find_crossing(row, V, uint64_t(p.top_k - 1),
-                       [](int, float, uint32_t) { return uint64_t{1}; }, s);
+    bk = find_crossing(
+        row, V, uint64_t(p.top_k - 1), [](int, float, uint32_t) { return uint64_t{1}; }, s);
   }
   Boundary bp = kWholeVocab;
   if (p.top_p < 1.0f) {  // smallest prefix whose mass reaches top_p of the top-k mass
