@@ -107,7 +107,8 @@ class BenchTestServer {
       bodies.push_back(body);
     }
     const int n_tok = body.value("max_tokens", 1);
-    const int n_prompt = body["prompt"].is_array() ? int(body["prompt"].size()) : 3;
+    const int n_prompt =
+        body.contains("prompt") && body["prompt"].is_array() ? int(body["prompt"].size()) : 3;
     const nlohmann::json usage = {{"prompt_tokens", n_prompt}, {"completion_tokens", n_tok}};
     // In-flight ends before the last bytes go out: the client may start the next request as
     // soon as it reads them.
