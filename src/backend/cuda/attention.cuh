@@ -1,13 +1,15 @@
-// Paged causal attention (prefill, chunked prefill and decode are one kernel), GQA, sliding
-// window, online softmax in float32.
+// Generic paged causal attention (prefill, chunked prefill and decode are one kernel), any
+// D <= 256, GQA, sliding window, online softmax in float32. The fallback of paged_attention for
+// head dims other than 64 / 128 (attention_decode.cuh and attention_prefill.cuh take those),
+// and the baseline the fast kernels are tested and benchmarked against.
 //
 // Work split: one block per (query token t, KV head g), one warp per query head of the group
 // (G = Hq / Hkv warps). The block walks t's visible positions in tiles of 32: all its threads
 // stage the tile's K and V rows of head g in shared memory once (shared by the G query
 // heads), then in each warp lane j scores key j of the tile against the warp's query, the
 // warp updates its running max / sum, and lane d accumulates output dimensions d, d+32, ...
-// Correct first: queries of one sequence re-read the same K/V (no query tiling yet), and a
-// decode step has only T x Hkv blocks (no split of the context across blocks yet).
+// Queries of one sequence re-read the same K/V (no query tiling), and a decode step has only
+// T x Hkv blocks (no split of the context).
 #pragma once
 
 #include "backend/cuda/dtype_traits.cuh"

@@ -98,6 +98,7 @@ class CudaBackend : public Backend {
     int32_t* block_tables = nullptr;  // [S, B]
     int32_t* logits_rows = nullptr;   // [R]
     int64_t* slots = nullptr;         // [T]
+    int32_t* seq_offsets = nullptr;   // [S + 1]
   };
 
   ModelConfig config_;
@@ -108,6 +109,7 @@ class CudaBackend : public Backend {
   CudaWeights weights_;
   DeviceBuffer inv_freq_;  // [D/2] float
   DeviceBuffer workspace_buf_;
+  DeviceBuffer attn_workspace_;  // split-K attention partials (kAttentionWorkspaceBytes)
   Workspace ws_;
   int ws_tokens_ = 0;
   DeviceBuffer plan_dev_;

@@ -59,6 +59,10 @@ void CudaBackend::forward(const BatchPlan& plan, std::span<float> logits_out) {
     a.block_size = kv_spec_.block_size;
     a.sliding_window = c.sliding_window;
     a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+    a.seq_offsets = plan_.seq_offsets;
+    a.workspace = attn_workspace_.get();
+    a.workspace_bytes = attn_workspace_.bytes();
+    set_attention_plan_fields(a, plan);
     MIXSERVE_CUDA_CHECK(paged_attention(a, dt, stream_));
     gemm_->matmul(ws_.attn, w.wo, ws_.delta, T, H, Hq * D, dt, DType::kF32, stream_);
     MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, ws_.delta, nullptr, T, H, w.ffn_norm, c.rms_norm_eps,
