@@ -46,7 +46,6 @@ size_t attention_workspace_needed(const AttentionArgs& a, int num_splits) {
 
 DecodeSplitPlan plan_decode_splits(const AttentionArgs& a, int num_sms) {
   constexpr int kMinSplitLen = 64;   // keys: below this the merge costs more than it hides
-  constexpr int kMaxSplits = 128;
   constexpr int kBlocksPerSm = 8;    // enough resident blocks to keep loads in flight
   DecodeSplitPlan plan{1, 1 << 30};
   int len = a.max_context;
@@ -57,7 +56,7 @@ DecodeSplitPlan plan_decode_splits(const AttentionArgs& a, int num_sms) {
   const int64_t units = int64_t(std::max(tokens, 1)) * a.num_kv_heads *
                         (G / decode_heads_per_group(G));
   const int64_t target = int64_t(kBlocksPerSm) * std::max(num_sms, 1);
-  int splits = static_cast<int>(std::min<int64_t>((target + units - 1) / units, kMaxSplits));
+  int splits = static_cast<int>(std::min<int64_t>((target + units - 1) / units, kDecodeMaxSplits));
   splits = std::min(splits, (len + kMinSplitLen - 1) / kMinSplitLen);
   while (splits > 1 && attention_workspace_needed(a, splits) > a.workspace_bytes) --splits;
   if (splits <= 1) return plan;
@@ -70,6 +69,7 @@ cudaError_t paged_attention_planned(const AttentionArgs& a, const DecodeSplitPla
   if (a.num_tokens <= 0) return cudaSuccess;
   if (a.num_kv_heads <= 0 || a.num_heads % a.num_kv_heads != 0) return cudaErrorInvalidValue;
   if (a.num_heads / a.num_kv_heads > 32) return cudaErrorInvalidValue;
+  if (plan.num_splits < 1 || plan.num_splits > kDecodeMaxSplits) return cudaErrorInvalidValue;
   if (plan.num_splits > 1 && attention_workspace_needed(a, plan.num_splits) > a.workspace_bytes) {
     return cudaErrorInvalidValue;
   }

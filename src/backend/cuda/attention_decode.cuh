@@ -25,6 +25,7 @@ namespace mixserve::cuda {
 
 constexpr int kDecodeThreads = 128;
 constexpr int kDecodeUnroll = 4;  // keys per stream loaded before any is used
+constexpr int kDecodeMaxSplits = 128;
 constexpr float kLog2e = 1.4426950408889634f;
 
 // Position -> element offset of KV head g's row in a [N, Hkv, D] pool, through the block table.
@@ -87,18 +88,25 @@ __global__ void __launch_bounds__(kDecodeThreads)
   const T* k_cache = static_cast<const T*>(a.k_cache);
   const T* v_cache = static_cast<const T*>(a.v_cache);
   const int32_t* table = a.block_tables + static_cast<int64_t>(seq) * a.max_blocks_per_seq;
-  for (int base = lo; base < hi; base += kStreams * kDecodeUnroll) {
-    uint4 kr[kDecodeUnroll], vr[kDecodeUnroll];
+  // Software pipeline: the next iteration's K / V are in flight while this one is used.
+  constexpr int kStep = kStreams * kDecodeUnroll;
+  auto load = [&](int base, uint4 (&kk)[kDecodeUnroll], uint4 (&vv)[kDecodeUnroll]) {
 #pragma unroll
     for (int u = 0; u < kDecodeUnroll; ++u) {
       const int pos = base + u * kStreams + stream;
-      kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
+      kk[u] = vv[u] = make_uint4(0, 0, 0, 0);
       if (pos < hi) {
         const int64_t off = paged_row(table, pos, a.block_size, a.num_kv_heads, g, D) + c * 8;
-        kr[u] = __ldg(reinterpret_cast<const uint4*>(k_cache + off));
-        vr[u] = __ldg(reinterpret_cast<const uint4*>(v_cache + off));
+        kk[u] = __ldg(reinterpret_cast<const uint4*>(k_cache + off));
+        vv[u] = __ldg(reinterpret_cast<const uint4*>(v_cache + off));
       }
     }
+  };
+  uint4 kr[kDecodeUnroll], vr[kDecodeUnroll];
+  load(lo, kr, vr);
+  for (int base = lo; base < hi; base += kStep) {
+    uint4 kn[kDecodeUnroll], vn[kDecodeUnroll];
+    load(base + kStep, kn, vn);
     float s[kDecodeUnroll][HG];
 #pragma unroll
     for (int u = 0; u < kDecodeUnroll; ++u) {
@@ -136,6 +144,11 @@ __global__ void __launch_bounds__(kDecodeThreads)
         for (int e = 0; e < 8; ++e) acc[h][e] += pu * to_float(ve[e]);
       }
       m[h] = m_new;
+    }
+#pragma unroll
+    for (int u = 0; u < kDecodeUnroll; ++u) {
+      kr[u] = kn[u];
+      vr[u] = vn[u];
     }
   }
 
@@ -177,25 +190,40 @@ __global__ void __launch_bounds__(kDecodeThreads)
   }
 }
 
-// out[t, head, :] = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M). One block per (t, head).
+// out[t, head, :] = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M). One block of D threads per
+// (t, head): the split weights are computed once in shared memory, and each thread's loads
+// over the splits are independent (unrolled), not a chain of dependent reads.
 template <typename T, int D>
-__global__ void attention_combine_kernel(AttentionArgs a, int num_splits, const float* part_o,
-                                         const float* part_lse) {
+__global__ void __launch_bounds__(D) attention_combine_kernel(AttentionArgs a, int num_splits,
+                                                              const float* part_o,
+                                                              const float* part_lse) {
+  __shared__ float w_s[kDecodeMaxSplits];
+  __shared__ float max_s[D / 32];
   const int t = blockIdx.x, head = blockIdx.y;
   if (token_in_prefill(a, a.seq_of_token[t])) return;
   const int64_t row0 = (static_cast<int64_t>(t) * a.num_heads + head) * num_splits;
   float mx = -INFINITY;
-  for (int s = 0; s < num_splits; ++s) mx = fmaxf(mx, part_lse[row0 + s]);
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float W = 0.0f, A = 0.0f;
-    for (int s = 0; s < num_splits; ++s) {
-      const float w = exp2f(part_lse[row0 + s] - mx);  // empty split: 2^-inf = 0
-      W += w;
-      A += w * part_o[(row0 + s) * D + d];
-    }
-    T* out = static_cast<T*>(a.out) + (static_cast<int64_t>(t) * a.num_heads + head) * D;
-    out[d] = from_float<T>(A / W);
+  for (int s = threadIdx.x; s < num_splits; s += D) {
+    w_s[s] = part_lse[row0 + s];
+    mx = fmaxf(mx, w_s[s]);
   }
+  mx = warp_max(mx);
+  if (threadIdx.x % 32 == 0) max_s[threadIdx.x / 32] = mx;
+  __syncthreads();
+  mx = max_s[0];
+#pragma unroll
+  for (int w = 1; w < D / 32; ++w) mx = fmaxf(mx, max_s[w]);
+  for (int s = threadIdx.x; s < num_splits; s += D) w_s[s] = exp2f(w_s[s] - mx);  // empty: 0
+  __syncthreads();
+  const int d = threadIdx.x;
+  float W = 0.0f, A = 0.0f;
+#pragma unroll 8
+  for (int s = 0; s < num_splits; ++s) {
+    W += w_s[s];
+    A += w_s[s] * part_o[(row0 + s) * D + d];
+  }
+  T* out = static_cast<T*>(a.out) + (static_cast<int64_t>(t) * a.num_heads + head) * D;
+  out[d] = from_float<T>(A / W);
 }
 
 template <typename T, int D, int HG>

@@ -81,9 +81,9 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(v);
 }
 
-// Shared memory: q_s [Br, D], k_s [2, Bc, D], v_s [2, Bc, D] (T, swizzled).
+// Shared memory: k_s [2, Bc, D], v_s [2, Bc, D] (T, swizzled); q_s [Br, D] = v_s[1] at first.
 template <typename T, int D>
-__global__ void __launch_bounds__(kPrefillThreads)
+__global__ void __launch_bounds__(kPrefillThreads, 3)
     attention_prefill_kernel(AttentionArgs a) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
   constexpr int kKSteps = D / 16;
@@ -100,9 +100,12 @@ __global__ void __launch_bounds__(kPrefillThreads)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
   extern __shared__ __align__(128) unsigned char smem[];
-  const uint32_t q_s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  const uint32_t k_s = q_s + kPrefillBr * D * 2;
+  const uint32_t k_s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   const uint32_t v_s = k_s + 2 * kPrefillBc * D * 2;
+  // Q is staged in V's second buffer (Br == Bc): it moves to registers before that buffer is
+  // first filled, so the block needs 4 tiles of shared memory, not 5 (3 blocks per SM at D 128).
+  static_assert(kPrefillBr == kPrefillBc);
+  const uint32_t q_s = v_s + kPrefillBc * D * 2;
 
   // Visible keys of the tile's rows: [kv_lo, p_hi] (a chunk's positions are increasing).
   const int p_lo = a.positions[q_begin + r0], p_hi = a.positions[q_begin + r0 + rows - 1];
@@ -134,6 +137,15 @@ __global__ void __launch_bounds__(kPrefillThreads)
   };
   load_kv(0, 0);
   cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+  uint32_t qf[kKSteps][4];
+#pragma unroll
+  for (int k = 0; k < kKSteps; ++k) {
+    const int r = warp * 16 + (lane % 8) + 8 * ((lane / 8) % 2);
+    ldsm_x4(q_s + swz<D>(r, 2 * k + lane / 16), qf[k][0], qf[k][1], qf[k][2], qf[k][3]);
+  }
+  __syncthreads();  // Q's buffer is V's second tile buffer from here on
 
   // This thread's two rows of the warp's 16: lane / 4 and lane / 4 + 8.
   const int row_a = warp * 16 + lane / 4;
@@ -142,7 +154,6 @@ __global__ void __launch_bounds__(kPrefillThreads)
   pos_row[1] = a.positions[q_begin + r0 + min(row_a + 8, rows - 1)];
   const float scale = a.scale * kLog2e;
 
-  uint32_t qf[kKSteps][4];
   float o[kDTiles][4];
 #pragma unroll
   for (int i = 0; i < kDTiles; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
@@ -154,13 +165,6 @@ __global__ void __launch_bounds__(kPrefillThreads)
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
-    if (j == 0) {
-#pragma unroll
-      for (int k = 0; k < kKSteps; ++k) {
-        const int r = warp * 16 + (lane % 8) + 8 * ((lane / 8) % 2);
-        ldsm_x4(q_s + swz<D>(r, 2 * k + lane / 16), qf[k][0], qf[k][1], qf[k][2], qf[k][3]);
-      }
-    }
     const uint32_t kb = k_s + buf * kPrefillBc * D * 2, vb = v_s + buf * kPrefillBc * D * 2;
     // S [16, Bc] of this warp = Q K^T.
     float sc[kNTiles][4];
@@ -259,7 +263,7 @@ template <typename T, int D>
 cudaError_t launch_attention_prefill(const AttentionArgs& a, cudaStream_t stream) {
   const int q_tiles = (a.max_q_len + kPrefillBr - 1) / kPrefillBr;
   if (q_tiles == 0 || a.num_seqs == 0) return cudaSuccess;
-  const size_t smem = size_t(kPrefillBr + 4 * kPrefillBc) * D * sizeof(T);
+  const size_t smem = size_t(4 * kPrefillBc) * D * sizeof(T);
   auto* kernel = attention_prefill_kernel<T, D>;
   if (smem > 48 * 1024) {
     const cudaError_t err = cudaFuncSetAttribute(
