@@ -33,8 +33,9 @@ __device__ __forceinline__ int64_t kv_offset(const int32_t* table, int pos, int 
 }
 
 // Shared memory: q_s [G, D] float, k_s / v_s [kAttnTile, attn_row_stride(D)] T.
+// Up to 32 warps (G = 32): the register budget must allow a 1024-thread block.
 template <typename T>
-__global__ void paged_attention_kernel(AttentionArgs a) {
+__global__ void __launch_bounds__(1024) paged_attention_kernel(AttentionArgs a) {
   const int t = blockIdx.x, g = blockIdx.y;
   const int D = a.head_dim, G = a.num_heads / a.num_kv_heads, Hkv = a.num_kv_heads;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;

@@ -44,8 +44,10 @@ __device__ __forceinline__ bool token_in_prefill(const AttentionArgs& a, int seq
 
 // Shared memory (merge): m_s, l_s [streams, HG]; acc_s [streams, HG, D] float.
 // Partials (P > 1): part_o [T, Hq, P, D] float (normalised), part_lse [T, Hq, P] float (log2).
+// Register cap: 4 resident blocks (16 warps) per SM for HG <= 4; the kernel is bound by
+// latency, so warps matter more than the last registers (measured: 3 blocks at 167 registers).
 template <typename T, int D, int HG>
-__global__ void __launch_bounds__(kDecodeThreads)
+__global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
     attention_decode_kernel(AttentionArgs a, int num_splits, int split_len, int heads_per_group,
                             float* part_o, float* part_lse) {
   constexpr int kLanes = D / 8;                       // lanes per key row
@@ -88,25 +90,23 @@ __global__ void __launch_bounds__(kDecodeThreads)
   const T* k_cache = static_cast<const T*>(a.k_cache);
   const T* v_cache = static_cast<const T*>(a.v_cache);
   const int32_t* table = a.block_tables + static_cast<int64_t>(seq) * a.max_blocks_per_seq;
-  // Software pipeline: the next iteration's K / V are in flight while this one is used.
-  constexpr int kStep = kStreams * kDecodeUnroll;
-  auto load = [&](int base, uint4 (&kk)[kDecodeUnroll], uint4 (&vv)[kDecodeUnroll]) {
+  // Power-of-two block sizes (the engine's 16) index the table with a shift, not a division.
+  const int bs = a.block_size;
+  const int shift = (bs & (bs - 1)) == 0 ? __ffs(bs) - 1 : -1;
+  for (int base = lo; base < hi; base += kStreams * kDecodeUnroll) {
+    uint4 kr[kDecodeUnroll], vr[kDecodeUnroll];
 #pragma unroll
     for (int u = 0; u < kDecodeUnroll; ++u) {
       const int pos = base + u * kStreams + stream;
-      kk[u] = vv[u] = make_uint4(0, 0, 0, 0);
+      kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
       if (pos < hi) {
-        const int64_t off = paged_row(table, pos, a.block_size, a.num_kv_heads, g, D) + c * 8;
-        kk[u] = __ldg(reinterpret_cast<const uint4*>(k_cache + off));
-        vv[u] = __ldg(reinterpret_cast<const uint4*>(v_cache + off));
+        const int blk = shift >= 0 ? pos >> shift : pos / bs;
+        const int64_t slot = static_cast<int64_t>(table[blk]) * bs + (pos - blk * bs);
+        const int64_t off = (slot * a.num_kv_heads + g) * D + c * 8;
+        kr[u] = __ldg(reinterpret_cast<const uint4*>(k_cache + off));
+        vr[u] = __ldg(reinterpret_cast<const uint4*>(v_cache + off));
       }
     }
-  };
-  uint4 kr[kDecodeUnroll], vr[kDecodeUnroll];
-  load(lo, kr, vr);
-  for (int base = lo; base < hi; base += kStep) {
-    uint4 kn[kDecodeUnroll], vn[kDecodeUnroll];
-    load(base + kStep, kn, vn);
     float s[kDecodeUnroll][HG];
 #pragma unroll
     for (int u = 0; u < kDecodeUnroll; ++u) {
@@ -144,11 +144,6 @@ __global__ void __launch_bounds__(kDecodeThreads)
         for (int e = 0; e < 8; ++e) acc[h][e] += pu * to_float(ve[e]);
       }
       m[h] = m_new;
-    }
-#pragma unroll
-    for (int u = 0; u < kDecodeUnroll; ++u) {
-      kr[u] = kn[u];
-      vr[u] = vn[u];
     }
   }
 
