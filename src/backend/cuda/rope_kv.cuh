@@ -20,8 +20,8 @@ __global__ void rope_write_kv_kernel(T* qkv, int Hq, int Hkv, int D, const int32
   const int half = D / 2;
   T* row = qkv + static_cast<int64_t>(t) * (Hq + 2 * Hkv) * D;
   const float pos = static_cast<float>(positions[t]);
-  const int64_t slot = slots[t];
-  T* k_dst = k_cache + slot * Hkv * D;
+  const int64_t slot = slots[t];  // < 0: a padding token of a CUDA-graph bucket, no KV write
+  T* k_dst = k_cache + (slot < 0 ? 0 : slot) * Hkv * D;
   // Rotation pairs of the Hq query heads, then of the Hkv key heads.
   for (int p = threadIdx.x; p < (Hq + Hkv) * half; p += blockDim.x) {
     const int head = p / half, i = p % half;
@@ -34,7 +34,7 @@ __global__ void rope_write_kv_kernel(T* qkv, int Hq, int Hkv, int D, const int32
     if (head < Hq) {
       x[i] = new_lo;
       x[i + half] = new_hi;
-    } else {
+    } else if (slot >= 0) {
       T* k = k_dst + (head - Hq) * D;
       k[i] = new_lo;
       k[i + half] = new_hi;
@@ -42,6 +42,7 @@ __global__ void rope_write_kv_kernel(T* qkv, int Hq, int Hkv, int D, const int32
   }
   const T* v = row + (Hq + Hkv) * D;
   T* v_dst = v_cache + slot * Hkv * D;
+  if (slot < 0) return;
   for (int i = threadIdx.x; i < Hkv * D; i += blockDim.x) v_dst[i] = v[i];
 }
 
