@@ -12,12 +12,11 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "backend/batch_plan.h"
 #include "backend/cuda/cuda_check.h"
@@ -74,14 +73,18 @@ Inputs make_inputs(const Case& c, DType dt) {
     in.q.emplace_back(q_elems * 2);
     in.k.emplace_back(kv_elems * 2);
     in.v.emplace_back(kv_elems * 2);
-    MIXSERVE_CUDA_CHECK(cuda::fill_synthetic(in.q[i].get(), dt, q_elems, 3 * i + 1, 1.0, false, nullptr));
-    MIXSERVE_CUDA_CHECK(cuda::fill_synthetic(in.k[i].get(), dt, kv_elems, 3 * i + 2, 1.0, false, nullptr));
-    MIXSERVE_CUDA_CHECK(cuda::fill_synthetic(in.v[i].get(), dt, kv_elems, 3 * i + 3, 1.0, false, nullptr));
+    MIXSERVE_CUDA_CHECK(
+        cuda::fill_synthetic(in.q[i].get(), dt, q_elems, 3 * i + 1, 1.0, false, nullptr));
+    MIXSERVE_CUDA_CHECK(
+        cuda::fill_synthetic(in.k[i].get(), dt, kv_elems, 3 * i + 2, 1.0, false, nullptr));
+    MIXSERVE_CUDA_CHECK(
+        cuda::fill_synthetic(in.v[i].get(), dt, kv_elems, 3 * i + 3, 1.0, false, nullptr));
     std::vector<int32_t> pool(blocks);
     std::iota(pool.begin(), pool.end(), 0);
     std::shuffle(pool.begin(), pool.end(), gen);
     in.tables.emplace_back(pool.size() * 4);
-    MIXSERVE_CUDA_CHECK(cudaMemcpy(in.tables[i].get(), pool.data(), pool.size() * 4, cudaMemcpyHostToDevice));
+    MIXSERVE_CUDA_CHECK(
+        cudaMemcpy(in.tables[i].get(), pool.data(), pool.size() * 4, cudaMemcpyHostToDevice));
   }
   auto up = [](cuda::DeviceBuffer& b, const std::vector<int32_t>& v) {
     b.reset(v.size() * 4);
@@ -151,23 +154,24 @@ json run_case(const Case& c, DType dt, int iters, bool sweep, int sms) {
   double flops = 0;
   for (int i = 0; i < c.q_len; ++i) flops += 4.0 * (c.context - c.q_len + i + 1) * kHq * kD;
   flops *= c.seqs;
-  json r = {{"case", c.name}, {"seqs", c.seqs}, {"q_len", c.q_len}, {"context", c.context},
+  json r = {{"case", c.name},       {"seqs", c.seqs}, {"q_len", c.q_len},   {"context", c.context},
             {"kv_bytes", kv_bytes}, {"flops", flops}, {"copies", in.copies}};
   auto report = [&](const std::string& kernel, double ms, json extra = json::object()) {
     const double tbs = kv_bytes / (ms * 1e-3) / 1e12, tfs = flops / (ms * 1e-3) / 1e12;
-    std::printf("%-22s %-26s %10.1f us %8.2f TB/s %8.1f TFLOP/s\n", c.name.c_str(),
-                kernel.c_str(), ms * 1e3, tbs, tfs);
-    json k = {{"kernel", kernel}, {"median_us", ms * 1e3}, {"tb_per_s", tbs},
-              {"tflop_per_s", tfs}};
+    std::printf("%-22s %-26s %10.1f us %8.2f TB/s %8.1f TFLOP/s\n", c.name.c_str(), kernel.c_str(),
+                ms * 1e3, tbs, tfs);
+    json k = {{"kernel", kernel}, {"median_us", ms * 1e3}, {"tb_per_s", tbs}, {"tflop_per_s", tfs}};
     k.update(extra);
     r["kernels"].push_back(k);
   };
   const cuda::AttentionArgs probe = args_for(in, 0, out.get(), true);
   const cuda::DecodeSplitPlan planned = cuda::plan_decode_splits(probe, sms);
-  report("fast", time_median_ms(iters, in.copies, [&](int i) {
-           return cuda::paged_attention_planned(args_for(in, i, out.get(), true), planned, dt,
-                                                nullptr);
-         }),
+  report("fast",
+         time_median_ms(iters, in.copies,
+                        [&](int i) {
+                          return cuda::paged_attention_planned(args_for(in, i, out.get(), true),
+                                                               planned, dt, nullptr);
+                        }),
          {{"splits", planned.num_splits}, {"split_len", planned.split_len}});
   if (sweep && c.q_len < probe.prefill_min_q) {
     for (int splits : {1, 2, 3, 4, 8, 16, 32, 64}) {
@@ -175,10 +179,12 @@ json run_case(const Case& c, DType dt, int iters, bool sweep, int sms) {
       const cuda::DecodeSplitPlan sp{(c.context + len - 1) / len, len};
       if (sp.num_splits != splits || sp.num_splits == planned.num_splits) continue;
       if (cuda::attention_workspace_needed(probe, splits) > probe.workspace_bytes) continue;
-      report("fast splits=" + std::to_string(splits), time_median_ms(iters, in.copies, [&](int i) {
-               return cuda::paged_attention_planned(args_for(in, i, out.get(), true), sp, dt,
-                                                    nullptr);
-             }),
+      report("fast splits=" + std::to_string(splits),
+             time_median_ms(iters, in.copies,
+                            [&](int i) {
+                              return cuda::paged_attention_planned(args_for(in, i, out.get(), true),
+                                                                   sp, dt, nullptr);
+                            }),
              {{"splits", splits}});
     }
   }
@@ -223,10 +229,11 @@ const CommandRegistrar kBenchAttention(
             {"decode 1x512", 1, 1, 512},     {"prefill 1x4096", 1, 4096, 4096},
             {"prefill 8x512", 8, 512, 512},
         };
-        json results = {{"device", prop.name}, {"sms", sms},     {"dtype", a->dtype},
-                        {"Hq", kHq},           {"Hkv", kHkv},    {"D", kD},
-                        {"block_size", kBlock}, {"iters", a->iters}};
-        for (const Case& c : cases) results["cases"].push_back(run_case(c, dt, a->iters, a->sweep, sms));
+        json results = {
+            {"device", prop.name}, {"sms", sms}, {"dtype", a->dtype},    {"Hq", kHq},
+            {"Hkv", kHkv},         {"D", kD},    {"block_size", kBlock}, {"iters", a->iters}};
+        for (const Case& c : cases)
+          results["cases"].push_back(run_case(c, dt, a->iters, a->sweep, sms));
         if (!a->json_path.empty()) {
           std::ofstream f(a->json_path);
           MIXSERVE_CHECK(f.good(), "bench attention: cannot write --json ", a->json_path);

@@ -34,8 +34,8 @@ struct Case {
 std::string describe(const Case& c, int T) {
   std::string s = "T=" + std::to_string(T) + " Hq=" + std::to_string(c.hs.Hq) +
                   " Hkv=" + std::to_string(c.hs.Hkv) + " D=" + std::to_string(c.hs.D) +
-                  " window=" + std::to_string(c.window) + " block=" +
-                  std::to_string(c.block_size) + " splits=" + std::to_string(c.forced_splits) +
+                  " window=" + std::to_string(c.window) + " block=" + std::to_string(c.block_size) +
+                  " splits=" + std::to_string(c.forced_splits) +
                   (c.dt == DType::kF16 ? " fp16" : " bf16") + " seqs:";
   for (const SeqSpec& q : c.seqs) {
     s += " (" + std::to_string(q.context) + "," + std::to_string(q.new_tokens) + ")";
@@ -119,12 +119,9 @@ void check(const Case& c) {
 // chunk of 130 queries over 700 keys (several query and key tiles, a partial last tile).
 std::vector<std::vector<SeqSpec>> steps() {
   return {
-      {{45, 1}},
-      {{1, 1}, {16, 1}, {33, 1}},
-      {{17, 17}},
-      {{300, 250}, {70, 1}, {5, 5}, {64, 1}},
-      {{257, 257}},
-      {{40, 16}, {40, 15}, {700, 130}, {3, 3}},
+      {{45, 1}},    {{1, 1}, {16, 1}, {33, 1}},
+      {{17, 17}},   {{300, 250}, {70, 1}, {5, 5}, {64, 1}},
+      {{257, 257}}, {{40, 16}, {40, 15}, {700, 130}, {3, 3}},
   };
 }
 

@@ -45,16 +45,16 @@ size_t attention_workspace_needed(const AttentionArgs& a, int num_splits) {
 }
 
 DecodeSplitPlan plan_decode_splits(const AttentionArgs& a, int num_sms) {
-  constexpr int kMinSplitLen = 64;   // keys: below this the merge costs more than it hides
-  constexpr int kBlocksPerSm = 8;    // enough resident blocks to keep loads in flight
+  constexpr int kMinSplitLen = 64;  // keys: below this the merge costs more than it hides
+  constexpr int kBlocksPerSm = 8;   // enough resident blocks to keep loads in flight
   DecodeSplitPlan plan{1, 1 << 30};
   int len = a.max_context;
   if (a.sliding_window > 0) len = std::min(len, a.sliding_window);
   if (len <= kMinSplitLen || a.workspace == nullptr || a.num_kv_heads <= 0) return plan;
   const int tokens = a.num_decode_tokens >= 0 ? a.num_decode_tokens : a.num_tokens;
   const int G = a.num_heads / a.num_kv_heads;
-  const int64_t units = int64_t(std::max(tokens, 1)) * a.num_kv_heads *
-                        (G / decode_heads_per_group(G));
+  const int64_t units =
+      int64_t(std::max(tokens, 1)) * a.num_kv_heads * (G / decode_heads_per_group(G));
   const int64_t target = int64_t(kBlocksPerSm) * std::max(num_sms, 1);
   int splits = static_cast<int>(std::min<int64_t>((target + units - 1) / units, kDecodeMaxSplits));
   splits = std::min(splits, (len + kMinSplitLen - 1) / kMinSplitLen);

@@ -29,8 +29,8 @@ constexpr int kDecodeMaxSplits = 128;
 constexpr float kLog2e = 1.4426950408889634f;
 
 // Position -> element offset of KV head g's row in a [N, Hkv, D] pool, through the block table.
-__device__ __forceinline__ int64_t paged_row(const int32_t* table, int pos, int block_size,
-                                             int Hkv, int g, int D) {
+__device__ __forceinline__ int64_t paged_row(const int32_t* table, int pos, int block_size, int Hkv,
+                                             int g, int D) {
   const int blk = pos / block_size;
   const int64_t slot = static_cast<int64_t>(table[blk]) * block_size + (pos - blk * block_size);
   return (slot * Hkv + g) * D;
@@ -50,8 +50,8 @@ template <typename T, int D, int HG>
 __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
     attention_decode_kernel(AttentionArgs a, int num_splits, int split_len, int heads_per_group,
                             float* part_o, float* part_lse) {
-  constexpr int kLanes = D / 8;                       // lanes per key row
-  constexpr int kStreams = kDecodeThreads / kLanes;   // 8 (D 128) or 16 (D 64)
+  constexpr int kLanes = D / 8;                      // lanes per key row
+  constexpr int kStreams = kDecodeThreads / kLanes;  // 8 (D 128) or 16 (D 64)
   const int t = blockIdx.x, split = blockIdx.z;
   const int G = a.num_heads / a.num_kv_heads;
   const int groups = G / heads_per_group;
@@ -149,9 +149,9 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
 
   // Merge the streams: every stream's (m, l, acc) through shared memory.
   extern __shared__ __align__(16) float merge_s[];
-  float* m_s = merge_s;                  // [kStreams, HG]
-  float* l_s = m_s + kStreams * HG;      // [kStreams, HG]
-  float* acc_s = l_s + kStreams * HG;    // [kStreams, HG, D]
+  float* m_s = merge_s;                // [kStreams, HG]
+  float* l_s = m_s + kStreams * HG;    // [kStreams, HG]
+  float* acc_s = l_s + kStreams * HG;  // [kStreams, HG, D]
 #pragma unroll
   for (int h = 0; h < HG; ++h) {
     if (c == 0) {
@@ -189,9 +189,9 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
 // (t, head): the split weights are computed once in shared memory, and each thread's loads
 // over the splits are independent (unrolled), not a chain of dependent reads.
 template <typename T, int D>
-__global__ void __launch_bounds__(D) attention_combine_kernel(AttentionArgs a, int num_splits,
-                                                              const float* part_o,
-                                                              const float* part_lse) {
+__global__ void __launch_bounds__(D)
+    attention_combine_kernel(AttentionArgs a, int num_splits, const float* part_o,
+                             const float* part_lse) {
   __shared__ float w_s[kDecodeMaxSplits];
   __shared__ float max_s[D / 32];
   const int t = blockIdx.x, head = blockIdx.y;
@@ -222,8 +222,8 @@ __global__ void __launch_bounds__(D) attention_combine_kernel(AttentionArgs a, i
 }
 
 template <typename T, int D, int HG>
-cudaError_t launch_attention_decode_hg(const AttentionArgs& a, const DecodeSplitPlan& plan,
-                                       int hg, cudaStream_t stream) {
+cudaError_t launch_attention_decode_hg(const AttentionArgs& a, const DecodeSplitPlan& plan, int hg,
+                                       cudaStream_t stream) {
   constexpr int kStreams = kDecodeThreads / (D / 8);
   const size_t smem = sizeof(float) * kStreams * HG * (D + 2);
   auto* kernel = attention_decode_kernel<T, D, HG>;
@@ -240,8 +240,8 @@ cudaError_t launch_attention_decode_hg(const AttentionArgs& a, const DecodeSplit
                                                  part_lse);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess || plan.num_splits == 1) return err;
-  attention_combine_kernel<T, D><<<dim3(a.num_tokens, a.num_heads), D, 0, stream>>>(
-      a, plan.num_splits, part_o, part_lse);
+  attention_combine_kernel<T, D>
+      <<<dim3(a.num_tokens, a.num_heads), D, 0, stream>>>(a, plan.num_splits, part_o, part_lse);
   return cudaGetLastError();
 }
 

@@ -83,8 +83,7 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
 
 // Shared memory: k_s [2, Bc, D], v_s [2, Bc, D] (T, swizzled); q_s [Br, D] = v_s[1] at first.
 template <typename T, int D>
-__global__ void __launch_bounds__(kPrefillThreads, 3)
-    attention_prefill_kernel(AttentionArgs a) {
+__global__ void __launch_bounds__(kPrefillThreads, 3) attention_prefill_kernel(AttentionArgs a) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
   constexpr int kKSteps = D / 16;
   constexpr int kDTiles = D / 8;
