@@ -1,10 +1,95 @@
+// The one dtype / head-dim dispatch point of paged attention: the tensor-core prefill kernel
+// (attention_prefill.cuh) for sequences with many queries, the split-K kernel
+// (attention_decode.cuh) for the other tokens, both for D = 64 / 128; the generic kernel
+// (attention.cuh) for every other head dim.
+#include <algorithm>
+
 #include "backend/cuda/attention.cuh"
+#include "backend/cuda/attention_decode.cuh"
+#include "backend/cuda/attention_prefill.cuh"
 
 namespace mixserve::cuda {
+namespace {
 
-cudaError_t paged_attention(const AttentionArgs& args, DType dt, cudaStream_t stream) {
+bool fast_head_dim(int D) { return D == 64 || D == 128; }
+
+template <int D>
+cudaError_t launch_fast(const AttentionArgs& a, const DecodeSplitPlan& plan, DType dt,
+                        cudaStream_t stream) {
+  return dispatch_half_type(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const bool prefill = a.seq_offsets != nullptr && a.max_q_len >= a.prefill_min_q;
+    if (!prefill) {
+      AttentionArgs all = a;  // the split-K kernel skips no token
+      all.seq_offsets = nullptr;
+      return launch_attention_decode<T, D>(all, plan, stream);
+    }
+    const cudaError_t err = launch_attention_prefill<T, D>(a, stream);
+    if (err != cudaSuccess) return err;
+    // num_decode_tokens == 0: the prefill kernel took every token.
+    if (a.num_decode_tokens == 0) return cudaSuccess;
+    return launch_attention_decode<T, D>(a, plan, stream);
+  });
+}
+
+}  // namespace
+
+cudaError_t paged_attention_generic(const AttentionArgs& args, DType dt, cudaStream_t stream) {
   return dispatch_half_type(
       dt, [&](auto tag) { return launch_paged_attention<decltype(tag)>(args, stream); });
+}
+
+size_t attention_workspace_needed(const AttentionArgs& a, int num_splits) {
+  if (num_splits <= 1) return 0;
+  return size_t(a.num_tokens) * a.num_heads * num_splits * (a.head_dim + 1) * sizeof(float);
+}
+
+DecodeSplitPlan plan_decode_splits(const AttentionArgs& a, int num_sms) {
+  constexpr int kMinSplitLen = 64;  // keys: below this the merge costs more than it hides
+  constexpr int kBlocksPerSm = 8;   // enough resident blocks to keep loads in flight
+  DecodeSplitPlan plan{1, 1 << 30};
+  int len = a.max_context;
+  if (a.sliding_window > 0) len = std::min(len, a.sliding_window);
+  if (len <= kMinSplitLen || a.workspace == nullptr || a.num_kv_heads <= 0) return plan;
+  const int tokens = a.num_decode_tokens >= 0 ? a.num_decode_tokens : a.num_tokens;
+  const int G = a.num_heads / a.num_kv_heads;
+  const int64_t units =
+      int64_t(std::max(tokens, 1)) * a.num_kv_heads * (G / decode_heads_per_group(G));
+  const int64_t target = int64_t(kBlocksPerSm) * std::max(num_sms, 1);
+  int splits = static_cast<int>(std::min<int64_t>((target + units - 1) / units, kDecodeMaxSplits));
+  splits = std::min(splits, (len + kMinSplitLen - 1) / kMinSplitLen);
+  while (splits > 1 && attention_workspace_needed(a, splits) > a.workspace_bytes) --splits;
+  if (splits <= 1) return plan;
+  const int split_len = ((len + splits - 1) / splits + 63) / 64 * 64;
+  return {(len + split_len - 1) / split_len, split_len};
+}
+
+cudaError_t paged_attention_planned(const AttentionArgs& a, const DecodeSplitPlan& plan, DType dt,
+                                    cudaStream_t stream) {
+  if (a.num_tokens <= 0) return cudaSuccess;
+  if (a.num_kv_heads <= 0 || a.num_heads % a.num_kv_heads != 0) return cudaErrorInvalidValue;
+  if (a.num_heads / a.num_kv_heads > 32) return cudaErrorInvalidValue;
+  if (plan.num_splits < 1 || plan.num_splits > kDecodeMaxSplits) return cudaErrorInvalidValue;
+  if (plan.num_splits > 1 && attention_workspace_needed(a, plan.num_splits) > a.workspace_bytes) {
+    return cudaErrorInvalidValue;
+  }
+  if (a.head_dim == 64) return launch_fast<64>(a, plan, dt, stream);
+  if (a.head_dim == 128) return launch_fast<128>(a, plan, dt, stream);
+  return paged_attention_generic(a, dt, stream);
+}
+
+cudaError_t paged_attention(const AttentionArgs& a, DType dt, cudaStream_t stream) {
+  DecodeSplitPlan plan;
+  if (fast_head_dim(a.head_dim)) {
+    int device = 0, sms = 0;
+    cudaError_t err = cudaGetDevice(&device);
+    if (err == cudaSuccess) {
+      err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    }
+    if (err != cudaSuccess) return err;
+    plan = plan_decode_splits(a, sms);
+  }
+  return paged_attention_planned(a, plan, dt, stream);
 }
 
 }  // namespace mixserve::cuda

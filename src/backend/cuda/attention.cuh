@@ -1,13 +1,15 @@
-// Paged causal attention (prefill, chunked prefill and decode are one kernel), GQA, sliding
-// window, online softmax in float32.
+// Generic paged causal attention (prefill, chunked prefill and decode are one kernel), any
+// D <= 256, GQA, sliding window, online softmax in float32. The fallback of paged_attention for
+// head dims other than 64 / 128 (attention_decode.cuh and attention_prefill.cuh take those),
+// and the baseline the fast kernels are tested and benchmarked against.
 //
 // Work split: one block per (query token t, KV head g), one warp per query head of the group
 // (G = Hq / Hkv warps). The block walks t's visible positions in tiles of 32: all its threads
 // stage the tile's K and V rows of head g in shared memory once (shared by the G query
 // heads), then in each warp lane j scores key j of the tile against the warp's query, the
 // warp updates its running max / sum, and lane d accumulates output dimensions d, d+32, ...
-// Correct first: queries of one sequence re-read the same K/V (no query tiling yet), and a
-// decode step has only T x Hkv blocks (no split of the context across blocks yet).
+// Queries of one sequence re-read the same K/V (no query tiling), and a decode step has only
+// T x Hkv blocks (no split of the context).
 #pragma once
 
 #include "backend/cuda/dtype_traits.cuh"
@@ -31,8 +33,10 @@ __device__ __forceinline__ int64_t kv_offset(const int32_t* table, int pos, int 
 }
 
 // Shared memory: q_s [G, D] float, k_s / v_s [kAttnTile, attn_row_stride(D)] T.
-template <typename T>
-__global__ void paged_attention_kernel(AttentionArgs a) {
+// kWide: G > 16 warps, so the register budget must allow a 1024-thread block (64 registers,
+// measured ~30% slower); G <= 16 keeps the 512-thread budget.
+template <typename T, bool kWide>
+__global__ void __launch_bounds__(kWide ? 1024 : 512) paged_attention_kernel(AttentionArgs a) {
   const int t = blockIdx.x, g = blockIdx.y;
   const int D = a.head_dim, G = a.num_heads / a.num_kv_heads, Hkv = a.num_kv_heads;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -153,14 +157,14 @@ cudaError_t launch_paged_attention(const AttentionArgs& a, cudaStream_t stream) 
   if (G > 32 || a.head_dim <= 0 || a.head_dim > kAttnMaxD) return cudaErrorInvalidValue;
   const size_t smem =
       sizeof(float) * G * a.head_dim + 2 * sizeof(T) * kAttnTile * attn_row_stride(a.head_dim);
+  auto* kernel = G > 16 ? paged_attention_kernel<T, true> : paged_attention_kernel<T, false>;
   if (smem > 48 * 1024) {
-    const cudaError_t err =
-        cudaFuncSetAttribute(paged_attention_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(smem));
+    const cudaError_t err = cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (err != cudaSuccess) return err;
   }
   const dim3 grid(a.num_tokens, a.num_kv_heads);
-  paged_attention_kernel<T><<<grid, 32 * G, smem, stream>>>(a);
+  kernel<<<grid, 32 * G, smem, stream>>>(a);
   return cudaGetLastError();
 }
 

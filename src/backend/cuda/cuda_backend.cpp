@@ -7,6 +7,7 @@
 
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/kernels.h"
 #include "model/loader.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -100,6 +101,7 @@ std::unique_ptr<CudaBackend> CudaBackend::synthetic(const ModelConfig& config, u
 
 void CudaBackend::finish_setup() {
   ensure_workspace(std::max(1, options_.max_num_tokens));
+  attn_workspace_.reset(kAttentionWorkspaceBytes);
   size_t free_b = 0, total_b = 0;
   MIXSERVE_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
   // What this process may still take: the fraction of the card, minus what is in use already
@@ -205,7 +207,7 @@ void CudaBackend::upload_plan(const BatchPlan& plan) {
   const size_t R = plan.logits_rows.size();
   const size_t SB = S * size_t(plan.max_blocks_per_seq);
   // int32 arrays first, then the int64 slots at an 8-byte boundary.
-  const size_t ints = 3 * T + SB + R;
+  const size_t ints = 3 * T + SB + R + S + 1;
   const size_t slots_at = (ints * 4 + 7) / 8 * 8;
   const size_t bytes = slots_at + T * 8;
   if (plan_host_.bytes() < bytes) {
@@ -223,11 +225,13 @@ void CudaBackend::upload_plan(const BatchPlan& plan) {
   }
   std::memcpy(h + 3 * T, plan.block_tables.data(), SB * 4);
   std::memcpy(h + 3 * T + SB, plan.logits_rows.data(), R * 4);
+  std::memcpy(h + 3 * T + SB + R, plan.seq_offsets.data(), (S + 1) * 4);
   std::memcpy(plan_host_.as<char>(slots_at), plan.slot_mapping.data(), T * 8);
   MIXSERVE_CUDA_CHECK(
       cudaMemcpyAsync(plan_dev_.get(), plan_host_.get(), bytes, cudaMemcpyHostToDevice, stream_));
   int32_t* d = plan_dev_.as<int32_t>();
-  plan_ = {d, d + T, d + 2 * T, d + 3 * T, d + 3 * T + SB, plan_dev_.as<int64_t>(slots_at)};
+  plan_ = {d,      d + T, d + 2 * T, d + 3 * T, d + 3 * T + SB, plan_dev_.as<int64_t>(slots_at),
+           d + 3 * T + SB + R};
 }
 
 }  // namespace mixserve::cuda

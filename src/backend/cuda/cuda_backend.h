@@ -27,6 +27,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cublas_batched.h"
 #include "backend/cuda/cublaslt_gemm.h"
+#include "backend/cuda/kernels.h"
 #include "backend/cuda/cuda_weights.h"
 #include "backend/cuda/device_buffer.h"
 #include "model/dtype.h"
@@ -122,6 +123,7 @@ class CudaBackend : public Backend {
     int32_t* block_tables = nullptr;  // [S, B]
     int32_t* logits_rows = nullptr;   // [R]
     int64_t* slots = nullptr;         // [T]
+    int32_t* seq_offsets = nullptr;   // [S + 1]
   };
 
   ModelConfig config_;
@@ -136,11 +138,15 @@ class CudaBackend : public Backend {
   CudaWeights weights_;
   DeviceBuffer inv_freq_;  // [D/2] float
   DeviceBuffer workspace_buf_;
+  DeviceBuffer attn_workspace_;  // split-K attention partials (kAttentionWorkspaceBytes)
   Workspace ws_;
   int ws_tokens_ = 0;
   DeviceBuffer plan_dev_;
   PinnedBuffer plan_host_;
   PlanView plan_;
+  // Host fields of the step's attention (split plan inputs), set by run_model / run_decode
+  // before enqueue_forward; a decode graph's depend only on its bucket.
+  AttentionArgs attn_step_;
   PinnedBuffer counts_host_;  // [E] expert token counts read back per MoE layer
   // Decode steps by (bucket, block-table width): the padded plan's device copy and its graph.
   struct DecodeGraph {

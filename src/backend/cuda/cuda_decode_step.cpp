@@ -84,6 +84,13 @@ void CudaBackend::run_decode(const BatchPlan& plan, int bucket) {
   MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(g.plan_dev.get(), h, bytes, cudaMemcpyHostToDevice, stream_));
   int32_t* d = g.plan_dev.as<int32_t>();
   plan_ = {d, d + Tb, d + 2 * Tb, d + 4 * Tb, d + 3 * Tb, g.plan_dev.as<int64_t>(slots_at)};
+  // Attention: the split-K kernel for every token, its split planned for the bucket's widest
+  // table (B blocks), so the captured graph is right for every step of this bucket.
+  attn_step_ = AttentionArgs{};
+  attn_step_.num_seqs = Tb;
+  attn_step_.max_q_len = 1;
+  attn_step_.num_decode_tokens = Tb;
+  attn_step_.max_context = B * kv_spec_.block_size;
   if (g.exec != nullptr) {
     MIXSERVE_CUDA_CHECK(cudaGraphLaunch(g.exec, stream_));
     return;

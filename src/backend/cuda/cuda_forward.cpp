@@ -40,6 +40,9 @@ void CudaBackend::run_model(const BatchPlan& plan) {
   if (const int bucket = decode_bucket(plan); bucket > 0) return run_decode(plan, bucket);
   ensure_workspace(T);
   upload_plan(plan);
+  attn_step_ = AttentionArgs{};
+  attn_step_.seq_offsets = plan_.seq_offsets;  // long query runs take the tensor-core kernel
+  set_attention_plan_fields(attn_step_, plan);
   enqueue_forward(T, static_cast<int>(plan.logits_rows.size()), plan.max_blocks_per_seq);
 }
 
@@ -63,7 +66,7 @@ void CudaBackend::enqueue_forward(int T, int R, int max_blocks_per_seq) {
     MIXSERVE_CUDA_CHECK(rope_write_kv(ws_.qkv, dt, T, Hq, Hkv, D, plan_.positions, plan_.slots,
                                       inv_freq_.as<float>(), kv_pool(l, 0), kv_pool(l, 1),
                                       stream_));
-    AttentionArgs a;
+    AttentionArgs a = attn_step_;
     a.q = ws_.qkv;
     a.q_stride = qkv_width;
     a.k_cache = kv_pool(l, 0);
@@ -80,6 +83,8 @@ void CudaBackend::enqueue_forward(int T, int R, int max_blocks_per_seq) {
     a.block_size = kv_spec_.block_size;
     a.sliding_window = c.sliding_window;
     a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+    a.workspace = attn_workspace_.get();
+    a.workspace_bytes = attn_workspace_.bytes();
     MIXSERVE_CUDA_CHECK(paged_attention(a, dt, stream_));
     gemm_->matmul(ws_.attn, w.wo, ws_.delta, T, H, Hq * D, dt, DType::kF32, stream_);
     MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, ws_.delta, nullptr, T, H, w.ffn_norm, c.rms_norm_eps,

@@ -15,6 +15,10 @@
 
 #include "model/dtype.h"
 
+namespace mixserve {
+struct BatchPlan;
+}
+
 namespace mixserve::cuda {
 
 // ---- synthetic_weights.cuh ----
@@ -64,11 +68,45 @@ struct AttentionArgs {
   int block_size = 0;
   int sliding_window = 0;  // > 0: position p sees positions > p - window
   float scale = 1.0f;      // D^-0.5
+  // The fast kernels (D = 64 / 128; attention_plan.cpp fills the host fields from the plan).
+  const int32_t* seq_offsets = nullptr;  // [S+1] device; nullptr: no tensor-core prefill
+  int num_seqs = 0;                      // S
+  int prefill_min_q = 16;  // sequences with at least this many queries take the prefill kernel
+  int max_q_len = 0;       // host: most queries of one sequence in the step
+  int max_context = 0;     // host: largest positions[t] + 1 (0: unknown, no split-K)
+  int num_decode_tokens = -1;   // host: tokens left to the split-K kernel (-1: all T)
+  void* workspace = nullptr;    // split-K partials; too small or null: fewer splits
+  size_t workspace_bytes = 0;
 };
 // Causal paged attention for prefill, chunked prefill and decode alike: token t attends to
 // positions [first, positions[t]] of its sequence (read through its block table), online
-// softmax in float32. Needs Hq % Hkv == 0, Hq / Hkv <= 32, D <= 256.
+// softmax in float32. Needs Hq % Hkv == 0, Hq / Hkv <= 32, D <= 256. D = 64 / 128: sequences
+// with >= prefill_min_q queries on tensor cores (needs seq_offsets and the host fields), the
+// other tokens split-K over their context (split planned here from the host fields and the
+// SM count); other D: the generic kernel.
 cudaError_t paged_attention(const AttentionArgs& args, DType dt, cudaStream_t stream);
+// The generic kernel above alone (one block per (token, KV head), any D <= 256): the fallback
+// of paged_attention and the baseline of tests and benchmarks.
+cudaError_t paged_attention_generic(const AttentionArgs& args, DType dt, cudaStream_t stream);
+
+// Split of each (token, KV head)'s context over blocks, decided on the host: split s of a
+// token covers its visible positions [first + s * split_len, first + (s+1) * split_len).
+struct DecodeSplitPlan {
+  int num_splits = 1;
+  int split_len = 0;  // keys per split, a multiple of 64
+};
+// From the number of decode tokens, heads, the longest visible context, the SM count and the
+// workspace size. Partials take workspace_needed(...) bytes.
+DecodeSplitPlan plan_decode_splits(const AttentionArgs& args, int num_sms);
+size_t attention_workspace_needed(const AttentionArgs& args, int num_splits);
+// paged_attention with a given split plan (benchmarks sweep it; a plan may be reused by steps
+// of the same shape).
+cudaError_t paged_attention_planned(const AttentionArgs& args, const DecodeSplitPlan& plan,
+                                    DType dt, cudaStream_t stream);
+// Fills the host fields (num_seqs, max_q_len, max_context, num_decode_tokens) from the plan.
+void set_attention_plan_fields(AttentionArgs& args, const BatchPlan& plan);
+// Workspace that lets plan_decode_splits choose freely for up to max_tokens decode tokens.
+constexpr size_t kAttentionWorkspaceBytes = size_t(32) << 20;
 
 // ---- moe_routing.cuh ----
 // Softmax over the E router logits, top-K (ties go to the lower expert index), the K

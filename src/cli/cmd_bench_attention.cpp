@@ -1,0 +1,249 @@
+// `mixserve bench attention`: times the paged attention kernels alone with CUDA events on
+// Mixtral's head shape (Hq 32, Hkv 8, D 128): decode (split-K) and prefill (tensor cores),
+// next to the generic kernel, and prints achieved TB/s (K+V bytes read / time) and TFLOP/s
+// (causal: 4 * q * ctx * Hq * D / 2 per sequence). Each timed launch reads another copy of
+// Q / K / V (copies together larger than L2), so no launch finds its inputs cached. Median of
+// --iters launches.
+#ifdef MIXSERVE_HAVE_CUDA
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/batch_plan.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/device_buffer.h"
+#include "backend/cuda/kernels.h"
+#include "cli/command.h"
+#include "model/dtype.h"
+#include "util/error.h"
+
+namespace mixserve::cli {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kHq = 32, kHkv = 8, kD = 128, kBlock = 16;
+constexpr size_t kRotateBytes = size_t(200) << 20;  // > 4x the H100's 50 MB L2
+
+struct Case {
+  std::string name;
+  int seqs, q_len, context;  // every sequence: q_len new tokens ending at position context - 1
+};
+
+// One copy of the inputs: q rows [T, (Hq + 2 Hkv) D], K / V pools, a shuffled block table.
+struct Inputs {
+  BatchPlan plan;
+  std::vector<cuda::DeviceBuffer> q, k, v, tables;
+  cuda::DeviceBuffer positions, seq_of_token, seq_offsets, workspace;
+  int copies = 1;
+};
+
+Inputs make_inputs(const Case& c, DType dt) {
+  Inputs in;
+  BatchPlan& p = in.plan;
+  const int per_seq = (c.context + kBlock - 1) / kBlock;
+  p.max_blocks_per_seq = per_seq;
+  p.seq_offsets = {0};
+  std::vector<int32_t> seq_of_token;
+  for (int s = 0; s < c.seqs; ++s) {
+    for (int pos = c.context - c.q_len; pos < c.context; ++pos) {
+      p.token_ids.push_back(0);
+      p.positions.push_back(pos);
+      seq_of_token.push_back(s);
+    }
+    p.seq_offsets.push_back(p.num_tokens());
+    p.context_lens.push_back(c.context);
+  }
+  const int T = p.num_tokens(), blocks = c.seqs * per_seq;
+  const size_t q_elems = size_t(T) * (kHq + 2 * kHkv) * kD;
+  const size_t kv_elems = size_t(blocks) * kBlock * kHkv * kD;
+  const size_t set_bytes = (q_elems + 2 * kv_elems) * 2;
+  in.copies = static_cast<int>(std::clamp<size_t>(kRotateBytes / set_bytes + 1, 1, 64));
+  std::mt19937 gen(1234);
+  for (int i = 0; i < in.copies; ++i) {
+    in.q.emplace_back(q_elems * 2);
+    in.k.emplace_back(kv_elems * 2);
+    in.v.emplace_back(kv_elems * 2);
+    MIXSERVE_CUDA_CHECK(
+        cuda::fill_synthetic(in.q[i].get(), dt, q_elems, 3 * i + 1, 1.0, false, nullptr));
+    MIXSERVE_CUDA_CHECK(
+        cuda::fill_synthetic(in.k[i].get(), dt, kv_elems, 3 * i + 2, 1.0, false, nullptr));
+    MIXSERVE_CUDA_CHECK(
+        cuda::fill_synthetic(in.v[i].get(), dt, kv_elems, 3 * i + 3, 1.0, false, nullptr));
+    std::vector<int32_t> pool(blocks);
+    std::iota(pool.begin(), pool.end(), 0);
+    std::shuffle(pool.begin(), pool.end(), gen);
+    in.tables.emplace_back(pool.size() * 4);
+    MIXSERVE_CUDA_CHECK(
+        cudaMemcpy(in.tables[i].get(), pool.data(), pool.size() * 4, cudaMemcpyHostToDevice));
+  }
+  auto up = [](cuda::DeviceBuffer& b, const std::vector<int32_t>& v) {
+    b.reset(v.size() * 4);
+    MIXSERVE_CUDA_CHECK(cudaMemcpy(b.get(), v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+  };
+  up(in.positions, p.positions);
+  up(in.seq_of_token, seq_of_token);
+  up(in.seq_offsets, p.seq_offsets);
+  in.workspace.reset(cuda::kAttentionWorkspaceBytes);
+  return in;
+}
+
+cuda::AttentionArgs args_for(const Inputs& in, int copy, void* out, bool fast) {
+  cuda::AttentionArgs a;
+  a.q = in.q[copy].get();
+  a.q_stride = (kHq + 2 * kHkv) * kD;
+  a.k_cache = in.k[copy].get();
+  a.v_cache = in.v[copy].get();
+  a.out = out;
+  a.positions = in.positions.as<int32_t>();
+  a.seq_of_token = in.seq_of_token.as<int32_t>();
+  a.block_tables = in.tables[copy].as<int32_t>();
+  a.max_blocks_per_seq = in.plan.max_blocks_per_seq;
+  a.num_tokens = in.plan.num_tokens();
+  a.num_heads = kHq;
+  a.num_kv_heads = kHkv;
+  a.head_dim = kD;
+  a.block_size = kBlock;
+  a.scale = 1.0f / std::sqrt(float(kD));
+  if (fast) {
+    a.seq_offsets = in.seq_offsets.as<int32_t>();
+    a.workspace = in.workspace.get();
+    a.workspace_bytes = cuda::kAttentionWorkspaceBytes;
+    cuda::set_attention_plan_fields(a, in.plan);
+  }
+  return a;
+}
+
+// Median milliseconds of `iters` launches of launch(copy), each bracketed by events.
+template <typename F>
+double time_median_ms(int iters, int copies, F&& launch) {
+  cudaEvent_t e0, e1;
+  MIXSERVE_CUDA_CHECK(cudaEventCreate(&e0));
+  MIXSERVE_CUDA_CHECK(cudaEventCreate(&e1));
+  for (int i = 0; i < std::min(copies, 3); ++i) MIXSERVE_CUDA_CHECK(launch(i));  // warm-up
+  std::vector<double> ms;
+  for (int i = 0; i < iters; ++i) {
+    MIXSERVE_CUDA_CHECK(cudaEventRecord(e0));
+    MIXSERVE_CUDA_CHECK(launch(i % copies));
+    MIXSERVE_CUDA_CHECK(cudaEventRecord(e1));
+    MIXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
+    float t = 0;
+    MIXSERVE_CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
+    ms.push_back(t);
+  }
+  MIXSERVE_CUDA_CHECK(cudaEventDestroy(e0));
+  MIXSERVE_CUDA_CHECK(cudaEventDestroy(e1));
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+json run_case(const Case& c, DType dt, int iters, bool sweep, int sms) {
+  const Inputs in = make_inputs(c, dt);
+  cuda::DeviceBuffer out(size_t(in.plan.num_tokens()) * kHq * kD * 2);
+  // K + V bytes each query token's sequence reads once; causal FLOPs of QK^T and PV.
+  const double kv_bytes = double(c.seqs) * c.context * kHkv * kD * 2 * 2;
+  double flops = 0;
+  for (int i = 0; i < c.q_len; ++i) flops += 4.0 * (c.context - c.q_len + i + 1) * kHq * kD;
+  flops *= c.seqs;
+  json r = {{"case", c.name},       {"seqs", c.seqs}, {"q_len", c.q_len},   {"context", c.context},
+            {"kv_bytes", kv_bytes}, {"flops", flops}, {"copies", in.copies}};
+  auto report = [&](const std::string& kernel, double ms, json extra = json::object()) {
+    const double tbs = kv_bytes / (ms * 1e-3) / 1e12, tfs = flops / (ms * 1e-3) / 1e12;
+    std::printf("%-22s %-26s %10.1f us %8.2f TB/s %8.1f TFLOP/s\n", c.name.c_str(), kernel.c_str(),
+                ms * 1e3, tbs, tfs);
+    json k = {{"kernel", kernel}, {"median_us", ms * 1e3}, {"tb_per_s", tbs}, {"tflop_per_s", tfs}};
+    k.update(extra);
+    r["kernels"].push_back(k);
+  };
+  const cuda::AttentionArgs probe = args_for(in, 0, out.get(), true);
+  const cuda::DecodeSplitPlan planned = cuda::plan_decode_splits(probe, sms);
+  report("fast",
+         time_median_ms(iters, in.copies,
+                        [&](int i) {
+                          return cuda::paged_attention_planned(args_for(in, i, out.get(), true),
+                                                               planned, dt, nullptr);
+                        }),
+         {{"splits", planned.num_splits}, {"split_len", planned.split_len}});
+  if (sweep && c.q_len < probe.prefill_min_q) {
+    for (int splits : {1, 2, 3, 4, 8, 16, 32, 64}) {
+      const int len = ((c.context + splits - 1) / splits + 63) / 64 * 64;
+      const cuda::DecodeSplitPlan sp{(c.context + len - 1) / len, len};
+      if (sp.num_splits != splits || sp.num_splits == planned.num_splits) continue;
+      if (cuda::attention_workspace_needed(probe, splits) > probe.workspace_bytes) continue;
+      report("fast splits=" + std::to_string(splits),
+             time_median_ms(iters, in.copies,
+                            [&](int i) {
+                              return cuda::paged_attention_planned(args_for(in, i, out.get(), true),
+                                                                   sp, dt, nullptr);
+                            }),
+             {{"splits", splits}});
+    }
+  }
+  // The generic kernel is slow on long prefills: fewer launches.
+  const int generic_iters = c.q_len * c.seqs > 1024 ? 3 : iters;
+  report("generic", time_median_ms(generic_iters, in.copies, [&](int i) {
+           return cuda::paged_attention_generic(args_for(in, i, out.get(), false), dt, nullptr);
+         }));
+  return r;
+}
+
+const CommandRegistrar kBenchAttention(
+    "bench attention",
+    "Time the paged attention kernels (decode split-K, tensor-core prefill, generic) on "
+    "Mixtral's head shape",
+    [](CLI::App& sub) -> std::function<int()> {
+      struct Args {
+        std::string dtype = "bf16", json_path;
+        int iters = 50;
+        bool sweep = false;
+      };
+      auto a = std::make_shared<Args>();
+      sub.add_option("--dtype", a->dtype, "bf16 or fp16")->capture_default_str();
+      sub.add_option("--iters", a->iters, "Timed launches per kernel (median)")
+          ->check(CLI::Range(1, 100000))
+          ->capture_default_str();
+      sub.add_flag("--sweep", a->sweep, "Decode: also time other split counts");
+      sub.add_option("--json", a->json_path, "Write the results to this JSON file");
+      return [a] {
+        MIXSERVE_CHECK(a->dtype == "bf16" || a->dtype == "fp16",
+                       "bench attention: --dtype must be bf16 or fp16, got '", a->dtype, "'");
+        const DType dt = a->dtype == "bf16" ? DType::kBF16 : DType::kF16;
+        int device = 0, sms = 0;
+        MIXSERVE_CUDA_CHECK(cudaGetDevice(&device));
+        MIXSERVE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+        cudaDeviceProp prop{};
+        MIXSERVE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+        std::printf("%s, %d SMs; Hq %d, Hkv %d, D %d, block %d, %s\n", prop.name, sms, kHq, kHkv,
+                    kD, kBlock, a->dtype.c_str());
+        const std::vector<Case> cases = {
+            {"decode 64x4096", 64, 1, 4096}, {"decode 1x4096", 1, 1, 4096},
+            {"decode 1x512", 1, 1, 512},     {"prefill 1x4096", 1, 4096, 4096},
+            {"prefill 8x512", 8, 512, 512},
+        };
+        json results = {
+            {"device", prop.name}, {"sms", sms}, {"dtype", a->dtype},    {"Hq", kHq},
+            {"Hkv", kHkv},         {"D", kD},    {"block_size", kBlock}, {"iters", a->iters}};
+        for (const Case& c : cases)
+          results["cases"].push_back(run_case(c, dt, a->iters, a->sweep, sms));
+        if (!a->json_path.empty()) {
+          std::ofstream f(a->json_path);
+          MIXSERVE_CHECK(f.good(), "bench attention: cannot write --json ", a->json_path);
+          f << results.dump(2) << "\n";
+        }
+        return 0;
+      };
+    });
+
+}  // namespace
+}  // namespace mixserve::cli
+
+#endif  // MIXSERVE_HAVE_CUDA
