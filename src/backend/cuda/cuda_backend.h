@@ -37,6 +37,12 @@ struct CudaBackendOptions {
   double gpu_memory_fraction = 0.90;  // of the card's memory, for weights + workspace + KV
   int max_num_tokens = 2048;          // tokens per step the workspace is sized for (grows)
   int device = 0;
+  // FP8 (docs/cuda-backend.md, "FP8"): projection weights in E4M3 with per-channel scales and
+  // their inputs quantized per token (W8A8). Implied by an FP8 checkpoint.
+  bool fp8 = false;
+  // FP8 KV cache (--kv-cache-dtype fp8): E4M3 K and V with per-tensor scales per layer (1, or
+  // the checkpoint's self_attn.k_scale / v_scale).
+  bool kv_fp8 = false;
 };
 
 class CudaBackend : public Backend {
@@ -58,6 +64,8 @@ class CudaBackend : public Backend {
   void forward(const BatchPlan& plan, std::span<float> logits_out) override;
 
   DType dtype() const { return options_.dtype; }
+  bool fp8() const { return options_.fp8; }
+  bool kv_fp8() const { return options_.kv_fp8; }
   size_t weight_bytes() const { return weights_.bytes(); }
   cudaStream_t stream() const { return stream_; }
 
@@ -67,7 +75,17 @@ class CudaBackend : public Backend {
   void ensure_workspace(int num_tokens);
   void upload_plan(const BatchPlan& plan);
   void feed_forward(int layer, int T);
+  // FP8 (cuda_forward_fp8.cpp): the same steps with E4M3 GEMM inputs.
+  void feed_forward_fp8(int layer, int T);
+  // h = norm(x + delta) for the attention (qkv GEMM) or the FFN, in the dtype and, with FP8,
+  // quantized (h_q, h_scale); then the qkv GEMM.
+  void norm_and_qkv(int layer, int T);
+  // wo GEMM of the attention output into delta, then the FFN's add + norm.
+  void o_proj_and_norm(int layer, int T);
   void* kv_pool(int layer, int which) const;
+  size_t kv_element_bytes() const { return options_.kv_fp8 ? 1 : dtype_size(options_.dtype); }
+  // Reads the FP8 KV scales of a checkpoint (self_attn.k_scale / v_scale), where present.
+  void load_kv_scales(const Checkpoint& checkpoint);
 
   // Device scratch of one step for up to ws_tokens_ tokens (see cuda_workspace.cpp).
   struct Workspace {
@@ -89,6 +107,15 @@ class CudaBackend : public Backend {
     float* expert_out = nullptr;      // [T K, H]
     void* final_rows = nullptr;       // [T, H]
     float* logits = nullptr;          // [T, V]
+    // FP8 only: E4M3 GEMM inputs and their per-row scales (see fp8_kernels.h).
+    uint8_t* h_q = nullptr;            // [T, H]
+    float* h_scale = nullptr;          // [T]
+    uint8_t* attn_q = nullptr;         // [T, Hq D]
+    float* attn_scale = nullptr;       // [T]
+    uint8_t* gathered_q = nullptr;     // [T K, H]
+    float* gathered_scale = nullptr;   // [T K + 3E] padded per expert
+    uint8_t* act_q = nullptr;          // [T K, F]
+    float* act_scale = nullptr;        // [T K + 3E] padded per expert
   };
   // Device copy of the step's plan arrays (one upload).
   struct PlanView {
@@ -116,6 +143,7 @@ class CudaBackend : public Backend {
   PinnedBuffer counts_host_;  // [E] expert token counts read back per MoE layer
   size_t kv_budget_bytes_ = 0;
   DeviceBuffer kv_cache_;
+  std::vector<float> k_scales_, v_scales_;  // [L] FP8 KV cache scales
   KvCacheSpec kv_spec_;
 };
 
