@@ -92,6 +92,13 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
         plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode)));
     MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode)));
+    // Vector scale modes need non-null scale pointers when the heuristic runs (it answers
+    // "invalid value" otherwise); the workspace stands in until matmul_fp8 sets the real ones.
+    const void* stand_in = workspace_;
+    for (auto attr : {CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER}) {
+      MIXSERVE_CUBLAS_CHECK(
+          cublasLtMatmulDescSetAttribute(plan->desc, attr, &stand_in, sizeof(stand_in)));
+    }
   }
   MIXSERVE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, in, K, N, K));
   MIXSERVE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, in, K, M, K));
