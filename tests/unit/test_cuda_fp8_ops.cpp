@@ -69,8 +69,9 @@ TEST(CudaFp8, GemmMatchesReference) {
         const double e_exact = rel_l2(got, exact), e_full = rel_l2(got, full);
         std::printf("[fp8 gemm] M=%d N=%d K=%d %s: vs dequantized operands %.2e, vs float %.2e\n",
                     M, N, K, std::string(dtype_name(out)).c_str(), e_exact, e_full);
-        // Float32 accumulation of exact products: only summation order differs.
-        EXPECT_LT(e_exact, out == DType::kF32 ? 1e-5 : kBf16OpTol) << M << "x" << N << "x" << K;
+        // Products of E4M3 values are exact; Hopper's FP8 tensor cores accumulate with fewer
+        // mantissa bits than float32 between cuBLASLt's promotions (seen: <= 1.3e-4 on an H100).
+        EXPECT_LT(e_exact, out == DType::kF32 ? 1e-3 : kBf16OpTol) << M << "x" << N << "x" << K;
         // E4M3 rounding of both operands (~3.6% rms each, averaging over K).
         EXPECT_LT(e_full, 0.08) << M << "x" << N << "x" << K;
       }
