@@ -1,6 +1,5 @@
 // `mixserve quantize`: writes an FP8 (E4M3, per-channel scales) copy of a checkpoint folder.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <memory>
 
@@ -29,8 +28,8 @@ const CommandRegistrar kQuantize(
         const QuantizeResult r = quantize_checkpoint(a->model, a->out);
         std::printf(
             "{\"quantized_tensors\":%d,\"copied_tensors\":%d,\"bytes\":%llu,\"files\":%d}\n",
-            r.quantized_tensors, r.copied_tensors,
-            static_cast<unsigned long long>(r.bytes_written), r.shards);
+            r.quantized_tensors, r.copied_tensors, static_cast<unsigned long long>(r.bytes_written),
+            r.shards);
         return 0;
       };
     });

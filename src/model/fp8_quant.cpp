@@ -34,8 +34,8 @@ void dequantize_rows_fp8(const uint8_t* q, const float* scales, bool per_channel
 std::vector<float> fp8_row_scales(const Checkpoint& ckpt, const TensorView& w) {
   const std::string name = fp8_scale_name(w.name);
   const TensorView* s = ckpt.find(name);
-  MIXSERVE_CHECK(s != nullptr, w.file.string(), ": F8_E4M3 tensor ", w.name, " has no scale ",
-                 name, " (F32, shape [out], [out, 1], [] or [1])");
+  MIXSERVE_CHECK(s != nullptr, w.file.string(), ": F8_E4M3 tensor ", w.name, " has no scale ", name,
+                 " (F32, shape [out], [out, 1], [] or [1])");
   MIXSERVE_CHECK(s->dtype == DType::kF32, s->file.string(), ": tensor ", name, " has dtype ",
                  dtype_name(s->dtype), ", expected F32");
   const int64_t rows = w.shape.empty() ? 1 : w.shape[0];
@@ -43,8 +43,8 @@ std::vector<float> fp8_row_scales(const Checkpoint& ckpt, const TensorView& w) {
   std::vector<float> v(static_cast<size_t>(s->numel()));
   s->to_float(v.data());
   for (float f : v) {
-    MIXSERVE_CHECK(std::isfinite(f) && f > 0.0f, s->file.string(), ": tensor ", name, " holds ",
-                   f, "; FP8 weight scales must be finite and positive");
+    MIXSERVE_CHECK(std::isfinite(f) && f > 0.0f, s->file.string(), ": tensor ", name, " holds ", f,
+                   "; FP8 weight scales must be finite and positive");
   }
   if (!per_channel) v.assign(static_cast<size_t>(rows), v.at(0));
   return v;

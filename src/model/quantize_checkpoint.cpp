@@ -95,8 +95,8 @@ QuantizeResult quantize_checkpoint(const fs::path& in, const fs::path& out) {
       TensorToWrite q{et.name, DType::kF8E4M3, et.shape, std::vector<uint8_t>(values.size())};
       std::vector<float> scales(static_cast<size_t>(rows));
       quantize_rows_fp8(values.data(), rows, cols, q.bytes.data(), scales.data());
-      TensorToWrite s{fp8_scale_name(et.name), DType::kF32, {rows},
-                      std::vector<uint8_t>(scales.size() * 4)};
+      TensorToWrite s{
+          fp8_scale_name(et.name), DType::kF32, {rows}, std::vector<uint8_t>(scales.size() * 4)};
       std::memcpy(s.bytes.data(), scales.data(), s.bytes.size());
       shard_bytes += q.bytes.size() + s.bytes.size();
       shard_of[q.name] = shard_of[s.name] = result.shards;
@@ -117,8 +117,9 @@ QuantizeResult quantize_checkpoint(const fs::path& in, const fs::path& out) {
   if (result.shards == 1) {
     fs::rename(written[0], out / "model.safetensors");
   } else {
-    std::string index = "{\n  \"metadata\": {\n    \"total_size\": " +
-                        std::to_string(result.bytes_written) + "\n  },\n  \"weight_map\": {\n";
+    std::string index =
+        "{\n  \"metadata\": {\n    \"total_size\": " + std::to_string(result.bytes_written) +
+        "\n  },\n  \"weight_map\": {\n";
     size_t k = 0;
     for (const auto& [tensor, s] : shard_of) {
       index += "    \"" + tensor + "\": \"" + written[s].filename().string() + "\"" +

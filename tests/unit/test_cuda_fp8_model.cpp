@@ -102,7 +102,8 @@ cuda::CudaBackendOptions options(bool fp8, bool kv_fp8) {
 TEST(CudaFp8Model, AccuracyAgainstCpuOnTinyPresets) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   testing::TempDir dir("cuda_fp8_e2e");
-  std::printf("[fp8 e2e] | preset | configuration | max |Δ logprob| | mean |Δ logprob| | top-1 |\n");
+  std::printf(
+      "[fp8 e2e] | preset | configuration | max |Δ logprob| | mean |Δ logprob| | top-1 |\n");
   for (const std::string preset : {"tiny", "tiny-e8", "tiny-d128", "tiny-dense"}) {
     MakeModelOptions mo;
     mo.preset = preset;
@@ -133,9 +134,9 @@ TEST(CudaFp8Model, AccuracyAgainstCpuOnTinyPresets) {
     EXPECT_EQ(tf.run(*cuda::CudaBackend::load(fp8_dir, options(false, false))), w8a8)
         << preset << ": FP8 checkpoint vs --quantization fp8";
     if (preset == "tiny") {
-      EXPECT_EQ(tf.run(*cuda::CudaBackend::synthetic(preset_from_spec(preset), 0,
-                                                     options(true, false))),
-                w8a8)
+      EXPECT_EQ(
+          tf.run(*cuda::CudaBackend::synthetic(preset_from_spec(preset), 0, options(true, false))),
+          w8a8)
           << "synthetic FP8 weights vs the loaded checkpoint quantized at load";
     }
   }

@@ -99,7 +99,8 @@ TEST(CudaFp8, RmsNormQuantizesEachRow) {
   const DType dt = DType::kBF16;
   for (int R : {1, 3, 17}) {
     for (int H : {200, 4096}) {
-      const std::vector<float> x = random_vector(size_t(R) * H), delta = random_vector(size_t(R) * H);
+      const std::vector<float> x = random_vector(size_t(R) * H),
+                               delta = random_vector(size_t(R) * H);
       const std::vector<float> w = rounded(random_vector(H, 0.3f), dt);
       const float eps = 1e-5f;
       std::vector<float> sum(size_t(R) * H), normed(size_t(R) * H);
@@ -110,7 +111,8 @@ TEST(CudaFp8, RmsNormQuantizesEachRow) {
           ss += double(sum[size_t(r) * H + i]) * sum[size_t(r) * H + i];
         }
         const double inv = 1.0 / std::sqrt(ss / H + eps);
-        for (int i = 0; i < H; ++i) normed[size_t(r) * H + i] = float(w[i] * sum[size_t(r) * H + i] * inv);
+        for (int i = 0; i < H; ++i)
+          normed[size_t(r) * H + i] = float(w[i] * sum[size_t(r) * H + i] * inv);
       }
       const Quantized ref = quantize(normed, R, H);
       DeviceBuffer dx = upload(x), dd = upload(delta), dw = upload(to_half(w, dt));
@@ -174,9 +176,9 @@ TEST(CudaFp8, SiluMulAndGatherUsePaddedExpertScales) {
   DeviceBuffer dsrc = upload(src), dss = upload(src_scales), didx = upload(index),
                dq(size_t(n) * H), ds((n + 3 * E) * 4);
   MIXSERVE_CUDA_CHECK(cudaMemset(ds.get(), 0, (n + 3 * E) * 4));
-  MIXSERVE_CUDA_CHECK(cuda::gather_rows_fp8(dsrc.as<uint8_t>(), dss.as<float>(),
-                                            didx.as<int32_t>(), n, H, doff.as<int32_t>(), E,
-                                            dq.as<uint8_t>(), ds.as<float>(), nullptr));
+  MIXSERVE_CUDA_CHECK(cuda::gather_rows_fp8(dsrc.as<uint8_t>(), dss.as<float>(), didx.as<int32_t>(),
+                                            n, H, doff.as<int32_t>(), E, dq.as<uint8_t>(),
+                                            ds.as<float>(), nullptr));
   const std::vector<uint8_t> gq = download<uint8_t>(dq, size_t(n) * H);
   const std::vector<float> gs = download<float>(ds, n + 3 * E);
   for (int r = 0; r < n; ++r) {

@@ -75,8 +75,8 @@ TEST_F(Fp8Checkpoint, QuantizeWritesPerChannelE4M3) {
   EXPECT_EQ(r.quantized_tensors, c.num_hidden_layers * (4 + 3 * c.num_local_experts));
   EXPECT_TRUE(std::filesystem::exists(fp8_ / "tokenizer.json"));
   const std::string q = weight_names::q_proj(1);
-  const TensorView& wq = out.checkpoint->get(q, {c.num_attention_heads * c.head_dim,
-                                                 c.hidden_size});
+  const TensorView& wq =
+      out.checkpoint->get(q, {c.num_attention_heads * c.head_dim, c.hidden_size});
   EXPECT_EQ(wq.dtype, DType::kF8E4M3);
   const TensorView* s = out.checkpoint->find(fp8_scale_name(q));
   ASSERT_NE(s, nullptr);
@@ -88,9 +88,9 @@ TEST_F(Fp8Checkpoint, QuantizeWritesPerChannelE4M3) {
   std::vector<uint8_t> expect(v.size());
   quantize_rows_fp8(v.data(), wq.shape[0], wq.shape[1], expect.data(), scales.data());
   EXPECT_EQ(0, std::memcmp(expect.data(), wq.data, expect.size()));
-  EXPECT_EQ(out.checkpoint->get(weight_names::router(0), {c.num_local_experts, c.hidden_size})
-                .dtype,
-            DType::kBF16)
+  EXPECT_EQ(
+      out.checkpoint->get(weight_names::router(0), {c.num_local_experts, c.hidden_size}).dtype,
+      DType::kBF16)
       << "the router stays in the checkpoint's dtype";
   EXPECT_THROW(quantize_checkpoint(fp8_, dir_.path() / "again"), Error) << "already FP8";
 }
@@ -138,8 +138,8 @@ void replace_tensor(const std::filesystem::path& dir, const std::string& name,
   for (const std::string& n : ck->names()) {
     if (n == name) continue;
     const TensorView* t = ck->find(n);
-    all.push_back(TensorToWrite{n, t->dtype, t->shape,
-                                std::vector<uint8_t>(t->data, t->data + t->nbytes)});
+    all.push_back(
+        TensorToWrite{n, t->dtype, t->shape, std::vector<uint8_t>(t->data, t->data + t->nbytes)});
   }
   if (with) all.push_back(*with);  // replaces `name`, or adds it back
   ck.reset();

@@ -161,8 +161,8 @@ cudaError_t launch_paged_attention(const AttentionArgs& a, cudaStream_t stream) 
       sizeof(float) * G * a.head_dim + 2 * sizeof(C) * kAttnTile * attn_row_stride(a.head_dim);
   if (smem > 48 * 1024) {
     const cudaError_t err =
-        cudaFuncSetAttribute(paged_attention_kernel<T, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(smem));
+        cudaFuncSetAttribute(paged_attention_kernel<T, C>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (err != cudaSuccess) return err;
   }
   const dim3 grid(a.num_tokens, a.num_kv_heads);

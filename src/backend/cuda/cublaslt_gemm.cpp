@@ -146,8 +146,8 @@ void CublasLtGemm::matmul_fp8(const uint8_t* x, const float* x_scales, const uin
                               cudaStream_t stream) {
   if (M <= 0 || N <= 0) return;
   MIXSERVE_CHECK(K % 16 == 0, "FP8 GEMM: K (", K, ") must be a multiple of 16 (cuBLASLt FP8)");
-  const Key key{M, N, K, static_cast<int>(DType::kF8E4M3), static_cast<int>(out),
-                alignment_of(x, w, y)};
+  const Key key{
+      M, N, K, static_cast<int>(DType::kF8E4M3), static_cast<int>(out), alignment_of(x, w, y)};
   Plan& p = plan_for(key);
   // The scale vectors change per call (per expert, per step): set on the cached descriptor.
   MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,

@@ -111,7 +111,8 @@ std::unique_ptr<CudaBackend> CudaBackend::load(const std::filesystem::path& mode
   CudaBackendOptions o = options;
   o.fp8 = o.fp8 || files.config.fp8;  // an FP8 checkpoint runs in FP8
   if (files.config.fp8 && files.config.fp8_activation_scheme == "static") {
-    log::warn(model_dir.string(), ": activation_scheme \"static\": the checkpoint's input_scale "
+    log::warn(model_dir.string(),
+              ": activation_scheme \"static\": the checkpoint's input_scale "
               "tensors are not used; activations are quantized with dynamic per-token scales");
   }
   std::unique_ptr<CudaBackend> b(new CudaBackend(files.config, o));

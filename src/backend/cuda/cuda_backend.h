@@ -108,14 +108,14 @@ class CudaBackend : public Backend {
     void* final_rows = nullptr;       // [T, H]
     float* logits = nullptr;          // [T, V]
     // FP8 only: E4M3 GEMM inputs and their per-row scales (see fp8_kernels.h).
-    uint8_t* h_q = nullptr;            // [T, H]
-    float* h_scale = nullptr;          // [T]
-    uint8_t* attn_q = nullptr;         // [T, Hq D]
-    float* attn_scale = nullptr;       // [T]
-    uint8_t* gathered_q = nullptr;     // [T K, H]
-    float* gathered_scale = nullptr;   // [T K + 3E] padded per expert
-    uint8_t* act_q = nullptr;          // [T K, F]
-    float* act_scale = nullptr;        // [T K + 3E] padded per expert
+    uint8_t* h_q = nullptr;           // [T, H]
+    float* h_scale = nullptr;         // [T]
+    uint8_t* attn_q = nullptr;        // [T, Hq D]
+    float* attn_scale = nullptr;      // [T]
+    uint8_t* gathered_q = nullptr;    // [T K, H]
+    float* gathered_scale = nullptr;  // [T K + 3E] padded per expert
+    uint8_t* act_q = nullptr;         // [T K, F]
+    float* act_scale = nullptr;       // [T K + 3E] padded per expert
   };
   // Device copy of the step's plan arrays (one upload).
   struct PlanView {

@@ -37,8 +37,8 @@ void CudaBackend::forward(const BatchPlan& plan, std::span<float> logits_out) {
     norm_and_qkv(l, T);  // attention norm (after the previous FFN's residual add), qkv GEMM
     const KvFp8Scales kv_scales{k_scales_[l], v_scales_[l]};
     MIXSERVE_CUDA_CHECK(rope_write_kv(ws_.qkv, dt, T, Hq, Hkv, D, plan_.positions, plan_.slots,
-                                      inv_freq_.as<float>(), kv_pool(l, 0), kv_pool(l, 1),
-                                      stream_, options_.kv_fp8 ? &kv_scales : nullptr));
+                                      inv_freq_.as<float>(), kv_pool(l, 0), kv_pool(l, 1), stream_,
+                                      options_.kv_fp8 ? &kv_scales : nullptr));
     AttentionArgs a;
     a.q = ws_.qkv;
     a.q_stride = qkv_width;

@@ -16,7 +16,8 @@ namespace mixserve::cuda {
 void CudaBackend::norm_and_qkv(int l, int T) {
   const ModelConfig& c = config_;
   const CudaLayerWeights w = weights_.layer(l);
-  const int H = c.hidden_size, width = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim;
+  const int H = c.hidden_size,
+            width = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim;
   const DType dt = options_.dtype;
   // Layer 0 starts from the embedding; later layers first add the previous FFN output.
   const float* delta = l == 0 ? nullptr : ws_.delta;
@@ -48,8 +49,7 @@ void CudaBackend::o_proj_and_norm(int l, int T) {
                     ws_.delta, T, H, HqD, DType::kF32, stream_);
   // The router (MoE) reads the half-precision h; the expert GEMMs the quantized one.
   MIXSERVE_CUDA_CHECK(add_rms_norm_fp8(ws_.x, ws_.delta, T, H, w.ffn_norm, c.rms_norm_eps,
-                                       c.moe ? ws_.h : nullptr, ws_.h_q, ws_.h_scale, dt,
-                                       stream_));
+                                       c.moe ? ws_.h : nullptr, ws_.h_q, ws_.h_scale, dt, stream_));
 }
 
 void CudaBackend::feed_forward_fp8(int l, int T) {
@@ -75,9 +75,8 @@ void CudaBackend::feed_forward_fp8(int l, int T) {
       moe_topk(ws_.router_logits, T, E, K, ws_.experts, ws_.expert_weights, stream_));
   MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, K, E, ws_.counts, ws_.offsets, ws_.sorted_token,
                                ws_.pair_pos, stream_));
-  MIXSERVE_CUDA_CHECK(gather_rows_fp8(ws_.h_q, ws_.h_scale, ws_.sorted_token, T * K, H,
-                                      ws_.offsets, E, ws_.gathered_q, ws_.gathered_scale,
-                                      stream_));
+  MIXSERVE_CUDA_CHECK(gather_rows_fp8(ws_.h_q, ws_.h_scale, ws_.sorted_token, T * K, H, ws_.offsets,
+                                      E, ws_.gathered_q, ws_.gathered_scale, stream_));
   // The expert GEMMs need each expert's row count on the host: one sync per MoE layer.
   MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.get(), ws_.counts, sizeof(int32_t) * E,
                                       cudaMemcpyDeviceToHost, stream_));
@@ -85,19 +84,21 @@ void CudaBackend::feed_forward_fp8(int l, int T) {
   const int32_t* counts = counts_host_.as<int32_t>();
   char* gate_up = static_cast<char*>(ws_.gate_up);
   // row: the expert's first sorted row; srow: its first scale (runs padded to 4 floats).
-  for (int e = 0, row = 0, srow = 0; e < E; row += counts[e], srow += (counts[e] + 3) / 4 * 4, ++e) {
+  for (int e = 0, row = 0, srow = 0; e < E;
+       row += counts[e], srow += (counts[e] + 3) / 4 * 4, ++e) {
     if (counts[e] == 0) continue;
     gemm_->matmul_fp8(ws_.gathered_q + size_t(row) * H, ws_.gathered_scale + srow,
                       w13 + size_t(e) * 2 * F * H, w.w13_scale + size_t(e) * 2 * F,
                       gate_up + size_t(row) * 2 * F * el, counts[e], 2 * F, H, dt, stream_);
   }
-  MIXSERVE_CUDA_CHECK(silu_mul_fp8(ws_.gate_up, T * K, F, ws_.act_q, ws_.act_scale, ws_.offsets,
-                                   E, dt, stream_));
-  for (int e = 0, row = 0, srow = 0; e < E; row += counts[e], srow += (counts[e] + 3) / 4 * 4, ++e) {
+  MIXSERVE_CUDA_CHECK(
+      silu_mul_fp8(ws_.gate_up, T * K, F, ws_.act_q, ws_.act_scale, ws_.offsets, E, dt, stream_));
+  for (int e = 0, row = 0, srow = 0; e < E;
+       row += counts[e], srow += (counts[e] + 3) / 4 * 4, ++e) {
     if (counts[e] == 0) continue;
     gemm_->matmul_fp8(ws_.act_q + size_t(row) * F, ws_.act_scale + srow, w2 + size_t(e) * H * F,
-                      w.w2_scale + size_t(e) * H, ws_.expert_out + size_t(row) * H, counts[e], H,
-                      F, DType::kF32, stream_);
+                      w.w2_scale + size_t(e) * H, ws_.expert_out + size_t(row) * H, counts[e], H, F,
+                      DType::kF32, stream_);
   }
   MIXSERVE_CUDA_CHECK(moe_combine(ws_.expert_out, ws_.experts, ws_.expert_weights, ws_.pair_pos, T,
                                   K, H, ws_.delta, stream_));

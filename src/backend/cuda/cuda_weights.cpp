@@ -151,13 +151,13 @@ void CudaWeights::load_fp8_tensor(const Checkpoint& ckpt, const WeightPlacement&
     const std::vector<float> scales = fp8_row_scales(ckpt, t);
     MIXSERVE_CUDA_CHECK(
         cudaMemcpy(arena_.as<char>(p.offset), t.data, t.nbytes, cudaMemcpyHostToDevice));
-    MIXSERVE_CUDA_CHECK(cudaMemcpy(arena_.as<char>(p.scale_offset), scales.data(),
-                                   size_t(rows) * 4, cudaMemcpyHostToDevice));
+    MIXSERVE_CUDA_CHECK(cudaMemcpy(arena_.as<char>(p.scale_offset), scales.data(), size_t(rows) * 4,
+                                   cudaMemcpyHostToDevice));
     return;
   }
   convert(ckpt, t, dtype_, staging);
-  MIXSERVE_CUDA_CHECK(cudaMemcpy(scratch, staging, size_t(t.numel()) * dtype_size(dtype_),
-                                 cudaMemcpyHostToDevice));
+  MIXSERVE_CUDA_CHECK(
+      cudaMemcpy(scratch, staging, size_t(t.numel()) * dtype_size(dtype_), cudaMemcpyHostToDevice));
   quantize_into(p, scratch, nullptr);
   MIXSERVE_CUDA_CHECK(cudaDeviceSynchronize());
 }
@@ -189,8 +189,8 @@ void CudaWeights::load(const Checkpoint& ckpt) {
     if (decile != last_decile) {
       last_decile = decile;
       log::info("loading weights to the GPU: ", 10 * decile, "% (", gib(done), " of ",
-                gib(total_bytes_), " GiB, ", fp8_ ? "fp8 projections, " : "",
-                dtype_name(dtype_), ")");
+                gib(total_bytes_), " GiB, ", fp8_ ? "fp8 projections, " : "", dtype_name(dtype_),
+                ")");
     }
   }
 }
@@ -208,8 +208,8 @@ void CudaWeights::make_synthetic(uint64_t seed, cudaStream_t stream) {
   for (const WeightPlacement& p : placements_) {
     const SyntheticTensorParams sp = synthetic_tensor_params(p.tensor, seed);
     void* dst = p.fp8 ? scratch.get() : arena_.as<char>(p.offset);
-    MIXSERVE_CUDA_CHECK(fill_synthetic(dst, dtype_, numel(p.tensor.shape), sp.key, sp.half_width,
-                                       sp.norm, stream));
+    MIXSERVE_CUDA_CHECK(
+        fill_synthetic(dst, dtype_, numel(p.tensor.shape), sp.key, sp.half_width, sp.norm, stream));
     if (p.fp8) quantize_into(p, scratch.get(), stream);
   }
   MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream));

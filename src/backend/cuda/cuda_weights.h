@@ -49,9 +49,9 @@ struct CudaLayerWeights {
 };
 
 struct WeightPlacement {
-  ExpectedTensor tensor;  // Hugging Face name and shape
-  size_t offset = 0;      // bytes into the arena
-  bool fp8 = false;       // stored as E4M3 with per-row scales
+  ExpectedTensor tensor;    // Hugging Face name and shape
+  size_t offset = 0;        // bytes into the arena
+  bool fp8 = false;         // stored as E4M3 with per-row scales
   size_t scale_offset = 0;  // bytes into the arena of the [rows] float scales (fp8 only)
 };
 

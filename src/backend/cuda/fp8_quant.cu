@@ -32,8 +32,8 @@ cudaError_t silu_mul_fp8(const void* gate_up, int n, int F, uint8_t* q, float* s
   if (n <= 0) return cudaSuccess;
   return dispatch_half_type(dt, [&](auto tag) {
     using T = decltype(tag);
-    silu_mul_fp8_kernel<T><<<n, kQuantThreads, 0, stream>>>(static_cast<const T*>(gate_up), F, q,
-                                                            scales, offsets, E);
+    silu_mul_fp8_kernel<T>
+        <<<n, kQuantThreads, 0, stream>>>(static_cast<const T*>(gate_up), F, q, scales, offsets, E);
     return cudaGetLastError();
   });
 }

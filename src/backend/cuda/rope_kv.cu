@@ -10,8 +10,8 @@ cudaError_t rope_write_kv(void* qkv, DType dt, int T, int Hq, int Hkv, int D,
     using E = decltype(tag);
     if (kv_fp8 != nullptr) {
       using C = __nv_fp8_e4m3;
-      return launch_rope_write_kv(static_cast<E*>(qkv), T, Hq, Hkv, D, positions, slots,
-                                  inv_freq, static_cast<C*>(k_cache), static_cast<C*>(v_cache),
+      return launch_rope_write_kv(static_cast<E*>(qkv), T, Hq, Hkv, D, positions, slots, inv_freq,
+                                  static_cast<C*>(k_cache), static_cast<C*>(v_cache),
                                   1.0f / kv_fp8->k_scale, 1.0f / kv_fp8->v_scale, stream);
     }
     return launch_rope_write_kv(static_cast<E*>(qkv), T, Hq, Hkv, D, positions, slots, inv_freq,
