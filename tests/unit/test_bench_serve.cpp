@@ -3,6 +3,8 @@
 // cap held, chat and non-streaming modes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cmath>
 
 #include "bench/http_load.h"
@@ -59,7 +61,7 @@ TEST(BenchServe, StreamsAreMeasuredAndCountsAddUp) {
 
 TEST(BenchServe, TokensAreTimedAsTheyArriveNotWhenTheBufferFills) {
   testing::BenchTestServer server;
-  server.token_delay_ms = 40;  // the server sleeps before each token
+  server.token_delay_ms = 60;  // the server sleeps before each token
   LoadOptions o;
   o.url = server.url("/v1/completions");
   WorkloadItem item;
@@ -70,12 +72,14 @@ TEST(BenchServe, TokensAreTimedAsTheyArriveNotWhenTheBufferFills) {
   for (const RequestRecord& r : res.records) {
     ASSERT_TRUE(r.ok) << r.error;
     ASSERT_EQ(r.itl_ms.size(), 2u);
-    // Lower bounds the sleeps guarantee: tokens 2 and 3 were sent >= 40 ms after the one before,
-    // so a client that timestamps on arrival sees these gaps (one that waits for a full read
-    // buffer sees all three tokens at once).
-    for (double gap : r.itl_ms) EXPECT_GE(gap, 35.0);
-    EXPECT_LE(r.ttft_ms, r.e2e_ms - 70.0);
-    EXPECT_GE(r.tpot_ms(), 35.0);
+    // The sleeps guarantee three tokens sent >= 60 ms apart. A client that timestamps on
+    // arrival sees them apart; one that waits for a full read buffer sees all three at once
+    // (gaps ~0, TTFT == E2E). Arrival times on a loaded machine can bunch two tokens together,
+    // so only bounds that survive one late wake-up are asserted: the whole stream takes at
+    // least the three sleeps, and the tokens do not all arrive together.
+    EXPECT_GE(r.e2e_ms, 170.0);
+    EXPECT_GE(std::max(r.itl_ms[0], r.itl_ms[1]), 30.0);
+    EXPECT_LE(r.ttft_ms, r.e2e_ms - 30.0);
   }
 }
 
