@@ -7,6 +7,7 @@
 #include <string>
 
 #include "backend/batch_plan.h"
+#include "backend/sampling_batch.h"
 #include "model/config.h"
 
 namespace mixserve {
@@ -31,6 +32,14 @@ class Backend {
   // Computes the step: writes K/V of every token of the plan into its slot, and the logits
   // (float32, log-softmax NOT applied) of plan.logits_rows into logits_out[R * V].
   virtual void forward(const BatchPlan& plan, std::span<float> logits_out) = 0;
+
+  // Backends that can pick tokens on their own device (the CUDA backend) say so here; the
+  // engine then calls forward_and_sample instead of forward, and logits stay on the device
+  // unless a row asks for log-probabilities. The semantics are the host Sampler's
+  // (engine/sampler.h): batch.rows[r] is the sampling of plan.logits_rows[r].
+  virtual bool supports_device_sampling() const { return false; }
+  virtual void forward_and_sample(const BatchPlan& plan, const SamplingBatch& batch,
+                                  SampledTokens* out);
 };
 
 }  // namespace mixserve

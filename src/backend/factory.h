@@ -19,6 +19,9 @@ struct BackendOptions {
   int max_num_tokens = 2048;   // CUDA: tokens per step the workspace is sized for
   std::string quantization = "none";   // CUDA: none | fp8 (E4M3 weights + activations)
   std::string kv_cache_dtype = "auto"; // CUDA: auto (the dtype) | fp8 (E4M3 KV cache)
+  bool enforce_eager = false;  // CUDA: no CUDA graphs for decode steps
+  bool host_sampling = false;  // CUDA: sample on the host (logits copied back) as the CPU does
+  int moe_padded_max_rows = -1;  // CUDA: largest grouped (sync-free) MoE step; -1 = default
 };
 
 std::unique_ptr<Backend> create_backend(const BackendOptions& options);

@@ -1,6 +1,7 @@
-// `mixserve bench-step`: times Backend::forward for decode steps of a fixed batch, after
-// prefilling every sequence's context. A kernel-work measurement (no scheduler, no sampling);
-// the serving benchmarks are `mixserve bench`.
+// `mixserve bench-step`: times decode steps of a fixed batch (forward + greedy sampling of
+// every row: on the device where the backend samples there, else Backend::forward and the
+// host Sampler), after prefilling every sequence's context. A kernel-work measurement (no
+// scheduler); the serving benchmarks are `mixserve bench`.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -14,6 +15,8 @@
 #endif
 #include "cli/command.h"
 #include "cli/engine_flags.h"
+#include "engine/device_sampling.h"
+#include "engine/sampler.h"
 #include "util/error.h"
 
 namespace mixserve::cli {
@@ -42,7 +45,7 @@ BatchPlan plan_for(int batch, int first_pos, int tokens, int per_seq, int vocab)
 }
 
 const CommandRegistrar kBenchStep(
-    "bench-step", "Time decode steps of the model's forward pass (no scheduler, no sampling)",
+    "bench-step", "Time decode steps: the forward pass and greedy sampling (no scheduler)",
     [](CLI::App& sub) -> std::function<int()> {
       struct Args {
         BackendOptions backend;
@@ -57,6 +60,12 @@ const CommandRegistrar kBenchStep(
       sub.add_option("--context", a->context, "Tokens already in each sequence's cache")
           ->check(CLI::Range(1, 1 << 20));
       sub.add_option("--iters", a->iters, "Timed decode steps")->check(CLI::Range(1, 100000));
+      sub.add_flag("--enforce-eager", a->backend.enforce_eager, "CUDA: no CUDA graphs");
+      sub.add_flag("--host-sampling", a->backend.host_sampling,
+                   "CUDA: logits to the host, sampled there");
+      sub.add_option("--moe-padded-max-rows", a->backend.moe_padded_max_rows,
+                     "CUDA: largest step (tokens x top-k) whose experts run grouped without a "
+                     "host sync (0: never; default 256)");
       return [a] {
         const int per_seq = (a->context + a->iters + 2 + kBlockSize - 1) / kBlockSize;
         a->backend.max_num_tokens = 2048;
@@ -77,6 +86,13 @@ const CommandRegistrar kBenchStep(
             be->forward(p, std::span<float>(logits.data(), size_t(V)));
           }
         }
+        const bool on_device = be->supports_device_sampling();
+        std::vector<int32_t> picked(size_t(a->batch));
+        SamplingParams greedy;
+        greedy.temperature = 0.0f;
+        SamplingBatch batch;
+        for (int s = 0; s < a->batch; ++s) append_sampling_row(greedy, SampleContext{}, &batch);
+        SampledTokens sampled;
         std::vector<double> ms;
         for (int i = -2; i < a->iters; ++i) {  // two untimed warm-up steps
 #ifdef MIXSERVE_HAVE_CUDA
@@ -85,7 +101,16 @@ const CommandRegistrar kBenchStep(
 #endif
           const BatchPlan p = plan_for(a->batch, a->context + std::max(i, 0), 1, per_seq, V);
           const auto t0 = std::chrono::steady_clock::now();
-          be->forward(p, logits);  // returns after the logits are on the host
+          if (on_device) {  // returns after the ids are on the host
+            be->forward_and_sample(p, batch, &sampled);
+          } else {  // returns after the logits are on the host
+            be->forward(p, logits);
+            for (int s = 0; s < a->batch; ++s) {
+              picked[s] = sample_token(std::span<float>(logits.data() + size_t(s) * V, size_t(V)),
+                                       greedy, SampleContext{})
+                              .id;
+            }
+          }
           const auto t1 = std::chrono::steady_clock::now();
           if (i >= 0) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
         }
@@ -96,9 +121,13 @@ const CommandRegistrar kBenchStep(
         const double median = ms[ms.size() / 2];
         std::printf(
             "{\"backend\":\"%s\",\"model\":\"%s\",\"batch\":%d,\"context\":%d,"
+            "\"sampling\":\"%s\",\"graphs\":%s,"
             "\"iters\":%d,\"step_ms_median\":%.4f,\"step_ms_min\":%.4f,"
             "\"step_ms_max\":%.4f,\"tokens_per_s\":%.1f}\n",
-            be->name().c_str(), a->backend.model.c_str(), a->batch, a->context, a->iters, median,
+            be->name().c_str(), a->backend.model.c_str(), a->batch, a->context,
+            on_device ? "device" : "host",
+            a->backend.enforce_eager || be->name().rfind("cuda", 0) != 0 ? "false" : "true",
+            a->iters, median,
             ms.front(), ms.back(), 1000.0 * a->batch / median);
         return 0;
       };

@@ -36,6 +36,10 @@ void EngineFlags::add_to(CLI::App& app, bool model_required) {
                  "CUDA: share of the GPU's memory for weights, workspace and the KV cache")
       ->check(CLI::Range(0.01, 1.0))
       ->capture_default_str();
+  app.add_flag("--enforce-eager", backend.enforce_eager,
+               "CUDA: run decode steps kernel by kernel instead of replaying CUDA graphs");
+  app.add_flag("--host-sampling", backend.host_sampling,
+               "CUDA: copy the logits to the host and sample there instead of on the GPU");
   app.add_option("--block-size", engine.block_size, "Tokens per KV-cache block")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();

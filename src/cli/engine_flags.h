@@ -19,8 +19,9 @@ struct EngineFlags {
   BackendOptions backend;
   EngineConfig engine;
 
-  // Adds --model, --device, --threads, --dtype, --quantization,
-  // --kv-cache-dtype, --gpu-memory-fraction, --block-size, --kv-cache-tokens, --max-num-seqs,
+  // Adds --model, --device, --threads, --dtype, --quantization, --kv-cache-dtype,
+  // --gpu-memory-fraction, --enforce-eager, --host-sampling, --block-size, --kv-cache-tokens,
+  // --max-num-seqs,
   // --max-num-batched-tokens, --max-model-len, --no-prefix-caching, --scheduler-policy.
   void add_to(CLI::App& app, bool model_required = true);
 };

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "engine/block_manager.h"
+#include "engine/device_sampling.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
@@ -249,9 +250,51 @@ void Engine::run_step(const ScheduleResult& sched) {
     }
   }
   counters_.tokens_computed += plan.num_tokens();
-  logits_.resize(plan.logits_rows.size() * size_t(vocab_size_));
+  // What the Sampler needs of each sampled row; the histories are views into the sequences.
+  std::vector<std::vector<int32_t>> suppressed(sampled.size());
+  std::vector<SampleContext> contexts;
+  for (size_t r = 0; r < sampled.size(); ++r) {
+    const EngineSequence& es = *sampled[r];
+    const SamplingParams& p = es.req->request.params;
+    const Sequence& s = es.seq;
+    std::span<const int32_t> all(s.tokens);
+    if (s.num_output_tokens() < p.min_tokens) {
+      if (!p.ignore_eos) suppressed[r] = eos_ids_;
+      suppressed[r].insert(suppressed[r].end(), p.stop_token_ids.begin(), p.stop_token_ids.end());
+    }
+    contexts.push_back({all.first(size_t(s.num_prompt_tokens)),
+                        all.subspan(size_t(s.num_prompt_tokens)), suppressed[r], es.req->seed,
+                        es.sample_index});
+  }
+  std::vector<int32_t> ids(sampled.size());
+  std::vector<TokenLogprobs> lps(sampled.size());
   try {
-    backend_->forward(plan, logits_);
+    if (backend_->supports_device_sampling()) {
+      // The backend samples on its device with the same semantics (sampler.h); only rows that
+      // want log-probabilities bring their raw logits back.
+      SamplingBatch batch;
+      for (size_t r = 0; r < sampled.size(); ++r)
+        append_sampling_row(sampled[r]->req->request.params, contexts[r], &batch);
+      SampledTokens out;
+      backend_->forward_and_sample(plan, batch, &out);
+      for (size_t r = 0, k = 0; r < sampled.size(); ++r) {
+        ids[r] = out.ids[r];
+        const int32_t n = sampled[r]->req->request.params.logprobs;
+        if (n < 0) continue;
+        std::span<const float> raw(out.raw_logits.data() + k++ * size_t(vocab_size_),
+                                   size_t(vocab_size_));
+        lps[r] = compute_logprobs(raw, ids[r], n);
+      }
+    } else {
+      logits_.resize(plan.logits_rows.size() * size_t(vocab_size_));
+      backend_->forward(plan, logits_);
+      for (size_t r = 0; r < sampled.size(); ++r) {
+        std::span<float> row(logits_.data() + r * size_t(vocab_size_), size_t(vocab_size_));
+        SampleResult res = sample_token(row, sampled[r]->req->request.params, contexts[r]);
+        ids[r] = res.id;
+        lps[r] = std::move(res.logprobs);
+      }
+    }
   } catch (const std::exception& e) {
     log::error("engine: forward failed: ", e.what());
     for (const ScheduledChunk& c : sched.chunks)
@@ -259,23 +302,7 @@ void Engine::run_step(const ScheduleResult& sched) {
     return;
   }
   scheduler_->on_computed(sched);
-  for (size_t r = 0; r < sampled.size(); ++r) {
-    EngineSequence& es = *sampled[r];
-    const SamplingParams& p = es.req->request.params;
-    const Sequence& s = es.seq;
-    std::span<const int32_t> all(s.tokens);
-    std::vector<int32_t> suppressed;
-    if (s.num_output_tokens() < p.min_tokens) {
-      if (!p.ignore_eos) suppressed = eos_ids_;
-      suppressed.insert(suppressed.end(), p.stop_token_ids.begin(), p.stop_token_ids.end());
-    }
-    SampleContext ctx{all.first(size_t(s.num_prompt_tokens)),
-                      all.subspan(size_t(s.num_prompt_tokens)), suppressed, es.req->seed,
-                      es.sample_index};
-    std::span<float> row(logits_.data() + r * size_t(vocab_size_), size_t(vocab_size_));
-    SampleResult res = sample_token(row, p, ctx);
-    postprocess(es, res.id, std::move(res.logprobs));
-  }
+  for (size_t r = 0; r < sampled.size(); ++r) postprocess(*sampled[r], ids[r], std::move(lps[r]));
 }
 
 bool Engine::step() {

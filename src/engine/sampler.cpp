@@ -7,18 +7,13 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "util/counter_rng.h"
+
 namespace mixserve {
 
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 void apply_penalties(std::span<float> logits, const SamplingParams& p, const SampleContext& ctx) {
   const int32_t V = static_cast<int32_t>(logits.size());
@@ -51,10 +46,7 @@ int32_t argmax_lowest(std::span<const float> logits) {
 }  // namespace
 
 double counter_uniform(uint64_t seed, int32_t sample_index, int64_t step) {
-  uint64_t h = splitmix64(seed);
-  h = splitmix64(h ^ uint64_t(uint32_t(sample_index)));
-  h = splitmix64(h ^ uint64_t(step));
-  return double(h >> 11) * 0x1.0p-53;  // 53 random bits
+  return counter_uniform_draw(seed, sample_index, step);  // shared with the CUDA sampler
 }
 
 TokenLogprobs compute_logprobs(std::span<const float> logits, int32_t chosen, int32_t k) {

@@ -69,6 +69,8 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
           (options.kv_fp8 ? ", fp8 KV" : "") + ")";
   MIXSERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   gemm_ = std::make_unique<CublasLtGemm>();
+  batched_ = std::make_unique<CublasBatched>();
+  moe_groups_.reset(3 * kMaxExperts * sizeof(int32_t) + 6 * kMaxExperts * sizeof(void*));
 
   size_t free_b = 0, total_b = 0;
   MIXSERVE_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -169,6 +171,7 @@ void CudaBackend::allocate_kv_cache(const KvCacheSpec& spec) {
                  "num_blocks > 0 and block_size > 0 (got ",
                  spec.num_blocks, " and ", spec.block_size, ")");
   const size_t bytes = size_t(spec.num_blocks) * spec.block_size * kv_bytes_per_token();
+  graphs_.clear();  // they hold pointers into the cache
   kv_cache_.release();
   try {
     kv_cache_.reset(bytes);
@@ -236,6 +239,7 @@ void CudaBackend::ensure_workspace(int T) {
     offset += align_up(bytes);
   }
   MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  graphs_.clear();  // they hold pointers into the workspace
   workspace_buf_.reset(offset);
   for (size_t i = 0; i < parts.size(); ++i) {
     *parts[i].first = workspace_buf_.as<char>(offsets[i]);

@@ -2,9 +2,12 @@
 // run time), float32 accumulation and residual stream. See docs/cuda-backend.md.
 //
 // Per step: the BatchPlan's arrays go to the device in one copy from a pinned buffer, all work
-// runs on one stream, and the logits of plan.logits_rows come back as float32. The MoE layer
-// reads its per-expert token counts back to the host once per layer (to size the expert
-// GEMMs), so a step syncs L + 1 times.
+// runs on one stream, and the logits of plan.logits_rows come back as float32 (forward) or
+// are sampled on the device (forward_and_sample, sampling.h). Steps of at most
+// kPaddedMoeMaxRows (token, expert) pairs run the experts as two strided-batched GEMMs over a
+// padded layout (moe_padded.h) with no host sync; larger steps read the per-expert counts back
+// once per MoE layer. Decode-only steps are padded to a bucket (1, 2, 4, ... tokens) and, unless
+// enforce_eager, replayed as a CUDA graph captured per (bucket, block-table width).
 //
 // KV cache: one allocation [L, 2 (K, V), N, Hkv, D] in the weight dtype, N = num_blocks *
 // block_size slots, slot = block * block_size + offset (the value in BatchPlan::slot_mapping).
@@ -15,12 +18,14 @@
 #include <cuda_runtime.h>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda/cublas_batched.h"
 #include "backend/cuda/cublaslt_gemm.h"
 #include "backend/cuda/cuda_weights.h"
 #include "backend/cuda/device_buffer.h"
@@ -43,7 +48,16 @@ struct CudaBackendOptions {
   // FP8 KV cache (--kv-cache-dtype fp8): E4M3 K and V with per-tensor scales per layer (1, or
   // the checkpoint's self_attn.k_scale / v_scale).
   bool kv_fp8 = false;
+  bool enforce_eager = false;  // no CUDA graphs for decode steps
+  bool device_sampling = true; // supports_device_sampling(): the engine samples on the GPU
+  int moe_padded_max_rows = 256;  // kPaddedMoeMaxRows; 0 = always read the counts back
 };
+
+// Largest step (T * top_k pairs) whose experts run as min(E, T*K) groups padded to T rows each
+// (moe_padded.h): up to E / K times the useful FLOPs, still under the weight-read time at this
+// size on a Hopper card (docs/perf/NOTES.md).
+constexpr int kPaddedMoeMaxRows = 256;  // CudaBackendOptions::moe_padded_max_rows' default
+constexpr int kMaxExperts = 64;  // check_config's bound
 
 class CudaBackend : public Backend {
  public:
@@ -62,18 +76,27 @@ class CudaBackend : public Backend {
   void allocate_kv_cache(const KvCacheSpec& spec) override;
   KvCacheSpec kv_cache_spec() const override;
   void forward(const BatchPlan& plan, std::span<float> logits_out) override;
+  bool supports_device_sampling() const override { return options_.device_sampling; }
+  void forward_and_sample(const BatchPlan& plan, const SamplingBatch& batch,
+                          SampledTokens* out) override;
 
   DType dtype() const { return options_.dtype; }
   bool fp8() const { return options_.fp8; }
   bool kv_fp8() const { return options_.kv_fp8; }
   size_t weight_bytes() const { return weights_.bytes(); }
   cudaStream_t stream() const { return stream_; }
+  int num_decode_graphs() const;  // CUDA graphs captured so far
 
  private:
   CudaBackend(const ModelConfig& config, const CudaBackendOptions& options);
   void finish_setup();  // workspace + KV budget, after the weights are on the device
   void ensure_workspace(int num_tokens);
   void upload_plan(const BatchPlan& plan);
+  // Validates the plan and enqueues the model up to the logits of its R rows (ws_.logits).
+  void run_model(const BatchPlan& plan);
+  void enqueue_forward(int T, int R, int max_blocks_per_seq);  // reads plan_
+  int decode_bucket(const BatchPlan& plan) const;               // 0: not a bucketed decode
+  void run_decode(const BatchPlan& plan, int bucket);           // cuda_decode_step.cpp
   void feed_forward(int layer, int T);
   // FP8 (cuda_forward_fp8.cpp): the same steps with E4M3 GEMM inputs.
   void feed_forward_fp8(int layer, int T);
@@ -82,6 +105,7 @@ class CudaBackend : public Backend {
   void norm_and_qkv(int layer, int T);
   // wo GEMM of the attention output into delta, then the FFN's add + norm.
   void o_proj_and_norm(int layer, int T);
+  void moe_padded(int layer, int T);
   void* kv_pool(int layer, int which) const;
   size_t kv_element_bytes() const { return options_.kv_fp8 ? 1 : dtype_size(options_.dtype); }
   // Reads the FP8 KV scales of a checkpoint (self_attn.k_scale / v_scale), where present.
@@ -132,6 +156,10 @@ class CudaBackend : public Backend {
   std::string name_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<CublasLtGemm> gemm_;
+  std::unique_ptr<CublasBatched> batched_;  // the grouped MoE GEMMs
+  // Grouped MoE: group_expert, group_count, expert_group [kMaxExperts] int32 each, then the
+  // [6, G] operand pointers. Allocated once: CUDA graphs hold its address.
+  DeviceBuffer moe_groups_;
   CudaWeights weights_;
   DeviceBuffer inv_freq_;  // [D/2] float
   DeviceBuffer workspace_buf_;
@@ -141,6 +169,21 @@ class CudaBackend : public Backend {
   PinnedBuffer plan_host_;
   PlanView plan_;
   PinnedBuffer counts_host_;  // [E] expert token counts read back per MoE layer
+  // Decode steps by (bucket, block-table width): the padded plan's device copy and its graph.
+  struct DecodeGraph {
+    DecodeGraph() = default;
+    DecodeGraph(const DecodeGraph&) = delete;
+    DecodeGraph& operator=(const DecodeGraph&) = delete;
+    ~DecodeGraph();
+    DeviceBuffer plan_dev;
+    cudaGraphExec_t exec = nullptr;
+  };
+  std::map<std::pair<int, int>, DecodeGraph> graphs_;
+  // Device sampling: rows | entry offsets | entries in one pinned buffer, one copy.
+  PinnedBuffer sample_host_;
+  DeviceBuffer sample_dev_;
+  PinnedBuffer ids_host_;   // [R]
+  PinnedBuffer raw_host_;   // [rows with logprobs, V] float
   size_t kv_budget_bytes_ = 0;
   DeviceBuffer kv_cache_;
   std::vector<float> k_scales_, v_scales_;  // [L] FP8 KV cache scales

@@ -20,6 +20,9 @@ std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& o) {
   co.max_num_tokens = o.max_num_tokens;
   co.fp8 = o.quantization == "fp8";
   co.kv_fp8 = o.kv_cache_dtype == "fp8";
+  co.enforce_eager = o.enforce_eager;
+  co.device_sampling = !o.host_sampling;
+  if (o.moe_padded_max_rows >= 0) co.moe_padded_max_rows = o.moe_padded_max_rows;
   const std::string prefix = "synthetic:";
   if (o.model.rfind(prefix, 0) == 0) {
     return cuda::CudaBackend::synthetic(preset_from_spec(o.model.substr(prefix.size())),

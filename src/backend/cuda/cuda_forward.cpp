@@ -3,33 +3,54 @@
 // Shapes: T = tokens of the step, R = logits rows, H = hidden, Hq / Hkv = heads, D = head dim,
 // E = experts, K = top-k, F = FFN size, V = vocab. x (the residual stream) and every GEMM
 // output that is added to it are float32; the GEMM inputs are the weight dtype.
+#include <algorithm>
 #include <cmath>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/moe_padded.h"
 #include "util/error.h"
 
 namespace mixserve::cuda {
 
 void CudaBackend::forward(const BatchPlan& plan, std::span<float> logits_out) {
-  const ModelConfig& c = config_;
-  MIXSERVE_CHECK(kv_cache_.get() != nullptr, "CUDA backend: forward() before allocate_kv_cache()");
-  plan.validate(kv_spec_.block_size, kv_spec_.num_blocks);
-  const int T = plan.num_tokens(), H = c.hidden_size, V = c.vocab_size;
+  const int V = config_.vocab_size;
   const int R = static_cast<int>(plan.logits_rows.size());
   MIXSERVE_CHECK(logits_out.size() >= size_t(R) * V, "CUDA backend: logits buffer holds ",
                  logits_out.size(), " floats, the plan needs ", size_t(R) * V);
+  run_model(plan);
+  if (plan.num_tokens() > 0 && R > 0) {
+    MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(logits_out.data(), ws_.logits, size_t(R) * V * 4,
+                                        cudaMemcpyDeviceToHost, stream_));
+  }
+  MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::run_model(const BatchPlan& plan) {
+  const int V = config_.vocab_size;
+  MIXSERVE_CHECK(kv_cache_.get() != nullptr, "CUDA backend: forward() before allocate_kv_cache()");
+  plan.validate(kv_spec_.block_size, kv_spec_.num_blocks);
   for (int id : plan.token_ids) {
     MIXSERVE_CHECK(id >= 0 && id < V, "CUDA backend: token id ", id, " outside the vocabulary [0, ",
                    V, ")");
   }
+  const int T = plan.num_tokens();
   if (T == 0) return;
+  if (const int bucket = decode_bucket(plan); bucket > 0) return run_decode(plan, bucket);
+  ensure_workspace(T);
+  upload_plan(plan);
+  enqueue_forward(T, static_cast<int>(plan.logits_rows.size()), plan.max_blocks_per_seq);
+}
+
+// Enqueues only (no sync, no allocation, no host read-back for T * K <= kPaddedMoeMaxRows), so
+// that decode steps can be captured into a CUDA graph.
+void CudaBackend::enqueue_forward(int T, int R, int max_blocks_per_seq) {
+  const ModelConfig& c = config_;
+  const int H = c.hidden_size, V = c.vocab_size;
   const int Hq = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
   const int qkv_width = (Hq + 2 * Hkv) * D;
   const DType dt = options_.dtype;
-  ensure_workspace(T);
-  upload_plan(plan);
 
   MIXSERVE_CUDA_CHECK(
       embedding_gather(plan_.token_ids, T, weights_.embed(), dt, H, ws_.x, stream_));
@@ -48,7 +69,7 @@ void CudaBackend::forward(const BatchPlan& plan, std::span<float> logits_out) {
     a.positions = plan_.positions;
     a.seq_of_token = plan_.seq_of_token;
     a.block_tables = plan_.block_tables;
-    a.max_blocks_per_seq = plan.max_blocks_per_seq;
+    a.max_blocks_per_seq = max_blocks_per_seq;
     a.num_tokens = T;
     a.num_heads = Hq;
     a.num_kv_heads = Hkv;
@@ -65,17 +86,11 @@ void CudaBackend::forward(const BatchPlan& plan, std::span<float> logits_out) {
     o_proj_and_norm(l, T);
     feed_forward(l, T);  // -> ws_.delta
   }
-  if (R == 0) {
-    MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return;
-  }
+  if (R == 0) return;
   // Only the wanted rows get the last residual add, the final norm and the lm_head.
   MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, ws_.delta, plan_.logits_rows, R, H, weights_.final_norm(),
                                    c.rms_norm_eps, ws_.final_rows, dt, stream_));
   gemm_->matmul(ws_.final_rows, weights_.lm_head(), ws_.logits, R, V, H, dt, DType::kF32, stream_);
-  MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(logits_out.data(), ws_.logits, size_t(R) * V * 4,
-                                      cudaMemcpyDeviceToHost, stream_));
-  MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
 void CudaBackend::feed_forward(int l, int T) {
@@ -92,6 +107,10 @@ void CudaBackend::feed_forward(int l, int T) {
     return;
   }
   const int E = c.num_local_experts, K = c.num_experts_per_tok;
+  const size_t grouped_rows = size_t(std::min(E, T * K)) * T;
+  if (T * K <= options_.moe_padded_max_rows && grouped_rows <= size_t(ws_tokens_) * K) {
+    return moe_padded(l, T);
+  }
   gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, E, H, dt, DType::kF32, stream_);
   MIXSERVE_CUDA_CHECK(
       moe_topk(ws_.router_logits, T, E, K, ws_.experts, ws_.expert_weights, stream_));
@@ -119,6 +138,60 @@ void CudaBackend::feed_forward(int l, int T) {
     gemm_->matmul(act + size_t(row) * F * el, w2 + size_t(e) * H * F * el,
                   ws_.expert_out + size_t(row) * H, counts[e], H, F, dt, DType::kF32, stream_);
   }
+  MIXSERVE_CUDA_CHECK(moe_combine(ws_.expert_out, ws_.experts, ws_.expert_weights, ws_.pair_pos, T,
+                                  K, H, ws_.delta, stream_));
+}
+
+}  // namespace mixserve::cuda
+
+namespace mixserve::cuda {
+
+// MoE over G = min(E, T*K) groups of T rows (moe_padded.h): routing-independent shapes, no
+// host sync. The unused capacity is zero rows, computed and never read.
+void CudaBackend::moe_padded(int l, int T) {
+  const ModelConfig& c = config_;
+  const CudaLayerWeights w = weights_.layer(l);
+  const int H = c.hidden_size, F = c.intermediate_size;
+  const int E = c.num_local_experts, K = c.num_experts_per_tok, G = std::min(E, T * K);
+  const DType dt = options_.dtype;
+  gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, E, H, dt, DType::kF32, stream_);
+  MIXSERVE_CUDA_CHECK(
+      moe_topk(ws_.router_logits, T, E, K, ws_.experts, ws_.expert_weights, stream_));
+  MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, K, E, ws_.counts, ws_.offsets, ws_.sorted_token,
+                               ws_.pair_pos, stream_));
+  int32_t* group_expert = moe_groups_.as<int32_t>();
+  int32_t* group_count = group_expert + kMaxExperts;
+  int32_t* expert_group = group_count + kMaxExperts;
+  const void** ptrs = moe_groups_.as<const void*>(3 * kMaxExperts * sizeof(int32_t));
+  MoeGroupArgs g;
+  g.counts = ws_.counts;
+  g.E = E;
+  g.G = G;
+  g.C = T;
+  g.group_expert = group_expert;
+  g.group_count = group_count;
+  g.expert_group = expert_group;
+  g.ptrs = ptrs;
+  g.gathered = ws_.gathered;
+  g.w13 = w.w13;
+  g.gate_up = ws_.gate_up;
+  g.act = ws_.act;
+  g.w2 = w.w2;
+  g.expert_out = ws_.expert_out;
+  g.H = H;
+  g.F = F;
+  g.elem = dtype_size(dt);
+  MIXSERVE_CUDA_CHECK(moe_group_experts(g, stream_));
+  MIXSERVE_CUDA_CHECK(gather_rows_grouped(ws_.h, group_expert, group_count, ws_.offsets,
+                                          ws_.sorted_token, G, T, H, ws_.gathered, dt, stream_));
+  MIXSERVE_CUDA_CHECK(group_pair_positions(ws_.experts, ws_.offsets, expert_group, T * K, T,
+                                           ws_.pair_pos, stream_));
+  // Per group: [T, H] x [2F, H]^T -> [T, 2F]; SiLU * up; [T, F] x [H, F]^T -> [T, H] float.
+  batched_->matmul(ptrs, ptrs + G, const_cast<void* const*>(ptrs + 2 * G), T, 2 * F, H, G, dt, dt,
+                   stream_);
+  MIXSERVE_CUDA_CHECK(silu_mul(ws_.gate_up, G * T, F, ws_.act, dt, stream_));
+  batched_->matmul(ptrs + 3 * G, ptrs + 4 * G, const_cast<void* const*>(ptrs + 5 * G), T, H, F, G,
+                   dt, DType::kF32, stream_);
   MIXSERVE_CUDA_CHECK(moe_combine(ws_.expert_out, ws_.experts, ws_.expert_weights, ws_.pair_pos, T,
                                   K, H, ws_.delta, stream_));
 }

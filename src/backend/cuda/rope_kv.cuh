@@ -21,8 +21,8 @@ __global__ void rope_write_kv_kernel(T* qkv, int Hq, int Hkv, int D, const int32
   const int half = D / 2;
   T* row = qkv + static_cast<int64_t>(t) * (Hq + 2 * Hkv) * D;
   const float pos = static_cast<float>(positions[t]);
-  const int64_t slot = slots[t];
-  C* k_dst = k_cache + slot * Hkv * D;
+  const int64_t slot = slots[t];  // < 0: a padding token of a CUDA-graph bucket, no KV write
+  C* k_dst = k_cache + (slot < 0 ? 0 : slot) * Hkv * D;
   // Rotation pairs of the Hq query heads, then of the Hkv key heads.
   for (int p = threadIdx.x; p < (Hq + Hkv) * half; p += blockDim.x) {
     const int head = p / half, i = p % half;
@@ -35,13 +35,14 @@ __global__ void rope_write_kv_kernel(T* qkv, int Hq, int Hkv, int D, const int32
     if (head < Hq) {
       x[i] = new_lo;
       x[i + half] = new_hi;
-    } else {
+    } else if (slot >= 0) {
       C* k = k_dst + (head - Hq) * D;
       // The half-precision-rounded value, as the bf16/fp16 cache stores it.
       k[i] = from_float<C>(to_float(new_lo) * k_inv);
       k[i + half] = from_float<C>(to_float(new_hi) * k_inv);
     }
   }
+  if (slot < 0) return;
   const T* v = row + (Hq + Hkv) * D;
   C* v_dst = v_cache + slot * Hkv * D;
   for (int i = threadIdx.x; i < Hkv * D; i += blockDim.x) {

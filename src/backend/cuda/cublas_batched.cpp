@@ -1,0 +1,63 @@
+#include "backend/cuda/cublas_batched.h"
+
+#include <cublas_v2.h>
+
+#include "backend/cuda/cuda_check.h"
+#include "util/error.h"
+
+namespace mixserve::cuda {
+namespace {
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::kBF16:
+      return CUDA_R_16BF;
+    case DType::kF16:
+      return CUDA_R_16F;
+    case DType::kF32:
+      return CUDA_R_32F;
+    default:
+      throw_error("cuBLAS batched GEMM: unsupported dtype ", dtype_name(t));
+  }
+}
+
+void check(cublasStatus_t st, const char* what) {
+  if (st != CUBLAS_STATUS_SUCCESS) {
+    throw_error("cuBLAS error: ", what, " failed: ", cublasGetStatusName(st), " (",
+                cublasGetStatusString(st), ")");
+  }
+}
+
+}  // namespace
+
+CublasBatched::CublasBatched(size_t workspace_bytes) : workspace_bytes_(workspace_bytes) {
+  cublasHandle_t h = nullptr;
+  check(cublasCreate(&h), "cublasCreate");
+  handle_ = h;
+  MIXSERVE_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
+  check(cublasSetWorkspace(h, workspace_, workspace_bytes_), "cublasSetWorkspace");
+}
+
+CublasBatched::~CublasBatched() {
+  if (handle_) cublasDestroy(static_cast<cublasHandle_t>(handle_));
+  if (workspace_) cudaFree(workspace_);
+}
+
+void CublasBatched::matmul(const void* const* x, const void* const* w, void* const* y, int M, int N,
+                           int K, int batch, DType in, DType out, cudaStream_t stream) {
+  if (M <= 0 || N <= 0 || batch <= 0) return;
+  auto h = static_cast<cublasHandle_t>(handle_);
+  check(cublasSetStream(h, stream), "cublasSetStream");
+  const float alpha = 1.0f, beta = 0.0f;
+  // Column-major: Y^T [N, M] = W^T' [N, K] (row-major w is col-major [K, N], transposed)
+  //                            · X^T [K, M] (row-major x is col-major [K, M]).
+  const cublasStatus_t st = cublasGemmBatchedEx(
+      h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, w, cuda_type(in), K, x, cuda_type(in), K, &beta,
+      y, cuda_type(out), N, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (st != CUBLAS_STATUS_SUCCESS) {
+    throw_error("cuBLAS: batched GEMM ", batch, " x [", M, " x ", K, "] x [", N, " x ", K, "]^T (",
+                dtype_name(in), " -> ", dtype_name(out), ") failed: ", cublasGetStatusName(st));
+  }
+}
+
+}  // namespace mixserve::cuda
