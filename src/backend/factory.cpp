@@ -27,6 +27,9 @@ std::unique_ptr<Backend> create_backend(const BackendOptions& options) {
     return make_cuda_backend(options);
 #endif
   }
+  MIXSERVE_CHECK(options.quantization == "none" && options.kv_cache_dtype == "auto",
+                 "--quantization fp8 and --kv-cache-dtype fp8 need --device cuda (the CPU "
+                 "backend computes in float32)");
   MIXSERVE_CHECK(!synthetic, "--model ", options.model,
                  ": synthetic models are made on the GPU "
                  "and need --device cuda (no CUDA device here); pass a checkpoint folder "

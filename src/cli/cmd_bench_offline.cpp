@@ -32,7 +32,8 @@ struct OfflineArgs {
 std::string precision_of(const Backend& backend) {
   // The CPU reference computes in float32 whatever the checkpoint's dtype.
   if (backend.name().rfind("cpu", 0) == 0) return "fp32";
-  if (backend.config().fp8) return "fp8";
+  // --quantization fp8 (the CUDA backend names it) or an FP8 checkpoint.
+  if (backend.config().fp8 || backend.name().find("fp8 W8A8") != std::string::npos) return "fp8";
   return backend.config().dtype;
 }
 
@@ -67,6 +68,8 @@ int run(const OfflineArgs& a) {
   report.meta.settings["max_num_batched_tokens"] = double(a.engine.engine.max_num_batched_tokens);
   report.meta.settings["kv_cache_tokens"] = double(a.engine.engine.kv_cache_tokens);
   report.meta.settings["block_size"] = double(a.engine.engine.block_size);
+  report.meta.settings["quantization"] = a.engine.backend.quantization;
+  report.meta.settings["kv_cache_dtype"] = a.engine.backend.kv_cache_dtype;
 
   std::vector<bench::WorkloadItem> items, warmup;
   for (size_t run = 0; run < batches.size(); ++run) {

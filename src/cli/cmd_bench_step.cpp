@@ -14,6 +14,7 @@
 #include <cuda_profiler_api.h>
 #endif
 #include "cli/command.h"
+#include "cli/engine_flags.h"
 #include "engine/device_sampling.h"
 #include "engine/sampler.h"
 #include "util/error.h"
@@ -54,6 +55,7 @@ const CommandRegistrar kBenchStep(
       sub.add_option("--model", a->backend.model, "Model folder or synthetic:PRESET")->required();
       sub.add_option("--device", a->backend.device, "cpu, cuda or auto")->capture_default_str();
       sub.add_option("--dtype", a->backend.dtype, "CUDA: bf16 or fp16")->capture_default_str();
+      add_quantization_flags(sub, a->backend);
       sub.add_option("--batch", a->batch, "Sequences decoded per step")->check(CLI::Range(1, 4096));
       sub.add_option("--context", a->context, "Tokens already in each sequence's cache")
           ->check(CLI::Range(1, 1 << 20));

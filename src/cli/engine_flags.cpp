@@ -8,6 +8,18 @@
 
 namespace mixserve::cli {
 
+void add_quantization_flags(CLI::App& app, BackendOptions& backend) {
+  app.add_option("--quantization", backend.quantization,
+                 "CUDA: none, or fp8 (E4M3 projection weights with per-channel scales, "
+                 "activations quantized per token)")
+      ->check(CLI::IsMember({"none", "fp8"}))
+      ->capture_default_str();
+  app.add_option("--kv-cache-dtype", backend.kv_cache_dtype,
+                 "CUDA: auto (the weights' dtype) or fp8 (E4M3 KV cache, half the bytes)")
+      ->check(CLI::IsMember({"auto", "fp8"}))
+      ->capture_default_str();
+}
+
 void EngineFlags::add_to(CLI::App& app, bool model_required) {
   auto* model = app.add_option("--model", backend.model,
                                "Model folder (Hugging Face layout) or synthetic:PRESET[?layers=N]");
@@ -19,6 +31,7 @@ void EngineFlags::add_to(CLI::App& app, bool model_required) {
   app.add_option("--dtype", backend.dtype, "CUDA weights and activations: bf16 or fp16")
       ->check(CLI::IsMember({"bf16", "fp16"}))
       ->capture_default_str();
+  add_quantization_flags(app, backend);
   app.add_option("--gpu-memory-fraction", backend.gpu_memory_fraction,
                  "CUDA: share of the GPU's memory for weights, workspace and the KV cache")
       ->check(CLI::Range(0.01, 1.0))

@@ -19,11 +19,15 @@ struct EngineFlags {
   BackendOptions backend;
   EngineConfig engine;
 
-  // Adds --model, --device, --threads, --dtype, --gpu-memory-fraction, --enforce-eager,
-  // --host-sampling, --block-size, --kv-cache-tokens, --max-num-seqs,
+  // Adds --model, --device, --threads, --dtype, --quantization, --kv-cache-dtype,
+  // --gpu-memory-fraction, --enforce-eager, --host-sampling, --block-size, --kv-cache-tokens,
+  // --max-num-seqs,
   // --max-num-batched-tokens, --max-model-len, --no-prefix-caching, --scheduler-policy.
   void add_to(CLI::App& app, bool model_required = true);
 };
+
+// Adds --quantization none|fp8 and --kv-cache-dtype auto|fp8 (also used by bench-step).
+void add_quantization_flags(CLI::App& app, BackendOptions& backend);
 
 struct EngineBundle {
   std::shared_ptr<const Tokenizer> tokenizer;  // null for synthetic models without tokenizer

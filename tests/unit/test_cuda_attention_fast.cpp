@@ -2,7 +2,8 @@
 // CPU reference and against the generic kernel: T = 1, 3, 17, 257 and chunks crossing key
 // tiles, prefill and decodes mixed in one step, queries at the prefill threshold, GQA ratios
 // 1 / 3 / 4 / 8 / 32, block sizes 16 and 7, shuffled block tables, sliding windows, forced
-// split counts (partials merged by the combine kernel), fp16 and bf16.
+// split counts (partials merged by the combine kernel), fp16 and bf16, and an E4M3 (FP8) KV
+// cache with K / V scales (the reference attends over the dequantized cache).
 #include "cuda_test_support.h"
 
 #ifdef MIXSERVE_HAVE_CUDA
@@ -29,14 +30,28 @@ struct Case {
   int block_size = 16;
   DType dt = DType::kBF16;
   int forced_splits = 0;  // > 0: split-K kernel alone, with this many splits
+  bool kv_fp8 = false;    // E4M3 cache, K scale 1/224 and V scale 1/112
 };
+
+constexpr float kFp8KScale = 1.0f / 224, kFp8VScale = 1.0f / 112;
+
+// The E4M3 codes of v / scale; v becomes their dequantized values (what the kernels see).
+std::vector<uint8_t> to_fp8(std::vector<float>& v, float scale) {
+  std::vector<uint8_t> q(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    q[i] = float_to_fp8e4m3(v[i] / scale);
+    v[i] = fp8e4m3_to_float(q[i]) * scale;
+  }
+  return q;
+}
 
 std::string describe(const Case& c, int T) {
   std::string s = "T=" + std::to_string(T) + " Hq=" + std::to_string(c.hs.Hq) +
                   " Hkv=" + std::to_string(c.hs.Hkv) + " D=" + std::to_string(c.hs.D) +
                   " window=" + std::to_string(c.window) + " block=" + std::to_string(c.block_size) +
                   " splits=" + std::to_string(c.forced_splits) +
-                  (c.dt == DType::kF16 ? " fp16" : " bf16") + " seqs:";
+                  (c.dt == DType::kF16 ? " fp16" : " bf16") + (c.kv_fp8 ? " kv-fp8" : "") +
+                  " seqs:";
   for (const SeqSpec& q : c.seqs) {
     s += " (" + std::to_string(q.context) + "," + std::to_string(q.new_tokens) + ")";
   }
@@ -53,8 +68,13 @@ void check(const Case& c) {
   const size_t pool = size_t(num_blocks) * c.block_size * hs.Hkv * hs.D;
   const int stride = (hs.Hq + 2 * hs.Hkv) * hs.D;
   const std::vector<float> qkv = rounded(random_vector(size_t(T) * stride), c.dt);
-  const std::vector<float> k = rounded(random_vector(pool), c.dt);
-  const std::vector<float> v = rounded(random_vector(pool), c.dt);
+  std::vector<float> k = rounded(random_vector(pool), c.dt);
+  std::vector<float> v = rounded(random_vector(pool), c.dt);
+  std::vector<uint8_t> k8, v8;
+  if (c.kv_fp8) {
+    k8 = to_fp8(k, kFp8KScale);
+    v8 = to_fp8(v, kFp8VScale);
+  }
   std::vector<float> q(size_t(T) * hs.Hq * hs.D);
   for (int t = 0; t < T; ++t) {
     std::copy_n(qkv.begin() + size_t(t) * stride, hs.Hq * hs.D,
@@ -68,10 +88,11 @@ void check(const Case& c) {
   for (int s = 0; s < plan.num_seqs(); ++s) {
     for (int t = plan.seq_offsets[s]; t < plan.seq_offsets[s + 1]; ++t) seq_of_token[t] = s;
   }
-  DeviceBuffer d_q = upload(to_half(qkv, c.dt)), d_k = upload(to_half(k, c.dt)),
-               d_v = upload(to_half(v, c.dt)), d_pos = upload(plan.positions),
-               d_seq = upload(seq_of_token), d_bt = upload(plan.block_tables),
-               d_off = upload(plan.seq_offsets);
+  DeviceBuffer d_q = upload(to_half(qkv, c.dt)),
+               d_k = c.kv_fp8 ? upload(k8) : upload(to_half(k, c.dt)),
+               d_v = c.kv_fp8 ? upload(v8) : upload(to_half(v, c.dt)),
+               d_pos = upload(plan.positions), d_seq = upload(seq_of_token),
+               d_bt = upload(plan.block_tables), d_off = upload(plan.seq_offsets);
   DeviceBuffer d_out = upload(std::vector<uint16_t>(q.size(), 0x7fc0));  // NaN poison
   DeviceBuffer d_gen = upload(std::vector<uint16_t>(q.size(), 0x7fc0));
   DeviceBuffer d_ws(cuda::kAttentionWorkspaceBytes);
@@ -93,6 +114,11 @@ void check(const Case& c) {
   a.scale = float(1.0 / std::sqrt(double(hs.D)));
   a.workspace = d_ws.get();
   a.workspace_bytes = cuda::kAttentionWorkspaceBytes;
+  if (c.kv_fp8) {
+    a.kv_fp8 = true;
+    a.scale *= kFp8KScale;
+    a.v_scale = kFp8VScale;
+  }
 
   a.out = d_gen.get();
   ASSERT_EQ(cuda::paged_attention_generic(a, c.dt, nullptr), cudaSuccess);
@@ -150,6 +176,19 @@ TEST(CudaAttentionFast, ForcedSplitsMergeExactly) {
     check({seqs, {32, 8, 128}, 0, 16, DType::kBF16, splits});
     check({seqs, {8, 1, 64}, 0, 16, DType::kF16, splits});
   }
+}
+
+TEST(CudaAttentionFast, Fp8KvCache) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  for (const HeadShape hs : {HeadShape{32, 8, 128}, HeadShape{8, 2, 64}}) {
+    for (const auto& seqs : steps()) {
+      check({seqs, hs, 0, 16, DType::kBF16, 0, true});
+      check({seqs, hs, 0, 7, DType::kF16, 0, true});
+    }
+    check({{{1000, 1}, {333, 1}, {900, 80}}, hs, 100, 16, DType::kBF16, 0, true});
+  }
+  const std::vector<SeqSpec> seqs = {{2000, 1}, {1500, 1}, {64, 1}, {65, 1}, {1, 1}, {600, 40}};
+  for (int splits : {1, 7}) check({seqs, {32, 8, 128}, 0, 16, DType::kBF16, splits, true});
 }
 
 TEST(CudaAttentionFast, SplitPlanUsesTheMachine) {

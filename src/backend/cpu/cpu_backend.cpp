@@ -30,8 +30,6 @@ void check_config(const ModelConfig& c) {
                    "CPU backend: num_experts_per_tok (", c.num_experts_per_tok,
                    ") must be between 1 and num_local_experts (", c.num_local_experts, ")");
   }
-  MIXSERVE_CHECK(!c.fp8, "CPU backend: FP8 checkpoints are not supported on the CPU; use a "
-                         "bf16/fp16/fp32 checkpoint or --device cuda");
 }
 
 }  // namespace

@@ -11,10 +11,6 @@ namespace mixserve {
 std::unique_ptr<CpuBackend> CpuBackend::load(const std::filesystem::path& model_dir,
                                              int num_threads) {
   ModelFiles files = open_model_dir(model_dir);
-  // Checked before reading every tensor, so the user does not wait for the refusal.
-  MIXSERVE_CHECK(!files.config.fp8, model_dir.string(),
-                 ": FP8 checkpoints are not supported by the CPU backend; use a bf16/fp16/fp32 "
-                 "checkpoint or --device cuda");
   CpuWeights weights = load_cpu_weights(files.config, *files.checkpoint);
   return std::make_unique<CpuBackend>(files.config, std::move(weights), num_threads);
 }

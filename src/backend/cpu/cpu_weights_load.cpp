@@ -3,6 +3,7 @@
 #include <string>
 
 #include "backend/cpu/cpu_weights.h"
+#include "model/fp8_quant.h"
 #include "model/safetensors.h"
 #include "model/weight_names.h"
 
@@ -11,10 +12,8 @@ namespace {
 
 std::vector<float> read(const Checkpoint& ckpt, const std::string& name,
                         std::vector<int64_t> shape) {
-  const TensorView& t = ckpt.get(name, shape);
-  std::vector<float> out(static_cast<size_t>(t.numel()));
-  t.to_float(out.data());
-  return out;
+  // FP8 checkpoints: E4M3 weights dequantized with their scales (the CPU computes in fp32).
+  return tensor_to_float(ckpt, ckpt.get(name, shape));
 }
 
 }  // namespace

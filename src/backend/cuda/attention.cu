@@ -13,30 +13,41 @@ namespace {
 
 bool fast_head_dim(int D) { return D == 64 || D == 128; }
 
+// T: the query/output type; C: the cache element type (T, or E4M3 for an FP8 cache).
+template <typename T, typename C, int D>
+cudaError_t launch_fast_typed(const AttentionArgs& a, const DecodeSplitPlan& plan,
+                              cudaStream_t stream) {
+  const bool prefill = a.seq_offsets != nullptr && a.max_q_len >= a.prefill_min_q;
+  if (!prefill) {
+    AttentionArgs all = a;  // the split-K kernel skips no token
+    all.seq_offsets = nullptr;
+    return launch_attention_decode<T, C, D>(all, plan, stream);
+  }
+  const cudaError_t err = launch_attention_prefill<T, C, D>(a, stream);
+  if (err != cudaSuccess) return err;
+  // num_decode_tokens == 0: the prefill kernel took every token.
+  if (a.num_decode_tokens == 0) return cudaSuccess;
+  return launch_attention_decode<T, C, D>(a, plan, stream);
+}
+
 template <int D>
 cudaError_t launch_fast(const AttentionArgs& a, const DecodeSplitPlan& plan, DType dt,
                         cudaStream_t stream) {
   return dispatch_half_type(dt, [&](auto tag) {
     using T = decltype(tag);
-    const bool prefill = a.seq_offsets != nullptr && a.max_q_len >= a.prefill_min_q;
-    if (!prefill) {
-      AttentionArgs all = a;  // the split-K kernel skips no token
-      all.seq_offsets = nullptr;
-      return launch_attention_decode<T, D>(all, plan, stream);
-    }
-    const cudaError_t err = launch_attention_prefill<T, D>(a, stream);
-    if (err != cudaSuccess) return err;
-    // num_decode_tokens == 0: the prefill kernel took every token.
-    if (a.num_decode_tokens == 0) return cudaSuccess;
-    return launch_attention_decode<T, D>(a, plan, stream);
+    if (a.kv_fp8) return launch_fast_typed<T, __nv_fp8_e4m3, D>(a, plan, stream);
+    return launch_fast_typed<T, T, D>(a, plan, stream);
   });
 }
 
 }  // namespace
 
 cudaError_t paged_attention_generic(const AttentionArgs& args, DType dt, cudaStream_t stream) {
-  return dispatch_half_type(
-      dt, [&](auto tag) { return launch_paged_attention<decltype(tag)>(args, stream); });
+  return dispatch_half_type(dt, [&](auto tag) {
+    using T = decltype(tag);
+    if (args.kv_fp8) return launch_paged_attention<T, __nv_fp8_e4m3>(args, stream);
+    return launch_paged_attention<T, T>(args, stream);
+  });
 }
 
 size_t attention_workspace_needed(const AttentionArgs& a, int num_splits) {

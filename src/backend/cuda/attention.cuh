@@ -12,6 +12,8 @@
 // T x Hkv blocks (no split of the context).
 #pragma once
 
+#include <type_traits>
+
 #include "backend/cuda/dtype_traits.cuh"
 #include "backend/cuda/kernels.h"
 
@@ -32,11 +34,15 @@ __device__ __forceinline__ int64_t kv_offset(const int32_t* table, int pos, int 
   return (slot * Hkv + g) * D;
 }
 
-// Shared memory: q_s [G, D] float, k_s / v_s [kAttnTile, attn_row_stride(D)] T.
+// Shared memory: q_s [G, D] float, k_s / v_s [kAttnTile, attn_row_stride(D)] C.
+// T: the query/output type; C: the cache's (T, or E4M3 for an FP8 cache, converted to float
+// in registers; its K scale is folded into a.scale, its V scale applied to the output).
 // kWide: G > 16 warps, so the register budget must allow a 1024-thread block (64 registers,
 // measured ~30% slower); G <= 16 keeps the 512-thread budget.
-template <typename T, bool kWide>
+template <typename T, typename C, bool kWide>
 __global__ void __launch_bounds__(kWide ? 1024 : 512) paged_attention_kernel(AttentionArgs a) {
+  // 8 cache elements per vector load: 16 bytes of bf16/fp16, 8 bytes of E4M3.
+  using Chunk = typename std::conditional<sizeof(C) == 2, uint4, uint2>::type;
   const int t = blockIdx.x, g = blockIdx.y;
   const int D = a.head_dim, G = a.num_heads / a.num_kv_heads, Hkv = a.num_kv_heads;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -46,14 +52,14 @@ __global__ void __launch_bounds__(kWide ? 1024 : 512) paged_attention_kernel(Att
   const int ld = attn_row_stride(D);
   extern __shared__ __align__(16) unsigned char smem[];
   float* q_s = reinterpret_cast<float*>(smem);
-  T* k_s = reinterpret_cast<T*>(q_s + G * D);
-  T* v_s = k_s + kAttnTile * ld;
+  C* k_s = reinterpret_cast<C*>(q_s + G * D);
+  C* v_s = k_s + kAttnTile * ld;
 
   const T* q = static_cast<const T*>(a.q) + t * a.q_stride + static_cast<int64_t>(g) * G * D;
   for (int i = threadIdx.x; i < G * D; i += blockDim.x) q_s[i] = to_float(q[i]);
 
-  const T* k_cache = static_cast<const T*>(a.k_cache);
-  const T* v_cache = static_cast<const T*>(a.v_cache);
+  const C* k_cache = static_cast<const C*>(a.k_cache);
+  const C* v_cache = static_cast<const C*>(a.v_cache);
   const int32_t* table =
       a.block_tables + static_cast<int64_t>(a.seq_of_token[t]) * a.max_blocks_per_seq;
   const int p = a.positions[t];
@@ -72,15 +78,15 @@ __global__ void __launch_bounds__(kWide ? 1024 : 512) paged_attention_kernel(Att
       // the tile costs about one memory round trip instead of one per element.
       const int cpr = D / 8, total = n * cpr;
       for (int c0 = threadIdx.x; c0 < total; c0 += blockDim.x * kAttnLoadUnroll) {
-        uint4 kr[kAttnLoadUnroll], vr[kAttnLoadUnroll];
+        Chunk kr[kAttnLoadUnroll], vr[kAttnLoadUnroll];
 #pragma unroll
         for (int u = 0; u < kAttnLoadUnroll; ++u) {
           const int c = c0 + u * blockDim.x;
           if (c < total) {
             const int64_t src =
                 kv_offset(table, base + c / cpr, a.block_size, Hkv, g, D) + (c % cpr) * 8;
-            kr[u] = *reinterpret_cast<const uint4*>(k_cache + src);
-            vr[u] = *reinterpret_cast<const uint4*>(v_cache + src);
+            kr[u] = *reinterpret_cast<const Chunk*>(k_cache + src);
+            vr[u] = *reinterpret_cast<const Chunk*>(v_cache + src);
           }
         }
 #pragma unroll
@@ -88,8 +94,8 @@ __global__ void __launch_bounds__(kWide ? 1024 : 512) paged_attention_kernel(Att
           const int c = c0 + u * blockDim.x;
           if (c < total) {
             const int dst = (c / cpr) * ld + (c % cpr) * 8;
-            *reinterpret_cast<uint4*>(k_s + dst) = kr[u];
-            *reinterpret_cast<uint4*>(v_s + dst) = vr[u];
+            *reinterpret_cast<Chunk*>(k_s + dst) = kr[u];
+            *reinterpret_cast<Chunk*>(v_s + dst) = vr[u];
           }
         }
       }
@@ -106,12 +112,12 @@ __global__ void __launch_bounds__(kWide ? 1024 : 512) paged_attention_kernel(Att
       const float* qw = q_s + warp * D;
       float score = -INFINITY;
       if (lane < n) {
-        const T* kr = k_s + lane * ld;
+        const C* kr = k_s + lane * ld;
         float dot = 0.0f;
         if (vec) {
           for (int d = 0; d < D; d += 8) {
-            const uint4 raw = *reinterpret_cast<const uint4*>(kr + d);
-            const T* e = reinterpret_cast<const T*>(&raw);
+            const Chunk raw = *reinterpret_cast<const Chunk*>(kr + d);
+            const C* e = reinterpret_cast<const C*>(&raw);
 #pragma unroll
             for (int u = 0; u < 8; ++u) dot += qw[d + u] * to_float(e[u]);
           }
@@ -128,7 +134,7 @@ __global__ void __launch_bounds__(kWide ? 1024 : 512) paged_attention_kernel(Att
       for (int i = 0; i < kAttnDPerLane; ++i) acc[i] *= correction;
       for (int j = 0; j < n; ++j) {
         const float pjj = __shfl_sync(0xffffffffu, pj, j);
-        const T* vr = v_s + j * ld;
+        const C* vr = v_s + j * ld;
 #pragma unroll
         for (int i = 0; i < kAttnDPerLane; ++i) {
           const int d = lane + 32 * i;
@@ -144,20 +150,20 @@ __global__ void __launch_bounds__(kWide ? 1024 : 512) paged_attention_kernel(Att
 #pragma unroll
     for (int i = 0; i < kAttnDPerLane; ++i) {
       const int d = lane + 32 * i;
-      if (d < D) out[d] = from_float<T>(acc[i] * inv_l);
+      if (d < D) out[d] = from_float<T>(acc[i] * inv_l * a.v_scale);
     }
   }
 }
 
-template <typename T>
+template <typename T, typename C>
 cudaError_t launch_paged_attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.num_tokens <= 0) return cudaSuccess;
   if (a.num_kv_heads <= 0 || a.num_heads % a.num_kv_heads != 0) return cudaErrorInvalidValue;
   const int G = a.num_heads / a.num_kv_heads;
   if (G > 32 || a.head_dim <= 0 || a.head_dim > kAttnMaxD) return cudaErrorInvalidValue;
   const size_t smem =
-      sizeof(float) * G * a.head_dim + 2 * sizeof(T) * kAttnTile * attn_row_stride(a.head_dim);
-  auto* kernel = G > 16 ? paged_attention_kernel<T, true> : paged_attention_kernel<T, false>;
+      sizeof(float) * G * a.head_dim + 2 * sizeof(C) * kAttnTile * attn_row_stride(a.head_dim);
+  auto* kernel = G > 16 ? paged_attention_kernel<T, C, true> : paged_attention_kernel<T, C, false>;
   if (smem > 48 * 1024) {
     const cudaError_t err = cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));

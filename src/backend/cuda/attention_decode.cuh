@@ -4,19 +4,22 @@
 // P = splits of the context (planned on the host, attention_plan.cpp).
 //
 // Work split: one block of 128 threads per (token t, KV head g, group of HG <= 8 query heads of
-// g, split s). D/8 lanes hold one key row (one 16-byte chunk each), so a block runs
-// 128 / (D/8) independent "streams" over its keys; each stream loads kUnroll keys' K and V
-// chunks before using any (kUnroll x 32 bytes in flight per thread), scores them against the HG
+// g, split s). D/8 lanes hold one key row (one 8-element chunk each: 16 bytes of bf16/fp16, 8
+// bytes of an E4M3 cache), so a block runs 128 / (D/8) independent "streams" over its keys; each
+// stream loads kUnroll keys' K and V chunks before using any, scores them against the HG
 // query heads of its registers (16-lane shuffle reduction of the dot), and keeps its own online
 // softmax state (float32, exp2 with the scale folded into q). The streams are merged through
 // shared memory at the end; with P > 1 the block writes its normalised partial output and its
 // log-sum-exp, and attention_combine_kernel merges the P partials of each (t, head).
+// An E4M3 cache (C = __nv_fp8_e4m3) is converted to float in registers: its K scale is folded
+// into a.scale, its V scale multiplies the block's output (before the linear split merge).
 //
 // Tokens of sequences longer than AttentionArgs::prefill_min_q (when the tensor-core prefill
 // kernel handles them, seq_offsets != nullptr) are skipped here.
 #pragma once
 
 #include <cfloat>
+#include <type_traits>
 
 #include "backend/cuda/dtype_traits.cuh"
 #include "backend/cuda/kernels.h"
@@ -46,10 +49,12 @@ __device__ __forceinline__ bool token_in_prefill(const AttentionArgs& a, int seq
 // Partials (P > 1): part_o [T, Hq, P, D] float (normalised), part_lse [T, Hq, P] float (log2).
 // Register cap: 4 resident blocks (16 warps) per SM for HG <= 4; the kernel is bound by
 // latency, so warps matter more than the last registers (measured: 3 blocks at 167 registers).
-template <typename T, int D, int HG>
+template <typename T, typename C, int D, int HG>
 __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
     attention_decode_kernel(AttentionArgs a, int num_splits, int split_len, int heads_per_group,
                             float* part_o, float* part_lse) {
+  // 8 cache elements per vector load: 16 bytes of bf16/fp16, 8 bytes of E4M3.
+  using Chunk = typename std::conditional<sizeof(C) == 2, uint4, uint2>::type;
   constexpr int kLanes = D / 8;                      // lanes per key row
   constexpr int kStreams = kDecodeThreads / kLanes;  // 8 (D 128) or 16 (D 64)
   const int t = blockIdx.x, split = blockIdx.z;
@@ -87,30 +92,30 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
     for (int u = 0; u < 8; ++u) acc[h][u] = 0.0f;
   }
 
-  const T* k_cache = static_cast<const T*>(a.k_cache);
-  const T* v_cache = static_cast<const T*>(a.v_cache);
+  const C* k_cache = static_cast<const C*>(a.k_cache);
+  const C* v_cache = static_cast<const C*>(a.v_cache);
   const int32_t* table = a.block_tables + static_cast<int64_t>(seq) * a.max_blocks_per_seq;
   // Power-of-two block sizes (the engine's 16) index the table with a shift, not a division.
   const int bs = a.block_size;
   const int shift = (bs & (bs - 1)) == 0 ? __ffs(bs) - 1 : -1;
   for (int base = lo; base < hi; base += kStreams * kDecodeUnroll) {
-    uint4 kr[kDecodeUnroll], vr[kDecodeUnroll];
+    Chunk kr[kDecodeUnroll], vr[kDecodeUnroll];
 #pragma unroll
     for (int u = 0; u < kDecodeUnroll; ++u) {
       const int pos = base + u * kStreams + stream;
-      kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
+      kr[u] = vr[u] = Chunk{};
       if (pos < hi) {
         const int blk = shift >= 0 ? pos >> shift : pos / bs;
         const int64_t slot = static_cast<int64_t>(table[blk]) * bs + (pos - blk * bs);
         const int64_t off = (slot * a.num_kv_heads + g) * D + c * 8;
-        kr[u] = __ldg(reinterpret_cast<const uint4*>(k_cache + off));
-        vr[u] = __ldg(reinterpret_cast<const uint4*>(v_cache + off));
+        kr[u] = __ldg(reinterpret_cast<const Chunk*>(k_cache + off));
+        vr[u] = __ldg(reinterpret_cast<const Chunk*>(v_cache + off));
       }
     }
     float s[kDecodeUnroll][HG];
 #pragma unroll
     for (int u = 0; u < kDecodeUnroll; ++u) {
-      const T* ke = reinterpret_cast<const T*>(&kr[u]);
+      const C* ke = reinterpret_cast<const C*>(&kr[u]);
       float kf[8];
 #pragma unroll
       for (int e = 0; e < 8; ++e) kf[e] = to_float(ke[e]);
@@ -139,7 +144,7 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
       for (int u = 0; u < kDecodeUnroll; ++u) {
         const float pu = exp2f(s[u][h] - m_use);
         l[h] += pu;
-        const T* ve = reinterpret_cast<const T*>(&vr[u]);
+        const C* ve = reinterpret_cast<const C*>(&vr[u]);
 #pragma unroll
         for (int e = 0; e < 8; ++e) acc[h][e] += pu * to_float(ve[e]);
       }
@@ -176,10 +181,10 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
     const int head = h0 + h;
     if (num_splits == 1) {
       T* out = static_cast<T*>(a.out) + (static_cast<int64_t>(t) * a.num_heads + head) * D;
-      out[d] = from_float<T>(A / L);
+      out[d] = from_float<T>(A / L * a.v_scale);
     } else {
       const int64_t row = (static_cast<int64_t>(t) * a.num_heads + head) * num_splits + split;
-      part_o[row * D + d] = L > 0.0f ? A / L : 0.0f;
+      part_o[row * D + d] = L > 0.0f ? A / L * a.v_scale : 0.0f;
       if (d == 0) part_lse[row] = L > 0.0f ? m_use + log2f(L) : -INFINITY;
     }
   }
@@ -221,12 +226,12 @@ __global__ void __launch_bounds__(D)
   out[d] = from_float<T>(A / W);
 }
 
-template <typename T, int D, int HG>
+template <typename T, typename C, int D, int HG>
 cudaError_t launch_attention_decode_hg(const AttentionArgs& a, const DecodeSplitPlan& plan, int hg,
                                        cudaStream_t stream) {
   constexpr int kStreams = kDecodeThreads / (D / 8);
   const size_t smem = sizeof(float) * kStreams * HG * (D + 2);
-  auto* kernel = attention_decode_kernel<T, D, HG>;
+  auto* kernel = attention_decode_kernel<T, C, D, HG>;
   if (smem > 48 * 1024) {
     const cudaError_t err = cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
@@ -253,13 +258,13 @@ inline int decode_heads_per_group(int G) {
   return 1;
 }
 
-template <typename T, int D>
+template <typename T, typename C, int D>
 cudaError_t launch_attention_decode(const AttentionArgs& a, const DecodeSplitPlan& plan,
                                     cudaStream_t stream) {
   const int hg = decode_heads_per_group(a.num_heads / a.num_kv_heads);
-  if (hg <= 2) return launch_attention_decode_hg<T, D, 2>(a, plan, hg, stream);
-  if (hg <= 4) return launch_attention_decode_hg<T, D, 4>(a, plan, hg, stream);
-  return launch_attention_decode_hg<T, D, 8>(a, plan, hg, stream);
+  if (hg <= 2) return launch_attention_decode_hg<T, C, D, 2>(a, plan, hg, stream);
+  if (hg <= 4) return launch_attention_decode_hg<T, C, D, 4>(a, plan, hg, stream);
+  return launch_attention_decode_hg<T, C, D, 8>(a, plan, hg, stream);
 }
 
 }  // namespace mixserve::cuda

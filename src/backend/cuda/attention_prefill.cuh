@@ -12,6 +12,10 @@
 // the scale folded in) lives in the accumulator registers, each thread owning 2 rows. Only
 // tiles that cross a row's causal edge or its sliding-window edge are masked.
 // Sequences with fewer than prefill_min_q queries are left to attention_decode_kernel.
+// An E4M3 cache (C = __nv_fp8_e4m3) cannot feed cp.async -> ldmatrix -> mma directly: each
+// thread loads its 8-byte chunks of tile j+1 into registers before tile j's math, converts them
+// to T after it and stores them into the other buffer (same swizzled layout). The K scale is
+// folded into a.scale, the V scale multiplies the output.
 #pragma once
 
 #include <cstdint>
@@ -81,10 +85,25 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(v);
 }
 
+// 8 E4M3 values (one 8-byte load) -> 8 T (16 bytes, one shared-memory chunk).
+template <typename T>
+__device__ __forceinline__ uint4 fp8x8_to_half(uint2 raw) {
+  const __nv_fp8_e4m3* e = reinterpret_cast<const __nv_fp8_e4m3*>(&raw);
+  uint4 out;
+  uint32_t* w = reinterpret_cast<uint32_t*>(&out);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) w[i] = pack2<T>(to_float(e[2 * i]), to_float(e[2 * i + 1]));
+  return out;
+}
+
 // Shared memory: k_s [2, Bc, D], v_s [2, Bc, D] (T, swizzled); q_s [Br, D] = v_s[1] at first.
-template <typename T, int D>
+// C: the cache element type (T, or __nv_fp8_e4m3).
+template <typename T, typename C, int D>
 __global__ void __launch_bounds__(kPrefillThreads, 3) attention_prefill_kernel(AttentionArgs a) {
-  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  constexpr bool kFp8 = !std::is_same_v<C, T>;
+  constexpr int kChunks = D / 8;  // 8-element chunks per row (16 bytes in shared memory)
+  constexpr int kKvPerThread = kPrefillBc * kChunks / kPrefillThreads;  // FP8 chunks per thread
+  static_assert(kPrefillBc * kChunks % kPrefillThreads == 0);
   constexpr int kKSteps = D / 16;
   constexpr int kDTiles = D / 8;
   constexpr int kNTiles = kPrefillBc / 8;
@@ -119,9 +138,34 @@ __global__ void __launch_bounds__(kPrefillThreads, 3) attention_prefill_kernel(A
     const int t = q_begin + r0 + min(r, rows - 1);  // rows past the end repeat the last one
     cp_async16(q_s + swz<D>(r, ch), qbase + t * a.q_stride + ch * 8, true);
   }
-  const T* k_cache = static_cast<const T*>(a.k_cache);
-  const T* v_cache = static_cast<const T*>(a.v_cache);
+  const C* k_cache = static_cast<const C*>(a.k_cache);
+  const C* v_cache = static_cast<const C*>(a.v_cache);
   const int32_t* table = a.block_tables + static_cast<int64_t>(s) * a.max_blocks_per_seq;
+  // FP8: tile j's raw chunks (zeros past p_hi), fetched into registers, stored after the math.
+  uint2 k_raw[kKvPerThread], v_raw[kKvPerThread];  // unused (and dropped) unless kFp8
+  auto fetch_kv = [&](int j) {
+    const int base = kv_first_tile + j * kPrefillBc;
+#pragma unroll
+    for (int u = 0; u < kKvPerThread; ++u) {
+      const int i = threadIdx.x + u * kPrefillThreads;
+      const int r = i / kChunks, ch = i % kChunks, pos = base + r;
+      k_raw[u] = v_raw[u] = make_uint2(0, 0);
+      if (pos <= p_hi) {
+        const int64_t off = paged_row(table, pos, a.block_size, a.num_kv_heads, g, D) + ch * 8;
+        k_raw[u] = __ldg(reinterpret_cast<const uint2*>(k_cache + off));
+        v_raw[u] = __ldg(reinterpret_cast<const uint2*>(v_cache + off));
+      }
+    }
+  };
+  auto store_kv = [&](int buf) {
+#pragma unroll
+    for (int u = 0; u < kKvPerThread; ++u) {
+      const int i = threadIdx.x + u * kPrefillThreads;
+      const uint32_t dst = swz<D>(i / kChunks, i % kChunks) + buf * kPrefillBc * D * 2;
+      *reinterpret_cast<uint4*>(smem + dst) = fp8x8_to_half<T>(k_raw[u]);
+      *reinterpret_cast<uint4*>(smem + 2 * kPrefillBc * D * 2 + dst) = fp8x8_to_half<T>(v_raw[u]);
+    }
+  };
   auto load_kv = [&](int j, int buf) {
     const int base = kv_first_tile + j * kPrefillBc;
     for (int i = threadIdx.x; i < kPrefillBc * kChunks; i += kPrefillThreads) {
@@ -134,7 +178,12 @@ __global__ void __launch_bounds__(kPrefillThreads, 3) attention_prefill_kernel(A
       cp_async16(v_s + dst, v_cache + off, valid);
     }
   };
-  load_kv(0, 0);
+  if constexpr (kFp8) {
+    fetch_kv(0);
+    store_kv(0);
+  } else {
+    load_kv(0, 0);
+  }
   cp_async_commit();
   cp_async_wait<0>();
   __syncthreads();
@@ -160,7 +209,11 @@ __global__ void __launch_bounds__(kPrefillThreads, 3) attention_prefill_kernel(A
 
   for (int j = 0; j < num_tiles; ++j) {
     const int buf = j & 1;
-    if (j + 1 < num_tiles) load_kv(j + 1, buf ^ 1);
+    if constexpr (kFp8) {
+      if (j + 1 < num_tiles) fetch_kv(j + 1);  // stored into buf ^ 1 after this tile's math
+    } else {
+      if (j + 1 < num_tiles) load_kv(j + 1, buf ^ 1);
+    }
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
@@ -236,6 +289,10 @@ __global__ void __launch_bounds__(kPrefillThreads, 3) attention_prefill_kernel(A
         mma16816<T>(o[d + 1], pa, b + 2);
       }
     }
+    // Buffer buf ^ 1 was last read in iteration j - 1 (a barrier ago).
+    if constexpr (kFp8) {
+      if (j + 1 < num_tiles) store_kv(buf ^ 1);
+    }
     __syncthreads();  // buffer buf is refilled by the next iteration's load
   }
   cp_async_wait<0>();
@@ -247,7 +304,7 @@ __global__ void __launch_bounds__(kPrefillThreads, 3) attention_prefill_kernel(A
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
     const int row = row_a + 8 * r;
     if (row >= rows) continue;
-    const float inv = 1.0f / sum;
+    const float inv = a.v_scale / sum;
     T* out = static_cast<T*>(a.out) +
              (static_cast<int64_t>(q_begin + r0 + row) * a.num_heads + head) * D;
 #pragma unroll
@@ -258,12 +315,12 @@ __global__ void __launch_bounds__(kPrefillThreads, 3) attention_prefill_kernel(A
   }
 }
 
-template <typename T, int D>
+template <typename T, typename C, int D>
 cudaError_t launch_attention_prefill(const AttentionArgs& a, cudaStream_t stream) {
   const int q_tiles = (a.max_q_len + kPrefillBr - 1) / kPrefillBr;
   if (q_tiles == 0 || a.num_seqs == 0) return cudaSuccess;
   const size_t smem = size_t(4 * kPrefillBc) * D * sizeof(T);
-  auto* kernel = attention_prefill_kernel<T, D>;
+  auto* kernel = attention_prefill_kernel<T, C, D>;
   if (smem > 48 * 1024) {
     const cudaError_t err = cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));

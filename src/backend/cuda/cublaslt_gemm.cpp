@@ -28,6 +28,8 @@ cudaDataType_t cuda_type(DType t) {
       return CUDA_R_16F;
     case DType::kF32:
       return CUDA_R_32F;
+    case DType::kF8E4M3:
+      return CUDA_R_8F_E4M3;
     default:
       throw_error("cuBLASLt GEMM: unsupported dtype ", dtype_name(t));
   }
@@ -82,6 +84,22 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
                                                        &trans_a, sizeof(trans_a)));
   MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
                                                        &trans_b, sizeof(trans_b)));
+  if (in == CUDA_R_8F_E4M3) {
+    // A = W's rows get one scale each (a vector over op(A)'s N rows), B = X's tokens one each
+    // (a vector over op(B)'s M columns): D[n, m] = sa[n] * sb[m] * sum_k A[n, k] B[k, m].
+    const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+    MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode)));
+    MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode)));
+    // Vector scale modes need non-null scale pointers when the heuristic runs (it answers
+    // "invalid value" otherwise); the workspace stands in until matmul_fp8 sets the real ones.
+    const void* stand_in = workspace_;
+    for (auto attr : {CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER}) {
+      MIXSERVE_CUBLAS_CHECK(
+          cublasLtMatmulDescSetAttribute(plan->desc, attr, &stand_in, sizeof(stand_in)));
+    }
+  }
   MIXSERVE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, in, K, N, K));
   MIXSERVE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, in, K, M, K));
   MIXSERVE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, out, N, M, N));
@@ -117,6 +135,25 @@ void CublasLtGemm::matmul(const void* x, const void* w, void* y, int M, int N, i
   if (M <= 0 || N <= 0) return;
   const Key key{M, N, K, static_cast<int>(in), static_cast<int>(out), alignment_of(x, w, y)};
   Plan& p = plan_for(key);
+  const float alpha = 1.0f, beta = 0.0f;
+  MIXSERVE_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p.desc, &alpha, w,
+                                       p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo, workspace_,
+                                       workspace_bytes_, stream));
+}
+
+void CublasLtGemm::matmul_fp8(const uint8_t* x, const float* x_scales, const uint8_t* w,
+                              const float* w_scales, void* y, int M, int N, int K, DType out,
+                              cudaStream_t stream) {
+  if (M <= 0 || N <= 0) return;
+  MIXSERVE_CHECK(K % 16 == 0, "FP8 GEMM: K (", K, ") must be a multiple of 16 (cuBLASLt FP8)");
+  const Key key{
+      M, N, K, static_cast<int>(DType::kF8E4M3), static_cast<int>(out), alignment_of(x, w, y)};
+  Plan& p = plan_for(key);
+  // The scale vectors change per call (per expert, per step): set on the cached descriptor.
+  MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                       &w_scales, sizeof(w_scales)));
+  MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                       &x_scales, sizeof(x_scales)));
   const float alpha = 1.0f, beta = 0.0f;
   MIXSERVE_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p.desc, &alpha, w,
                                        p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo, workspace_,

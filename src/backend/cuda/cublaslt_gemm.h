@@ -1,5 +1,5 @@
 // cuBLASLt for every GEMM of the CUDA backend: y[M, N] = x[M, K] · w[N, K]^T (nn.Linear's
-// layout, row-major), half-precision operands, float32 accumulation, output in the operand
+// layout, row-major), half-precision or FP8 operands, float32 accumulation, output in the operand
 // type or float32. Descriptors, layouts and the heuristic's algorithm are cached per
 // (M, N, K, types, pointer alignment); one workspace is allocated up front.
 #pragma once
@@ -27,6 +27,14 @@ class CublasLtGemm {
   // `out` is `in` or kF32. Throws mixserve::Error (naming the shape) when cuBLASLt fails.
   void matmul(const void* x, const void* w, void* y, int M, int N, int K, DType in, DType out,
               cudaStream_t stream);
+
+  // FP8 E4M3 operands with per-token and per-channel scales (cuBLASLt's outer-vector mode):
+  // y[m, n] = x_scales[m] * w_scales[n] * sum_k x[m, k] w[n, k], float32 accumulation.
+  //   x: [M, K]; x_scales: [M] (16-byte aligned); w: [N, K]; w_scales: [N]; y: [M, N] in
+  //   `out` (kBF16, kF16 or kF32). K % 16 == 0.
+  void matmul_fp8(const uint8_t* x, const float* x_scales, const uint8_t* w,
+                  const float* w_scales, void* y, int M, int N, int K, DType out,
+                  cudaStream_t stream);
 
   size_t workspace_bytes() const { return workspace_bytes_; }
 

@@ -3,12 +3,14 @@
 #include "backend/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 #include "model/loader.h"
+#include "model/safetensors.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -21,10 +23,14 @@ double gib(size_t bytes) { return static_cast<double>(bytes) / double(1 << 30); 
 
 size_t align_up(size_t n) { return (n + 255) / 256 * 256; }
 
-void check_config(const ModelConfig& c) {
-  MIXSERVE_CHECK(!c.fp8,
-                 "CUDA backend: FP8 checkpoints are not supported yet; use a "
-                 "bf16/fp16/fp32 checkpoint");
+void check_config(const ModelConfig& c, bool fp8) {
+  if (fp8) {
+    const int64_t q = int64_t{c.num_attention_heads} * c.head_dim;
+    MIXSERVE_CHECK(c.hidden_size % 16 == 0 && c.intermediate_size % 16 == 0 && q % 16 == 0,
+                   "--quantization fp8: hidden_size (", c.hidden_size, "), intermediate_size (",
+                   c.intermediate_size, ") and num_attention_heads * head_dim (", q,
+                   ") must be multiples of 16 (cuBLASLt FP8 GEMMs)");
+  }
   MIXSERVE_CHECK(c.num_attention_heads > 0 && c.num_key_value_heads > 0 &&
                      c.num_attention_heads % c.num_key_value_heads == 0 &&
                      c.num_attention_heads / c.num_key_value_heads <= 32,
@@ -45,8 +51,8 @@ void check_config(const ModelConfig& c) {
 }  // namespace
 
 CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& options)
-    : config_(config), options_(options), weights_(config, options.dtype) {
-  check_config(config_);
+    : config_(config), options_(options), weights_(config, options.dtype, options.fp8) {
+  check_config(config_, options.fp8);
   MIXSERVE_CHECK(options.gpu_memory_fraction > 0.0 && options.gpu_memory_fraction <= 1.0,
                  "--gpu-memory-fraction must be in (0, 1], got ", options.gpu_memory_fraction);
   int count = 0;
@@ -60,7 +66,8 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
   cudaDeviceProp prop{};
   MIXSERVE_CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device));
   name_ = "cuda:" + std::to_string(options.device) + " (" + prop.name + ", " +
-          std::string(dtype_name(options.dtype)) + ")";
+          std::string(dtype_name(options.dtype)) + (options.fp8 ? ", fp8 W8A8" : "") +
+          (options.kv_fp8 ? ", fp8 KV" : "") + ")";
   MIXSERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   gemm_ = std::make_unique<CublasLtGemm>();
   batched_ = std::make_unique<CublasBatched>();
@@ -76,6 +83,25 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
   MIXSERVE_CUDA_CHECK(
       cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * sizeof(float), cudaMemcpyHostToDevice));
   counts_host_.reset(sizeof(int32_t) * std::max(1, config_.num_local_experts));
+  k_scales_.assign(config_.num_hidden_layers, 1.0f);
+  v_scales_.assign(config_.num_hidden_layers, 1.0f);
+}
+
+void CudaBackend::load_kv_scales(const Checkpoint& ckpt) {
+  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    const std::string prefix = "model.layers." + std::to_string(l) + ".self_attn.";
+    for (auto [name, dst] : {std::pair{"k_scale", &k_scales_[l]}, {"v_scale", &v_scales_[l]}}) {
+      const TensorView* t = ckpt.find(prefix + name);
+      if (t == nullptr) continue;
+      MIXSERVE_CHECK(t->numel() == 1, t->file.string(), ": tensor ", t->name,
+                     " must hold one value (a per-tensor KV cache scale)");
+      float v = 0;
+      t->to_float(&v);
+      MIXSERVE_CHECK(std::isfinite(v) && v > 0.0f, t->file.string(), ": tensor ", t->name,
+                     " holds ", v, "; KV cache scales must be finite and positive");
+      *dst = v;
+    }
+  }
 }
 
 CudaBackend::~CudaBackend() {
@@ -85,8 +111,16 @@ CudaBackend::~CudaBackend() {
 std::unique_ptr<CudaBackend> CudaBackend::load(const std::filesystem::path& model_dir,
                                                const CudaBackendOptions& options) {
   ModelFiles files = open_model_dir(model_dir);
-  std::unique_ptr<CudaBackend> b(new CudaBackend(files.config, options));
+  CudaBackendOptions o = options;
+  o.fp8 = o.fp8 || files.config.fp8;  // an FP8 checkpoint runs in FP8
+  if (files.config.fp8 && files.config.fp8_activation_scheme == "static") {
+    log::warn(model_dir.string(),
+              ": activation_scheme \"static\": the checkpoint's input_scale "
+              "tensors are not used; activations are quantized with dynamic per-token scales");
+  }
+  std::unique_ptr<CudaBackend> b(new CudaBackend(files.config, o));
   b->weights_.load(*files.checkpoint);
+  if (o.kv_fp8) b->load_kv_scales(*files.checkpoint);
   b->finish_setup();
   return b;
 }
@@ -121,7 +155,7 @@ void CudaBackend::finish_setup() {
 
 size_t CudaBackend::kv_bytes_per_token() const {
   return size_t(config_.num_hidden_layers) * 2 * config_.num_key_value_heads * config_.head_dim *
-         dtype_size(options_.dtype);
+         kv_element_bytes();
 }
 
 KvCacheSpec CudaBackend::kv_cache_spec() const {
@@ -155,7 +189,7 @@ void CudaBackend::allocate_kv_cache(const KvCacheSpec& spec) {
 
 void* CudaBackend::kv_pool(int layer, int which) const {
   const size_t pool = size_t(kv_spec_.num_blocks) * kv_spec_.block_size *
-                      config_.num_key_value_heads * config_.head_dim * dtype_size(options_.dtype);
+                      config_.num_key_value_heads * config_.head_dim * kv_element_bytes();
   return kv_cache_.as<char>((size_t(layer) * 2 + which) * pool);
 }
 
@@ -188,6 +222,19 @@ void CudaBackend::ensure_workspace(int T) {
       {&ws_.final_rows, t * H * el},
       {reinterpret_cast<void**>(&ws_.logits), t * V * 4},
   };
+  if (options_.fp8) {
+    const std::vector<std::pair<void**, size_t>> q = {
+        {reinterpret_cast<void**>(&ws_.h_q), t * H},
+        {reinterpret_cast<void**>(&ws_.h_scale), t * 4},
+        {reinterpret_cast<void**>(&ws_.attn_q), t * Hq * D},
+        {reinterpret_cast<void**>(&ws_.attn_scale), t * 4},
+        {reinterpret_cast<void**>(&ws_.gathered_q), t * K * H},
+        {reinterpret_cast<void**>(&ws_.gathered_scale), (t * K + 3 * E) * 4},
+        {reinterpret_cast<void**>(&ws_.act_q), t * K * F},
+        {reinterpret_cast<void**>(&ws_.act_scale), (t * K + 3 * E) * 4},
+    };
+    parts.insert(parts.end(), q.begin(), q.end());
+  }
   std::vector<size_t> offsets;
   for (const auto& [ptr, bytes] : parts) {
     offsets.push_back(offset);

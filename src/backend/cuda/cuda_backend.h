@@ -43,6 +43,12 @@ struct CudaBackendOptions {
   double gpu_memory_fraction = 0.90;  // of the card's memory, for weights + workspace + KV
   int max_num_tokens = 2048;          // tokens per step the workspace is sized for (grows)
   int device = 0;
+  // FP8 (docs/cuda-backend.md, "FP8"): projection weights in E4M3 with per-channel scales and
+  // their inputs quantized per token (W8A8). Implied by an FP8 checkpoint.
+  bool fp8 = false;
+  // FP8 KV cache (--kv-cache-dtype fp8): E4M3 K and V with per-tensor scales per layer (1, or
+  // the checkpoint's self_attn.k_scale / v_scale).
+  bool kv_fp8 = false;
   bool enforce_eager = false;  // no CUDA graphs for decode steps
   bool device_sampling = true; // supports_device_sampling(): the engine samples on the GPU
   int moe_padded_max_rows = 256;  // kPaddedMoeMaxRows; 0 = always read the counts back
@@ -76,6 +82,8 @@ class CudaBackend : public Backend {
                           SampledTokens* out) override;
 
   DType dtype() const { return options_.dtype; }
+  bool fp8() const { return options_.fp8; }
+  bool kv_fp8() const { return options_.kv_fp8; }
   size_t weight_bytes() const { return weights_.bytes(); }
   cudaStream_t stream() const { return stream_; }
   int num_decode_graphs() const;  // CUDA graphs captured so far
@@ -91,8 +99,18 @@ class CudaBackend : public Backend {
   int decode_bucket(const BatchPlan& plan) const;               // 0: not a bucketed decode
   void run_decode(const BatchPlan& plan, int bucket);           // cuda_decode_step.cpp
   void feed_forward(int layer, int T);
+  // FP8 (cuda_forward_fp8.cpp): the same steps with E4M3 GEMM inputs.
+  void feed_forward_fp8(int layer, int T);
+  // h = norm(x + delta) for the attention (qkv GEMM) or the FFN, in the dtype and, with FP8,
+  // quantized (h_q, h_scale); then the qkv GEMM.
+  void norm_and_qkv(int layer, int T);
+  // wo GEMM of the attention output into delta, then the FFN's add + norm.
+  void o_proj_and_norm(int layer, int T);
   void moe_padded(int layer, int T);
   void* kv_pool(int layer, int which) const;
+  size_t kv_element_bytes() const { return options_.kv_fp8 ? 1 : dtype_size(options_.dtype); }
+  // Reads the FP8 KV scales of a checkpoint (self_attn.k_scale / v_scale), where present.
+  void load_kv_scales(const Checkpoint& checkpoint);
 
   // Device scratch of one step for up to ws_tokens_ tokens (see cuda_workspace.cpp).
   struct Workspace {
@@ -114,6 +132,15 @@ class CudaBackend : public Backend {
     float* expert_out = nullptr;      // [T K, H]
     void* final_rows = nullptr;       // [T, H]
     float* logits = nullptr;          // [T, V]
+    // FP8 only: E4M3 GEMM inputs and their per-row scales (see fp8_kernels.h).
+    uint8_t* h_q = nullptr;           // [T, H]
+    float* h_scale = nullptr;         // [T]
+    uint8_t* attn_q = nullptr;        // [T, Hq D]
+    float* attn_scale = nullptr;      // [T]
+    uint8_t* gathered_q = nullptr;    // [T K, H]
+    float* gathered_scale = nullptr;  // [T K + 3E] padded per expert
+    uint8_t* act_q = nullptr;         // [T K, F]
+    float* act_scale = nullptr;       // [T K + 3E] padded per expert
   };
   // Device copy of the step's plan arrays (one upload).
   struct PlanView {
@@ -165,6 +192,7 @@ class CudaBackend : public Backend {
   PinnedBuffer raw_host_;   // [rows with logprobs, V] float
   size_t kv_budget_bytes_ = 0;
   DeviceBuffer kv_cache_;
+  std::vector<float> k_scales_, v_scales_;  // [L] FP8 KV cache scales
   KvCacheSpec kv_spec_;
 };
 

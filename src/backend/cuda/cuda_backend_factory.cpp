@@ -18,6 +18,8 @@ std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& o) {
   co.dtype = parse_weight_dtype(o.dtype);
   co.gpu_memory_fraction = o.gpu_memory_fraction;
   co.max_num_tokens = o.max_num_tokens;
+  co.fp8 = o.quantization == "fp8";
+  co.kv_fp8 = o.kv_cache_dtype == "fp8";
   co.enforce_eager = o.enforce_eager;
   co.device_sampling = !o.host_sampling;
   if (o.moe_padded_max_rows >= 0) co.moe_padded_max_rows = o.moe_padded_max_rows;

@@ -37,6 +37,8 @@ int CudaBackend::num_decode_graphs() const {
 }
 
 int CudaBackend::decode_bucket(const BatchPlan& plan) const {
+  // FP8 projections run eagerly: their MoE layer reads the expert counts back to the host.
+  if (options_.fp8) return 0;
   const int T = plan.num_tokens();
   if (T != plan.num_seqs() || static_cast<int>(plan.logits_rows.size()) != T) return 0;
   for (int t = 0; t < T; ++t) {

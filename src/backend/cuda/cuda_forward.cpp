@@ -58,14 +58,11 @@ void CudaBackend::enqueue_forward(int T, int R, int max_blocks_per_seq) {
   MIXSERVE_CUDA_CHECK(
       embedding_gather(plan_.token_ids, T, weights_.embed(), dt, H, ws_.x, stream_));
   for (int l = 0; l < c.num_hidden_layers; ++l) {
-    const CudaLayerWeights w = weights_.layer(l);
-    // Layer 0 starts from the embedding; later layers first add the previous FFN output.
-    MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, l == 0 ? nullptr : ws_.delta, nullptr, T, H,
-                                     w.attn_norm, c.rms_norm_eps, ws_.h, dt, stream_));
-    gemm_->matmul(ws_.h, w.wqkv, ws_.qkv, T, qkv_width, H, dt, dt, stream_);
+    norm_and_qkv(l, T);  // attention norm (after the previous FFN's residual add), qkv GEMM
+    const KvFp8Scales kv_scales{k_scales_[l], v_scales_[l]};
     MIXSERVE_CUDA_CHECK(rope_write_kv(ws_.qkv, dt, T, Hq, Hkv, D, plan_.positions, plan_.slots,
-                                      inv_freq_.as<float>(), kv_pool(l, 0), kv_pool(l, 1),
-                                      stream_));
+                                      inv_freq_.as<float>(), kv_pool(l, 0), kv_pool(l, 1), stream_,
+                                      options_.kv_fp8 ? &kv_scales : nullptr));
     AttentionArgs a = attn_step_;
     a.q = ws_.qkv;
     a.q_stride = qkv_width;
@@ -85,10 +82,13 @@ void CudaBackend::enqueue_forward(int T, int R, int max_blocks_per_seq) {
     a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
     a.workspace = attn_workspace_.get();
     a.workspace_bytes = attn_workspace_.bytes();
+    if (options_.kv_fp8) {
+      a.kv_fp8 = true;
+      a.scale *= kv_scales.k_scale;
+      a.v_scale = kv_scales.v_scale;
+    }
     MIXSERVE_CUDA_CHECK(paged_attention(a, dt, stream_));
-    gemm_->matmul(ws_.attn, w.wo, ws_.delta, T, H, Hq * D, dt, DType::kF32, stream_);
-    MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, ws_.delta, nullptr, T, H, w.ffn_norm, c.rms_norm_eps,
-                                     ws_.h, dt, stream_));
+    o_proj_and_norm(l, T);
     feed_forward(l, T);  // -> ws_.delta
   }
   if (R == 0) return;
@@ -99,6 +99,7 @@ void CudaBackend::enqueue_forward(int T, int R, int max_blocks_per_seq) {
 }
 
 void CudaBackend::feed_forward(int l, int T) {
+  if (options_.fp8) return feed_forward_fp8(l, T);
   const ModelConfig& c = config_;
   const CudaLayerWeights w = weights_.layer(l);
   const int H = c.hidden_size, F = c.intermediate_size;

@@ -9,6 +9,13 @@
 //              w2 [E, H, F]
 // Each Hugging Face tensor has a Placement (byte offset in the arena); loading from a
 // checkpoint and synthetic generation both fill the placements.
+//
+// FP8 (quantization on): wqkv, wo, w13 and w2 are E4M3 bytes with one float32 scale per row
+// (output channel): wqkv_scale [(Hq + 2 Hkv) D], wo_scale [H], w13_scale [E, 2F],
+// w2_scale [E, H]. Half-precision tensors are quantized on the device from the dtype (so
+// synthetic and loaded weights quantize identically); F8_E4M3 checkpoint tensors are copied
+// as they are, a per-tensor scale repeated per row. Embeddings, norms, router, lm_head stay
+// in dtype.
 #pragma once
 
 #include <cstdint>
@@ -34,20 +41,28 @@ struct CudaLayerWeights {
   const void* router = nullptr;  // null for dense models
   const void* w13 = nullptr;
   const void* w2 = nullptr;
+  // FP8 only (null otherwise): per-row scales of the E4M3 weights above.
+  const float* wqkv_scale = nullptr;  // [(Hq + 2 Hkv) D]
+  const float* wo_scale = nullptr;    // [H]
+  const float* w13_scale = nullptr;   // [E, 2F]
+  const float* w2_scale = nullptr;    // [E, H]
 };
 
 struct WeightPlacement {
-  ExpectedTensor tensor;  // Hugging Face name and shape
-  size_t offset = 0;      // bytes into the arena
+  ExpectedTensor tensor;    // Hugging Face name and shape
+  size_t offset = 0;        // bytes into the arena
+  bool fp8 = false;         // stored as E4M3 with per-row scales
+  size_t scale_offset = 0;  // bytes into the arena of the [rows] float scales (fp8 only)
 };
 
 class CudaWeights {
  public:
-  // Plans the layout of `config` in `dtype`; allocates nothing.
-  CudaWeights(const ModelConfig& config, DType dtype);
+  // Plans the layout of `config` in `dtype` (projections in FP8 when `fp8`); allocates nothing.
+  CudaWeights(const ModelConfig& config, DType dtype, bool fp8 = false);
 
   size_t bytes() const { return total_bytes_; }
   DType dtype() const { return dtype_; }
+  bool fp8() const { return fp8_; }
   const std::vector<WeightPlacement>& placements() const { return placements_; }
 
   // Allocates the arena and copies every tensor of the checkpoint, converted to dtype (through
@@ -64,13 +79,23 @@ class CudaWeights {
  private:
   struct LayerOffsets {
     size_t attn_norm, wqkv, wo, ffn_norm, router, w13, w2;
+    size_t wqkv_s = 0, wo_s = 0, w13_s = 0, w2_s = 0;
   };
-  size_t reserve(size_t elements);
+  size_t reserve(size_t elements, size_t element_bytes);
+  size_t reserve(size_t elements) { return reserve(elements, dtype_size(dtype_)); }
   void place(const ExpectedTensor& t, size_t offset) { placements_.push_back({t, offset}); }
+  void place_fp8(const ExpectedTensor& t, size_t offset, size_t scale_offset) {
+    placements_.push_back({t, offset, true, scale_offset});
+  }
+  // Quantizes `rows` x `cols` of dtype at src (device) into placement p.
+  void quantize_into(const WeightPlacement& p, const void* src, cudaStream_t stream);
+  void load_fp8_tensor(const Checkpoint& ckpt, const WeightPlacement& p, void* staging,
+                       void* scratch);
   const void* at(size_t offset) const { return arena_.as<const char>(offset); }
 
   ModelConfig config_;
   DType dtype_;
+  bool fp8_ = false;
   size_t total_bytes_ = 0;
   size_t embed_ = 0, final_norm_ = 0, lm_head_ = 0;
   std::vector<LayerOffsets> layers_;

@@ -45,10 +45,16 @@ cudaError_t add_rms_norm(float* x, const float* delta, const int32_t* rows, int 
 // of the q and k parts of qkv, q in place; the rotated k and the v part are stored at each
 // token's slot of the layer's paged cache.
 //   qkv: [T, (Hq + 2 Hkv) * D] dt (q | k | v per token); positions: [T]; slots: [T];
-//   inv_freq: [D/2] float; k_cache, v_cache: [N, Hkv, D] dt
+//   inv_freq: [D/2] float; k_cache, v_cache: [N, Hkv, D] dt, or E4M3 with kv_fp8
+// kv_fp8: the caches hold E4M3 values k / k_scale and v / v_scale (per-tensor scales).
+struct KvFp8Scales {
+  float k_scale = 1.0f;
+  float v_scale = 1.0f;
+};
 cudaError_t rope_write_kv(void* qkv, DType dt, int T, int Hq, int Hkv, int D,
                           const int32_t* positions, const int64_t* slots, const float* inv_freq,
-                          void* k_cache, void* v_cache, cudaStream_t stream);
+                          void* k_cache, void* v_cache, cudaStream_t stream,
+                          const KvFp8Scales* kv_fp8 = nullptr);
 
 // ---- attention.cuh ----
 struct AttentionArgs {
@@ -67,7 +73,9 @@ struct AttentionArgs {
   int head_dim = 0;                       // D <= 256
   int block_size = 0;
   int sliding_window = 0;  // > 0: position p sees positions > p - window
-  float scale = 1.0f;      // D^-0.5
+  float scale = 1.0f;      // D^-0.5 (times the K scale of an FP8 cache)
+  bool kv_fp8 = false;     // the caches hold E4M3 values (else the dtype)
+  float v_scale = 1.0f;    // FP8 cache: V's dequantization multiplier
   // The fast kernels (D = 64 / 128; attention_plan.cpp fills the host fields from the plan).
   const int32_t* seq_offsets = nullptr;  // [S+1] device; nullptr: no tensor-core prefill
   int num_seqs = 0;                      // S

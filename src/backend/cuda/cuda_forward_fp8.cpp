@@ -1,0 +1,107 @@
+// The GEMM steps of CudaBackend::forward whose inputs are FP8 under --quantization fp8, with
+// their half-precision counterparts: the attention's norm + qkv projection, the output
+// projection + FFN norm, and the FP8 feed-forward (dense or MoE).
+//
+// Shapes: T = tokens of the step, H = hidden, Hq / Hkv = heads, D = head dim, E = experts,
+// K = top-k, F = FFN size. Each FP8 GEMM input is produced with its per-token scales by the
+// kernel that computes it (norm, SiLU·mul, gather); only the attention output is quantized by
+// a separate pass (quantize_rows_fp8) before the output projection.
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/fp8_kernels.h"
+#include "backend/cuda/kernels.h"
+
+namespace mixserve::cuda {
+
+void CudaBackend::norm_and_qkv(int l, int T) {
+  const ModelConfig& c = config_;
+  const CudaLayerWeights w = weights_.layer(l);
+  const int H = c.hidden_size,
+            width = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim;
+  const DType dt = options_.dtype;
+  // Layer 0 starts from the embedding; later layers first add the previous FFN output.
+  const float* delta = l == 0 ? nullptr : ws_.delta;
+  if (!options_.fp8) {
+    MIXSERVE_CUDA_CHECK(
+        add_rms_norm(ws_.x, delta, nullptr, T, H, w.attn_norm, c.rms_norm_eps, ws_.h, dt, stream_));
+    gemm_->matmul(ws_.h, w.wqkv, ws_.qkv, T, width, H, dt, dt, stream_);
+    return;
+  }
+  MIXSERVE_CUDA_CHECK(add_rms_norm_fp8(ws_.x, delta, T, H, w.attn_norm, c.rms_norm_eps, nullptr,
+                                       ws_.h_q, ws_.h_scale, dt, stream_));
+  gemm_->matmul_fp8(ws_.h_q, ws_.h_scale, static_cast<const uint8_t*>(w.wqkv), w.wqkv_scale,
+                    ws_.qkv, T, width, H, dt, stream_);
+}
+
+void CudaBackend::o_proj_and_norm(int l, int T) {
+  const ModelConfig& c = config_;
+  const CudaLayerWeights w = weights_.layer(l);
+  const int H = c.hidden_size, HqD = c.num_attention_heads * c.head_dim;
+  const DType dt = options_.dtype;
+  if (!options_.fp8) {
+    gemm_->matmul(ws_.attn, w.wo, ws_.delta, T, H, HqD, dt, DType::kF32, stream_);
+    MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, ws_.delta, nullptr, T, H, w.ffn_norm, c.rms_norm_eps,
+                                     ws_.h, dt, stream_));
+    return;
+  }
+  MIXSERVE_CUDA_CHECK(quantize_rows_fp8(ws_.attn, dt, T, HqD, ws_.attn_q, ws_.attn_scale, stream_));
+  gemm_->matmul_fp8(ws_.attn_q, ws_.attn_scale, static_cast<const uint8_t*>(w.wo), w.wo_scale,
+                    ws_.delta, T, H, HqD, DType::kF32, stream_);
+  // The router (MoE) reads the half-precision h; the expert GEMMs the quantized one.
+  MIXSERVE_CUDA_CHECK(add_rms_norm_fp8(ws_.x, ws_.delta, T, H, w.ffn_norm, c.rms_norm_eps,
+                                       c.moe ? ws_.h : nullptr, ws_.h_q, ws_.h_scale, dt, stream_));
+}
+
+void CudaBackend::feed_forward_fp8(int l, int T) {
+  const ModelConfig& c = config_;
+  const CudaLayerWeights w = weights_.layer(l);
+  const int H = c.hidden_size, F = c.intermediate_size;
+  const DType dt = options_.dtype;
+  const size_t el = dtype_size(dt);
+  const uint8_t* w13 = static_cast<const uint8_t*>(w.w13);
+  const uint8_t* w2 = static_cast<const uint8_t*>(w.w2);
+  if (!c.moe) {  // dense: the single expert over every token, straight into delta
+    gemm_->matmul_fp8(ws_.h_q, ws_.h_scale, w13, w.w13_scale, ws_.gate_up, T, 2 * F, H, dt,
+                      stream_);
+    MIXSERVE_CUDA_CHECK(
+        silu_mul_fp8(ws_.gate_up, T, F, ws_.act_q, ws_.act_scale, nullptr, 0, dt, stream_));
+    gemm_->matmul_fp8(ws_.act_q, ws_.act_scale, w2, w.w2_scale, ws_.delta, T, H, F, DType::kF32,
+                      stream_);
+    return;
+  }
+  const int E = c.num_local_experts, K = c.num_experts_per_tok;
+  gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, E, H, dt, DType::kF32, stream_);
+  MIXSERVE_CUDA_CHECK(
+      moe_topk(ws_.router_logits, T, E, K, ws_.experts, ws_.expert_weights, stream_));
+  MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, K, E, ws_.counts, ws_.offsets, ws_.sorted_token,
+                               ws_.pair_pos, stream_));
+  MIXSERVE_CUDA_CHECK(gather_rows_fp8(ws_.h_q, ws_.h_scale, ws_.sorted_token, T * K, H, ws_.offsets,
+                                      E, ws_.gathered_q, ws_.gathered_scale, stream_));
+  // The expert GEMMs need each expert's row count on the host: one sync per MoE layer.
+  MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.get(), ws_.counts, sizeof(int32_t) * E,
+                                      cudaMemcpyDeviceToHost, stream_));
+  MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  const int32_t* counts = counts_host_.as<int32_t>();
+  char* gate_up = static_cast<char*>(ws_.gate_up);
+  // row: the expert's first sorted row; srow: its first scale (runs padded to 4 floats).
+  for (int e = 0, row = 0, srow = 0; e < E;
+       row += counts[e], srow += (counts[e] + 3) / 4 * 4, ++e) {
+    if (counts[e] == 0) continue;
+    gemm_->matmul_fp8(ws_.gathered_q + size_t(row) * H, ws_.gathered_scale + srow,
+                      w13 + size_t(e) * 2 * F * H, w.w13_scale + size_t(e) * 2 * F,
+                      gate_up + size_t(row) * 2 * F * el, counts[e], 2 * F, H, dt, stream_);
+  }
+  MIXSERVE_CUDA_CHECK(
+      silu_mul_fp8(ws_.gate_up, T * K, F, ws_.act_q, ws_.act_scale, ws_.offsets, E, dt, stream_));
+  for (int e = 0, row = 0, srow = 0; e < E;
+       row += counts[e], srow += (counts[e] + 3) / 4 * 4, ++e) {
+    if (counts[e] == 0) continue;
+    gemm_->matmul_fp8(ws_.act_q + size_t(row) * F, ws_.act_scale + srow, w2 + size_t(e) * H * F,
+                      w.w2_scale + size_t(e) * H, ws_.expert_out + size_t(row) * H, counts[e], H, F,
+                      DType::kF32, stream_);
+  }
+  MIXSERVE_CUDA_CHECK(moe_combine(ws_.expert_out, ws_.experts, ws_.expert_weights, ws_.pair_pos, T,
+                                  K, H, ws_.delta, stream_));
+}
+
+}  // namespace mixserve::cuda

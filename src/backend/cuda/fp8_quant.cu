@@ -1,0 +1,57 @@
+// Dispatch point of the FP8 quantization kernels (fp8_quant.cuh).
+#include "backend/cuda/fp8_quant.cuh"
+
+namespace mixserve::cuda {
+
+cudaError_t quantize_rows_fp8(const void* src, DType dt, int64_t R, int C, uint8_t* q,
+                              float* scales, cudaStream_t stream) {
+  if (R <= 0) return cudaSuccess;
+  if (R > 0x7fffffff) return cudaErrorInvalidValue;
+  return dispatch_half_type(dt, [&](auto tag) {
+    using T = decltype(tag);
+    quantize_rows_fp8_kernel<T><<<static_cast<unsigned>(R), kQuantThreads, 0, stream>>>(
+        static_cast<const T*>(src), C, q, scales);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t add_rms_norm_fp8(float* x, const float* delta, int R, int H, const void* w, float eps,
+                             void* out_half, uint8_t* q, float* scales, DType dt,
+                             cudaStream_t stream) {
+  if (R <= 0) return cudaSuccess;
+  return dispatch_half_type(dt, [&](auto tag) {
+    using T = decltype(tag);
+    add_rms_norm_fp8_kernel<T><<<R, kQuantThreads, 0, stream>>>(
+        x, delta, H, static_cast<const T*>(w), eps, static_cast<T*>(out_half), q, scales);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t silu_mul_fp8(const void* gate_up, int n, int F, uint8_t* q, float* scales,
+                         const int32_t* offsets, int E, DType dt, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  return dispatch_half_type(dt, [&](auto tag) {
+    using T = decltype(tag);
+    silu_mul_fp8_kernel<T>
+        <<<n, kQuantThreads, 0, stream>>>(static_cast<const T*>(gate_up), F, q, scales, offsets, E);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t gather_rows_fp8(const uint8_t* src_q, const float* src_scales, const int32_t* index,
+                            int n, int H, const int32_t* offsets, int E, uint8_t* dst_q,
+                            float* dst_scales, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  if (H % 16 != 0) return cudaErrorInvalidValue;
+  gather_rows_fp8_kernel<<<n, 128, 0, stream>>>(src_q, src_scales, index, H, offsets, E, dst_q,
+                                                dst_scales);
+  return cudaGetLastError();
+}
+
+cudaError_t fill_scales(float* scales, int64_t R, float value, cudaStream_t stream) {
+  if (R <= 0) return cudaSuccess;
+  fill_scales_kernel<<<static_cast<unsigned>((R + 255) / 256), 256, 0, stream>>>(scales, R, value);
+  return cudaGetLastError();
+}
+
+}  // namespace mixserve::cuda

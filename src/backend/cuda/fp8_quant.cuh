@@ -1,0 +1,128 @@
+// FP8 E4M3 quantization kernels (see fp8_kernels.h for the formulas and the scale layouts).
+// Each kernel handles one row per block: a first pass finds the row's amax (and, for the
+// norm, its mean square), a second pass writes the quantized values, so the row is quantized
+// where it is produced, not in an extra pass over memory.
+#pragma once
+
+#include <cuda_fp8.h>
+
+#include "backend/cuda/dtype_traits.cuh"
+#include "backend/cuda/fp8_kernels.h"
+
+namespace mixserve::cuda {
+
+constexpr int kQuantThreads = 256;
+
+__device__ __forceinline__ uint8_t to_e4m3(float v) {
+  return static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
+}
+
+// Block-wide reduction (sum or max) of one float per thread; every thread gets the result.
+template <bool kMax>
+__device__ __forceinline__ float block_reduce(float v) {
+  __shared__ float partial[kQuantThreads / 32];
+  v = kMax ? warp_max(v) : warp_sum(v);
+  __syncthreads();  // partial may still be read by a previous reduction
+  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
+  __syncthreads();
+  float r = partial[0];
+  for (int i = 1; i < kQuantThreads / 32; ++i) r = kMax ? fmaxf(r, partial[i]) : r + partial[i];
+  return r;
+}
+
+// (scale, inverse) of a row with max |value| amax.
+__device__ __forceinline__ float2 fp8_row_scale(float amax) {
+  return amax > 0.0f ? make_float2(amax / kFp8Max, kFp8Max / amax) : make_float2(1.0f, 0.0f);
+}
+
+// Padded scale index of sorted MoE row r (fp8_kernels.h); offsets: [E + 1] or null.
+__device__ __forceinline__ int64_t padded_row(int64_t r, const int32_t* offsets, int E) {
+  if (offsets == nullptr) return r;
+  int64_t pad = 0;
+  for (int e = 0; e < E && offsets[e + 1] <= r; ++e) {
+    const int c = offsets[e + 1] - offsets[e];
+    pad += (c + 3) / 4 * 4 - c;
+  }
+  return r + pad;
+}
+
+// One block per row.  src: [R, C]; q: [R, C]; scales: [R]
+template <typename T>
+__global__ void quantize_rows_fp8_kernel(const T* src, int C, uint8_t* q, float* scales) {
+  const int64_t r = blockIdx.x;
+  const T* s = src + r * C;
+  float amax = 0.0f;
+  for (int i = threadIdx.x; i < C; i += blockDim.x) amax = fmaxf(amax, fabsf(to_float(s[i])));
+  const float2 si = fp8_row_scale(block_reduce<true>(amax));
+  uint8_t* d = q + r * C;
+  for (int i = threadIdx.x; i < C; i += blockDim.x) d[i] = to_e4m3(to_float(s[i]) * si.y);
+  if (threadIdx.x == 0) scales[r] = si.x;
+}
+
+// One block per row.  x, delta: [R, H] float; w: [H]; out_half: [R, H] or null; q: [R, H]
+template <typename T>
+__global__ void add_rms_norm_fp8_kernel(float* x, const float* delta, int H, const T* w, float eps,
+                                        T* out_half, uint8_t* q, float* scales) {
+  const int64_t r = blockIdx.x;
+  float* xr = x + r * H;
+  const float* dr = delta ? delta + r * H : nullptr;
+  float sum_sq = 0.0f;
+  for (int i = threadIdx.x; i < H; i += blockDim.x) {
+    float v = xr[i];
+    if (dr) {
+      v += dr[i];
+      xr[i] = v;  // each thread re-reads only the elements it wrote
+    }
+    sum_sq += v * v;
+  }
+  const float inv_rms = 1.0f / sqrtf(block_reduce<false>(sum_sq) / static_cast<float>(H) + eps);
+  float amax = 0.0f;
+  for (int i = threadIdx.x; i < H; i += blockDim.x) {
+    const float n = to_float(w[i]) * (xr[i] * inv_rms);
+    if (out_half) out_half[r * H + i] = from_float<T>(n);
+    amax = fmaxf(amax, fabsf(n));
+  }
+  const float2 si = fp8_row_scale(block_reduce<true>(amax));
+  for (int i = threadIdx.x; i < H; i += blockDim.x) {
+    q[r * H + i] = to_e4m3(to_float(w[i]) * (xr[i] * inv_rms) * si.y);
+  }
+  if (threadIdx.x == 0) scales[r] = si.x;
+}
+
+// One block per row.  gate_up: [n, 2F]; q: [n, F]; scales: padded
+template <typename T>
+__global__ void silu_mul_fp8_kernel(const T* gate_up, int F, uint8_t* q, float* scales,
+                                    const int32_t* offsets, int E) {
+  const int64_t r = blockIdx.x;
+  const T* g = gate_up + r * 2 * F;
+  float amax = 0.0f;
+  for (int f = threadIdx.x; f < F; f += blockDim.x) {
+    const float a = to_float(g[f]);
+    amax = fmaxf(amax, fabsf(a / (1.0f + expf(-a)) * to_float(g[F + f])));
+  }
+  const float2 si = fp8_row_scale(block_reduce<true>(amax));
+  for (int f = threadIdx.x; f < F; f += blockDim.x) {
+    const float a = to_float(g[f]);
+    q[r * F + f] = to_e4m3(a / (1.0f + expf(-a)) * to_float(g[F + f]) * si.y);
+  }
+  if (threadIdx.x == 0) scales[padded_row(r, offsets, E)] = si.x;
+}
+
+// One block per gathered row, 16-byte copies.  src_q: [*, H]; dst_q: [n, H]
+__global__ void gather_rows_fp8_kernel(const uint8_t* src_q, const float* src_scales,
+                                       const int32_t* index, int H, const int32_t* offsets, int E,
+                                       uint8_t* dst_q, float* dst_scales) {
+  const int64_t r = blockIdx.x;
+  const int64_t from = index[r];
+  const uint4* s = reinterpret_cast<const uint4*>(src_q + from * H);
+  uint4* d = reinterpret_cast<uint4*>(dst_q + r * H);
+  for (int i = threadIdx.x; i < H / 16; i += blockDim.x) d[i] = s[i];
+  if (threadIdx.x == 0) dst_scales[padded_row(r, offsets, E)] = src_scales[from];
+}
+
+__global__ void fill_scales_kernel(float* scales, int64_t R, float value) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i < R) scales[i] = value;
+}
+
+}  // namespace mixserve::cuda
