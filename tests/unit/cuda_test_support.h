@@ -22,6 +22,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -94,10 +95,13 @@ inline std::vector<float> rounded(const std::vector<float>& v, DType t) {
   return from_half(to_half(v, t), t);
 }
 
-// Fresh random data every run (the seed is printed so a failure can be replayed).
+// Fresh random data every run (the seed is printed so a failure can be replayed: set
+// MIXSERVE_TEST_SEED to it and run the same gtest filter).
 inline std::mt19937& rng() {
   static std::mt19937 gen = [] {
-    const unsigned seed = std::random_device{}();
+    const char* env = std::getenv("MIXSERVE_TEST_SEED");
+    const unsigned seed = env != nullptr ? static_cast<unsigned>(std::strtoul(env, nullptr, 10))
+                                         : std::random_device{}();
     std::printf("[cuda tests] random seed %u\n", seed);
     return std::mt19937(seed);
   }();
