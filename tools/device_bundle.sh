@@ -10,7 +10,7 @@ for b in mixserve mixserve_tests; do
   [ -f "$build/$b" ] && cp "$build/$b" .devcarry/bin/ && strip --strip-debug ".devcarry/bin/$b"
 done
 for b in .devcarry/bin/mixserve*; do
-  ldd "$b" | awk '/=> \// {print $3}' | while read -r lib; do
+  ldd "$b" | awk '/=> \// {print $3}' | grep -v "^$PWD/.devcarry/" | while read -r lib; do
     case "$(basename "$lib")" in
       libprometheus*|libgomp*|libcurl*|libnghttp*|libpsl*|libssh*|librtmp*|libbrotli*|libidn*) cp -L "$lib" .devcarry/bin/lib/ ;;
     esac
