@@ -50,6 +50,7 @@ const CommandRegistrar kBenchStep(
       struct Args {
         BackendOptions backend;
         int batch = 1, context = 512, iters = 20;
+        bool prefill = false;
       };
       auto a = std::make_shared<Args>();
       sub.add_option("--model", a->backend.model, "Model folder or synthetic:PRESET")->required();
@@ -60,6 +61,9 @@ const CommandRegistrar kBenchStep(
       sub.add_option("--context", a->context, "Tokens already in each sequence's cache")
           ->check(CLI::Range(1, 1 << 20));
       sub.add_option("--iters", a->iters, "Timed decode steps")->check(CLI::Range(1, 100000));
+      sub.add_flag("--prefill", a->prefill,
+                   "Time prefill steps instead: --batch prompts of --context tokens each, all in "
+                   "one step");
       sub.add_flag("--enforce-eager", a->backend.enforce_eager, "CUDA: no CUDA graphs");
       sub.add_flag("--host-sampling", a->backend.host_sampling,
                    "CUDA: logits to the host, sampled there");
@@ -68,22 +72,30 @@ const CommandRegistrar kBenchStep(
                      "host sync (0: never; default 256)");
       return [a] {
         const int per_seq = (a->context + a->iters + 2 + kBlockSize - 1) / kBlockSize;
-        a->backend.max_num_tokens = 2048;
+        const int step_tokens = a->prefill ? a->batch * a->context : a->batch;
+        a->backend.max_num_tokens = std::max(2048, step_tokens);
         std::unique_ptr<Backend> be = create_backend(a->backend);
         const int V = be->config().vocab_size;
         be->allocate_kv_cache({a->batch * per_seq, kBlockSize});
         std::vector<float> logits(size_t(a->batch) * V);
-        // Prefill the contexts one sequence-chunk at a time (at most 2048 tokens a step).
+        // Prefill the contexts, several sequences a step (at most 2048 tokens a step).
         const int chunk = std::min(a->context, 2048);
-        for (int s = 0; s < a->batch; ++s) {
+        const int seqs_per_step = std::max(1, 2048 / a->context);
+        for (int s0 = 0; s0 < a->batch && !a->prefill; s0 += seqs_per_step) {
+          const int n = std::min(seqs_per_step, a->batch - s0);
           for (int pos = 0; pos < a->context; pos += chunk) {
-            BatchPlan p = plan_for(1, pos, std::min(chunk, a->context - pos), per_seq, V);
-            for (int b = 0; b < per_seq; ++b) p.block_tables[b] = s * per_seq + b;
-            for (int t = 0; t < p.num_tokens(); ++t) {
-              p.slot_mapping[t] = int64_t{s * per_seq + p.positions[t] / kBlockSize} * kBlockSize +
-                                  p.positions[t] % kBlockSize;
+            BatchPlan p = plan_for(n, pos, std::min(chunk, a->context - pos), per_seq, V);
+            for (int i = 0; i < n; ++i) {
+              const int s = s0 + i;
+              for (int b = 0; b < per_seq; ++b) {
+                p.block_tables[size_t(i) * per_seq + b] = s * per_seq + b;
+              }
+              for (int t = p.seq_offsets[i]; t < p.seq_offsets[i + 1]; ++t) {
+                p.slot_mapping[t] = int64_t{s * per_seq + p.positions[t] / kBlockSize} *
+                                        kBlockSize + p.positions[t] % kBlockSize;
+              }
             }
-            be->forward(p, std::span<float>(logits.data(), size_t(V)));
+            be->forward(p, std::span<float>(logits.data(), size_t(n) * V));
           }
         }
         const bool on_device = be->supports_device_sampling();
@@ -99,7 +111,10 @@ const CommandRegistrar kBenchStep(
           // Profilers started with --profile-from-start off see the timed steps only.
           if (i == 0 && be->name().rfind("cuda", 0) == 0) (void)cudaProfilerStart();
 #endif
-          const BatchPlan p = plan_for(a->batch, a->context + std::max(i, 0), 1, per_seq, V);
+          // Decode: one new token per sequence; prefill: the whole prompts again (same slots).
+          const BatchPlan p = a->prefill
+                                  ? plan_for(a->batch, 0, a->context, per_seq, V)
+                                  : plan_for(a->batch, a->context + std::max(i, 0), 1, per_seq, V);
           const auto t0 = std::chrono::steady_clock::now();
           if (on_device) {  // returns after the ids are on the host
             be->forward_and_sample(p, batch, &sampled);
@@ -120,15 +135,16 @@ const CommandRegistrar kBenchStep(
         std::sort(ms.begin(), ms.end());
         const double median = ms[ms.size() / 2];
         std::printf(
-            "{\"backend\":\"%s\",\"model\":\"%s\",\"batch\":%d,\"context\":%d,"
+            "{\"backend\":\"%s\",\"model\":\"%s\",\"mode\":\"%s\",\"batch\":%d,\"context\":%d,"
             "\"sampling\":\"%s\",\"graphs\":%s,"
             "\"iters\":%d,\"step_ms_median\":%.4f,\"step_ms_min\":%.4f,"
             "\"step_ms_max\":%.4f,\"tokens_per_s\":%.1f}\n",
-            be->name().c_str(), a->backend.model.c_str(), a->batch, a->context,
+            be->name().c_str(), a->backend.model.c_str(), a->prefill ? "prefill" : "decode",
+            a->batch, a->context,
             on_device ? "device" : "host",
             a->backend.enforce_eager || be->name().rfind("cuda", 0) != 0 ? "false" : "true",
             a->iters, median,
-            ms.front(), ms.back(), 1000.0 * a->batch / median);
+            ms.front(), ms.back(), 1000.0 * step_tokens / median);
         return 0;
       };
     });
