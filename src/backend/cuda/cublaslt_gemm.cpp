@@ -56,11 +56,19 @@ struct CublasLtGemm::Plan {
   }
 };
 
-CublasLtGemm::CublasLtGemm(size_t workspace_bytes) : workspace_bytes_(workspace_bytes) {
+CublasLtGemm::CublasLtGemm(size_t workspace_bytes, int lanes)
+    : workspace_bytes_(workspace_bytes), lanes_(lanes) {
+  MIXSERVE_CHECK(lanes >= 1 && lanes <= kMaxLanes, "cuBLASLt GEMM: ", lanes, " lanes (1 to ",
+                 kMaxLanes, ")");
   cublasLtHandle_t h = nullptr;
   MIXSERVE_CUBLAS_CHECK(cublasLtCreate(&h));
   handle_ = h;
-  MIXSERVE_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
+  MIXSERVE_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_ * lanes_));
+}
+
+void* CublasLtGemm::lane_workspace(int lane) const {
+  MIXSERVE_CHECK(lane >= 0 && lane < lanes_, "cuBLASLt GEMM: lane ", lane, " of ", lanes_);
+  return static_cast<char*>(workspace_) + workspace_bytes_ * lane;
 }
 
 CublasLtGemm::~CublasLtGemm() {
@@ -131,19 +139,19 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
 }
 
 void CublasLtGemm::matmul(const void* x, const void* w, void* y, int M, int N, int K, DType in,
-                          DType out, cudaStream_t stream) {
+                          DType out, cudaStream_t stream, int lane) {
   if (M <= 0 || N <= 0) return;
   const Key key{M, N, K, static_cast<int>(in), static_cast<int>(out), alignment_of(x, w, y)};
   Plan& p = plan_for(key);
   const float alpha = 1.0f, beta = 0.0f;
   MIXSERVE_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p.desc, &alpha, w,
-                                       p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo, workspace_,
-                                       workspace_bytes_, stream));
+                                       p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo,
+                                       lane_workspace(lane), workspace_bytes_, stream));
 }
 
 void CublasLtGemm::matmul_fp8(const uint8_t* x, const float* x_scales, const uint8_t* w,
                               const float* w_scales, void* y, int M, int N, int K, DType out,
-                              cudaStream_t stream) {
+                              cudaStream_t stream, int lane) {
   if (M <= 0 || N <= 0) return;
   MIXSERVE_CHECK(K % 16 == 0, "FP8 GEMM: K (", K, ") must be a multiple of 16 (cuBLASLt FP8)");
   const Key key{
@@ -156,8 +164,8 @@ void CublasLtGemm::matmul_fp8(const uint8_t* x, const float* x_scales, const uin
                                                        &x_scales, sizeof(x_scales)));
   const float alpha = 1.0f, beta = 0.0f;
   MIXSERVE_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p.desc, &alpha, w,
-                                       p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo, workspace_,
-                                       workspace_bytes_, stream));
+                                       p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo,
+                                       lane_workspace(lane), workspace_bytes_, stream));
 }
 
 }  // namespace mixserve::cuda

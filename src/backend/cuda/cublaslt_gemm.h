@@ -1,7 +1,8 @@
 // cuBLASLt for every GEMM of the CUDA backend: y[M, N] = x[M, K] · w[N, K]^T (nn.Linear's
 // layout, row-major), half-precision or FP8 operands, float32 accumulation, output in the operand
 // type or float32. Descriptors, layouts and the heuristic's algorithm are cached per
-// (M, N, K, types, pointer alignment); one workspace is allocated up front.
+// (M, N, K, types, pointer alignment); one workspace per lane is allocated up front, so GEMMs
+// of different lanes may run at the same time on different streams.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -17,16 +18,18 @@ namespace mixserve::cuda {
 
 class CublasLtGemm {
  public:
-  // workspace_bytes: scratch the heuristic may use (32 MiB covers Hopper's kernels).
-  explicit CublasLtGemm(size_t workspace_bytes = size_t{32} << 20);
+  static constexpr int kMaxLanes = 4;
+  // workspace_bytes: scratch the heuristic may use per lane (32 MiB covers Hopper's kernels).
+  explicit CublasLtGemm(size_t workspace_bytes = size_t{32} << 20, int lanes = 1);
   ~CublasLtGemm();
   CublasLtGemm(const CublasLtGemm&) = delete;
   CublasLtGemm& operator=(const CublasLtGemm&) = delete;
 
   // y[M, N] (row-major, ld N) = x[M, K] (ld K) · w[N, K]^T (ld K). `in` is kBF16 or kF16;
   // `out` is `in` or kF32. Throws mixserve::Error (naming the shape) when cuBLASLt fails.
+  // lane in [0, lanes): the workspace to use; calls that may overlap use distinct lanes.
   void matmul(const void* x, const void* w, void* y, int M, int N, int K, DType in, DType out,
-              cudaStream_t stream);
+              cudaStream_t stream, int lane = 0);
 
   // FP8 E4M3 operands with per-token and per-channel scales (cuBLASLt's outer-vector mode):
   // y[m, n] = x_scales[m] * w_scales[n] * sum_k x[m, k] w[n, k], float32 accumulation.
@@ -34,9 +37,10 @@ class CublasLtGemm {
   //   `out` (kBF16, kF16 or kF32). K % 16 == 0.
   void matmul_fp8(const uint8_t* x, const float* x_scales, const uint8_t* w,
                   const float* w_scales, void* y, int M, int N, int K, DType out,
-                  cudaStream_t stream);
+                  cudaStream_t stream, int lane = 0);
 
   size_t workspace_bytes() const { return workspace_bytes_; }
+  int lanes() const { return lanes_; }
 
  private:
   struct Plan;
@@ -45,7 +49,9 @@ class CublasLtGemm {
 
   void* handle_ = nullptr;  // cublasLtHandle_t
   void* workspace_ = nullptr;
-  size_t workspace_bytes_ = 0;
+  size_t workspace_bytes_ = 0;  // per lane
+  int lanes_ = 1;
+  void* lane_workspace(int lane) const;
   std::map<Key, std::unique_ptr<Plan>> plans_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "backend/cpu/cpu_ops.h"
@@ -69,7 +70,17 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
           std::string(dtype_name(options.dtype)) + (options.fp8 ? ", fp8 W8A8" : "") +
           (options.kv_fp8 ? ", fp8 KV" : "") + ")";
   MIXSERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  gemm_ = std::make_unique<CublasLtGemm>();
+  gemm_ = std::make_unique<CublasLtGemm>(size_t{32} << 20, CublasLtGemm::kMaxLanes);
+  for (int i = 0; i < CublasLtGemm::kMaxLanes; ++i) {
+    if (i > 0) MIXSERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&lanes_[i], cudaStreamNonBlocking));
+    MIXSERVE_CUDA_CHECK(cudaEventCreateWithFlags(&lane_events_[i], cudaEventDisableTiming));
+  }
+  if (const char* env = std::getenv("MIXSERVE_MOE_LANES"); env != nullptr && *env != '\0') {
+    const int n = std::atoi(env);
+    MIXSERVE_CHECK(n >= 1 && n <= CublasLtGemm::kMaxLanes, "MIXSERVE_MOE_LANES=", env,
+                   ": expected 1 to ", CublasLtGemm::kMaxLanes);
+    max_moe_lanes_ = n;
+  }
   batched_ = std::make_unique<CublasBatched>();
   moe_groups_.reset(3 * kMaxExperts * sizeof(int32_t) + 6 * kMaxExperts * sizeof(void*));
 
@@ -105,6 +116,12 @@ void CudaBackend::load_kv_scales(const Checkpoint& ckpt) {
 }
 
 CudaBackend::~CudaBackend() {
+  for (cudaEvent_t e : lane_events_) {
+    if (e) cudaEventDestroy(e);
+  }
+  for (cudaStream_t l : lanes_) {
+    if (l) cudaStreamDestroy(l);
+  }
   if (stream_) cudaStreamDestroy(stream_);
 }
 

@@ -17,6 +17,7 @@
 
 #include <cuda_runtime.h>
 
+#include <array>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -107,6 +108,12 @@ class CudaBackend : public Backend {
   // wo GEMM of the attention output into delta, then the FFN's add + norm.
   void o_proj_and_norm(int layer, int T);
   void moe_padded(int layer, int T);
+  // Expert GEMMs of large MoE steps: experts round-robin over `lanes` streams forked from
+  // stream_ (cuda_moe_lanes.cpp). A lane runs w13 -> SiLU·mul -> w2 of its experts.
+  int moe_lanes(int active_experts) const;
+  cudaStream_t lane_stream(int lane) const { return lane == 0 ? stream_ : lanes_[lane]; }
+  void fork_lanes(int lanes);  // lanes 1.. wait for stream_'s work so far
+  void join_lanes(int lanes);  // stream_ waits for lanes 1..
   void* kv_pool(int layer, int which) const;
   size_t kv_element_bytes() const { return options_.kv_fp8 ? 1 : dtype_size(options_.dtype); }
   // Reads the FP8 KV scales of a checkpoint (self_attn.k_scale / v_scale), where present.
@@ -157,7 +164,11 @@ class CudaBackend : public Backend {
   CudaBackendOptions options_;
   std::string name_;
   cudaStream_t stream_ = nullptr;
-  std::unique_ptr<CublasLtGemm> gemm_;
+  std::unique_ptr<CublasLtGemm> gemm_;  // CublasLtGemm::kMaxLanes workspaces
+  // Side streams of the MoE lanes (index 0 unused: lane 0 is stream_) and their events.
+  std::array<cudaStream_t, CublasLtGemm::kMaxLanes> lanes_{};
+  std::array<cudaEvent_t, CublasLtGemm::kMaxLanes> lane_events_{};
+  int max_moe_lanes_ = CublasLtGemm::kMaxLanes;  // MIXSERVE_MOE_LANES overrides (1 to 4)
   std::unique_ptr<CublasBatched> batched_;  // the grouped MoE GEMMs
   // Grouped MoE: group_expert, group_count, expert_group [kMaxExperts] int32 each, then the
   // [6, G] operand pointers. Allocated once: CUDA graphs hold its address.

@@ -132,17 +132,22 @@ void CudaBackend::feed_forward(int l, int T) {
   char* act = static_cast<char*>(ws_.act);
   const char* w13 = static_cast<const char*>(w.w13);
   const char* w2 = static_cast<const char*>(w.w2);
-  for (int e = 0, row = 0; e < E; row += counts[e], ++e) {
-    if (counts[e] == 0) continue;
+  const int lanes = moe_lanes(static_cast<int>(std::count_if(counts, counts + E,
+                                                             [](int32_t n) { return n > 0; })));
+  fork_lanes(lanes);
+  for (int e = 0, row = 0, lane = 0; e < E; row += counts[e], ++e) {
+    const int n = counts[e];
+    if (n == 0) continue;
+    const cudaStream_t s = lane_stream(lane);
     gemm_->matmul(gathered + size_t(row) * H * el, w13 + size_t(e) * 2 * F * H * el,
-                  gate_up + size_t(row) * 2 * F * el, counts[e], 2 * F, H, dt, dt, stream_);
-  }
-  MIXSERVE_CUDA_CHECK(silu_mul(ws_.gate_up, T * K, F, ws_.act, dt, stream_));
-  for (int e = 0, row = 0; e < E; row += counts[e], ++e) {
-    if (counts[e] == 0) continue;
+                  gate_up + size_t(row) * 2 * F * el, n, 2 * F, H, dt, dt, s, lane);
+    MIXSERVE_CUDA_CHECK(
+        silu_mul(gate_up + size_t(row) * 2 * F * el, n, F, act + size_t(row) * F * el, dt, s));
     gemm_->matmul(act + size_t(row) * F * el, w2 + size_t(e) * H * F * el,
-                  ws_.expert_out + size_t(row) * H, counts[e], H, F, dt, DType::kF32, stream_);
+                  ws_.expert_out + size_t(row) * H, n, H, F, dt, DType::kF32, s, lane);
+    lane = (lane + 1) % lanes;
   }
+  join_lanes(lanes);
   MIXSERVE_CUDA_CHECK(moe_combine(ws_.expert_out, ws_.experts, ws_.expert_weights, ws_.pair_pos, T,
                                   K, H, ws_.delta, stream_));
 }

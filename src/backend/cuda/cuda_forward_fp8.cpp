@@ -6,6 +6,8 @@
 // K = top-k, F = FFN size. Each FP8 GEMM input is produced with its per-token scales by the
 // kernel that computes it (norm, SiLU·mul, gather); only the attention output is quantized by
 // a separate pass (quantize_rows_fp8) before the output projection.
+#include <algorithm>
+
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/fp8_kernels.h"
@@ -83,23 +85,27 @@ void CudaBackend::feed_forward_fp8(int l, int T) {
   MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
   const int32_t* counts = counts_host_.as<int32_t>();
   char* gate_up = static_cast<char*>(ws_.gate_up);
+  const int lanes = moe_lanes(static_cast<int>(std::count_if(counts, counts + E,
+                                                             [](int32_t n) { return n > 0; })));
+  fork_lanes(lanes);
   // row: the expert's first sorted row; srow: its first scale (runs padded to 4 floats).
-  for (int e = 0, row = 0, srow = 0; e < E;
+  for (int e = 0, row = 0, srow = 0, lane = 0; e < E;
        row += counts[e], srow += (counts[e] + 3) / 4 * 4, ++e) {
-    if (counts[e] == 0) continue;
+    const int n = counts[e];
+    if (n == 0) continue;
+    const cudaStream_t s = lane_stream(lane);
     gemm_->matmul_fp8(ws_.gathered_q + size_t(row) * H, ws_.gathered_scale + srow,
                       w13 + size_t(e) * 2 * F * H, w.w13_scale + size_t(e) * 2 * F,
-                      gate_up + size_t(row) * 2 * F * el, counts[e], 2 * F, H, dt, stream_);
-  }
-  MIXSERVE_CUDA_CHECK(
-      silu_mul_fp8(ws_.gate_up, T * K, F, ws_.act_q, ws_.act_scale, ws_.offsets, E, dt, stream_));
-  for (int e = 0, row = 0, srow = 0; e < E;
-       row += counts[e], srow += (counts[e] + 3) / 4 * 4, ++e) {
-    if (counts[e] == 0) continue;
+                      gate_up + size_t(row) * 2 * F * el, n, 2 * F, H, dt, s, lane);
+    MIXSERVE_CUDA_CHECK(silu_mul_fp8(gate_up + size_t(row) * 2 * F * el, n, F,
+                                     ws_.act_q + size_t(row) * F, ws_.act_scale + srow, nullptr,
+                                     0, dt, s));
     gemm_->matmul_fp8(ws_.act_q + size_t(row) * F, ws_.act_scale + srow, w2 + size_t(e) * H * F,
-                      w.w2_scale + size_t(e) * H, ws_.expert_out + size_t(row) * H, counts[e], H, F,
-                      DType::kF32, stream_);
+                      w.w2_scale + size_t(e) * H, ws_.expert_out + size_t(row) * H, n, H, F,
+                      DType::kF32, s, lane);
+    lane = (lane + 1) % lanes;
   }
+  join_lanes(lanes);
   MIXSERVE_CUDA_CHECK(moe_combine(ws_.expert_out, ws_.experts, ws_.expert_weights, ws_.pair_pos, T,
                                   K, H, ws_.delta, stream_));
 }

@@ -30,10 +30,22 @@ cudaError_t add_rms_norm_fp8(float* x, const float* delta, int R, int H, const v
 cudaError_t silu_mul_fp8(const void* gate_up, int n, int F, uint8_t* q, float* scales,
                          const int32_t* offsets, int E, DType dt, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
+  // Rows of 8-element chunks that fit the registers take the one-pass kernel.
+  const int chunks_per_thread = (F / 8 + kQuantThreads - 1) / kQuantThreads;
+  const bool vec = F % 8 == 0 && reinterpret_cast<uintptr_t>(gate_up) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(q) % 8 == 0 && chunks_per_thread <= 8;
   return dispatch_half_type(dt, [&](auto tag) {
     using T = decltype(tag);
-    silu_mul_fp8_kernel<T>
-        <<<n, kQuantThreads, 0, stream>>>(static_cast<const T*>(gate_up), F, q, scales, offsets, E);
+    const T* src = static_cast<const T*>(gate_up);
+    if (!vec) {
+      silu_mul_fp8_kernel<T><<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E);
+    } else if (chunks_per_thread <= 2) {
+      silu_mul_fp8_vec_kernel<T, 2><<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E);
+    } else if (chunks_per_thread <= 4) {
+      silu_mul_fp8_vec_kernel<T, 4><<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E);
+    } else {
+      silu_mul_fp8_vec_kernel<T, 8><<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E);
+    }
     return cudaGetLastError();
   });
 }

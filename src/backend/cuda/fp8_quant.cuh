@@ -108,6 +108,53 @@ __global__ void silu_mul_fp8_kernel(const T* gate_up, int F, uint8_t* q, float* 
   if (threadIdx.x == 0) scales[padded_row(r, offsets, E)] = si.x;
 }
 
+// The same with the row held in registers: one read pass of 16-byte loads (8 gate and 8 up
+// values per chunk), kChunks chunks per thread, so F <= 8 * kChunks * kQuantThreads; F % 8 == 0.
+// The two-pass kernel above re-reads the row with 2-byte loads and ran at ~25% of the copy
+// rate (docs/perf/NOTES.md).
+template <typename T, int kChunks>
+__global__ void silu_mul_fp8_vec_kernel(const T* gate_up, int F, uint8_t* q, float* scales,
+                                        const int32_t* offsets, int E) {
+  const int64_t r = blockIdx.x;
+  const uint4* g = reinterpret_cast<const uint4*>(gate_up + r * 2 * F);
+  const uint4* u = reinterpret_cast<const uint4*>(gate_up + r * 2 * F + F);
+  const int chunks = F / 8;
+  float v[kChunks][8];
+  float amax = 0.0f;
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = c * kQuantThreads + threadIdx.x;
+    if (i < chunks) {
+      const uint4 gv = g[i], uv = u[i];
+      const T* gt = reinterpret_cast<const T*>(&gv);
+      const T* ut = reinterpret_cast<const T*>(&uv);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const float a = to_float(gt[j]);
+        v[c][j] = a / (1.0f + expf(-a)) * to_float(ut[j]);
+        amax = fmaxf(amax, fabsf(v[c][j]));
+      }
+    }
+  }
+  const float2 si = fp8_row_scale(block_reduce<true>(amax));
+  uint2* d = reinterpret_cast<uint2*>(q + r * F);
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = c * kQuantThreads + threadIdx.x;
+    if (i < chunks) {
+      uint32_t w[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        w[h] = 0;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) w[h] |= uint32_t{to_e4m3(v[c][4 * h + j] * si.y)} << (8 * j);
+      }
+      d[i] = make_uint2(w[0], w[1]);
+    }
+  }
+  if (threadIdx.x == 0) scales[padded_row(r, offsets, E)] = si.x;
+}
+
 // One block per gathered row, 16-byte copies.  src_q: [*, H]; dst_q: [n, H]
 __global__ void gather_rows_fp8_kernel(const uint8_t* src_q, const float* src_scales,
                                        const int32_t* index, int H, const int32_t* offsets, int E,

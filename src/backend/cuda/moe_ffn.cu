@@ -17,10 +17,18 @@ cudaError_t silu_mul(const void* gate_up, int n, int F, void* out, DType dt, cud
   if (n <= 0) return cudaSuccess;
   return dispatch_half_type(dt, [&](auto tag) {
     using T = decltype(tag);
-    const int64_t total = int64_t{n} * F;
+    const bool vec = F % 8 == 0 && reinterpret_cast<uintptr_t>(gate_up) % 16 == 0 &&
+                     reinterpret_cast<uintptr_t>(out) % 16 == 0;
+    const int64_t total = int64_t{n} * (vec ? F / 8 : F);
     const int64_t blocks = (total + 255) / 256;
-    silu_mul_kernel<T><<<static_cast<unsigned>(blocks < 65536 ? blocks : 65536), 256, 0, stream>>>(
-        static_cast<const T*>(gate_up), n, F, static_cast<T*>(out));
+    const unsigned grid = static_cast<unsigned>(blocks < 65536 ? blocks : 65536);
+    if (vec) {
+      silu_mul_vec_kernel<T><<<grid, 256, 0, stream>>>(static_cast<const T*>(gate_up), n, F,
+                                                        static_cast<T*>(out));
+    } else {
+      silu_mul_kernel<T><<<grid, 256, 0, stream>>>(static_cast<const T*>(gate_up), n, F,
+                                                    static_cast<T*>(out));
+    }
     return cudaGetLastError();
   });
 }
