@@ -75,8 +75,11 @@ int run(const OfflineArgs& a) {
   for (size_t run = 0; run < batches.size(); ++run) {
     const int32_t b = int32_t(batches[run]);
     MIXSERVE_CHECK(double(b) == batches[run], "--max-batch ", batches[run], " is not a whole number");
-    // A fresh engine per batch size: max_num_seqs is fixed at construction.
-    std::unique_ptr<Backend> backend = create_backend(a.engine.backend);
+    // A fresh engine per batch size: max_num_seqs is fixed at construction. The backend's
+    // workspace is sized for the largest step before the KV cache takes the rest of the memory.
+    BackendOptions backend_options = a.engine.backend;
+    backend_options.max_num_tokens = std::max(a.engine.engine.max_num_batched_tokens, b);
+    std::unique_ptr<Backend> backend = create_backend(backend_options);
     if (run == 0) {
       report.meta.device = backend->name();
       report.meta.precision = precision_of(*backend);
