@@ -24,6 +24,9 @@ namespace {
     }                                                                                     \
   } while (0)
 
+// Plan keys mark unscaled FP8 GEMMs with this offset on the input type.
+constexpr int kUnscaledFp8 = 1000;
+
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
     case DType::kBF16:
@@ -101,7 +104,9 @@ CublasLtGemm::~CublasLtGemm() {
 CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
-  const auto [M, N, K, in_i, out_i, align] = key;
+  const auto [M, N, K, in_key, out_i, align] = key;
+  const bool unscaled = in_key >= kUnscaledFp8;
+  const int in_i = unscaled ? in_key - kUnscaledFp8 : in_key;
   const cudaDataType_t in = cuda_type(static_cast<DType>(in_i));
   const cudaDataType_t out = cuda_type(static_cast<DType>(out_i));
   auto plan = std::make_unique<Plan>();
@@ -113,7 +118,7 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
                                                        &trans_a, sizeof(trans_a)));
   MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
                                                        &trans_b, sizeof(trans_b)));
-  if (in == CUDA_R_8F_E4M3) {
+  if (in == CUDA_R_8F_E4M3 && !unscaled) {
     // A = W's rows get one scale each (a vector over op(A)'s N rows), B = X's tokens one each
     // (a vector over op(B)'s M columns): D[n, m] = sa[n] * sb[m] * sum_k A[n, k] B[k, m].
     const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
@@ -160,7 +165,7 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
     if (results[i].state == CUBLAS_STATUS_SUCCESS) plan->candidates.push_back(results[i].algo);
   }
   // A class already tuned gives its algorithm, when it suits this M.
-  const Key cls{m_bucket(M), N, K, in_i, out_i, align};
+  const Key cls{m_bucket(M), N, K, in_key, out_i, align};
   if (auto t = tuned_.find(cls); t != tuned_.end()) {
     cublasLtMatmulHeuristicResult_t check{};
     if (cublasLtMatmulAlgoCheck(static_cast<cublasLtHandle_t>(handle_), plan->desc, plan->a,
@@ -229,6 +234,19 @@ void CublasLtGemm::run(Plan& p, const Key& key, const void* x, const void* w, vo
                " ms, heuristic's first ", first_ms, " ms");
   }
   MIXSERVE_CUBLAS_CHECK(launch(p.algo));
+}
+
+void CublasLtGemm::matmul_fp8_unscaled(const uint8_t* x, const uint8_t* w, void* y, int M, int N,
+                                       int K, DType out, cudaStream_t stream, int lane) {
+  if (M <= 0 || N <= 0) return;
+  MIXSERVE_CHECK(K % 16 == 0, "FP8 GEMM: K (", K, ") must be a multiple of 16 (cuBLASLt FP8)");
+  const Key key{M,
+                N,
+                K,
+                kUnscaledFp8 + static_cast<int>(DType::kF8E4M3),
+                static_cast<int>(out),
+                alignment_of(x, w, y)};
+  run(plan_for(key), key, x, w, y, stream, lane);
 }
 
 void CublasLtGemm::matmul(const void* x, const void* w, void* y, int M, int N, int K, DType in,

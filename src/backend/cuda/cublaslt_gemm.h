@@ -40,6 +40,11 @@ class CublasLtGemm {
                   const float* w_scales, void* y, int M, int N, int K, DType out,
                   cudaStream_t stream, int lane = 0);
 
+  // FP8 E4M3 operands without scales: y[m, n] = sum_k x[m, k] w[n, k] (the caller applies the
+  // quantization scales). cuBLASLt has many more kernels for this than for outer-vector scales.
+  void matmul_fp8_unscaled(const uint8_t* x, const uint8_t* w, void* y, int M, int N, int K,
+                           DType out, cudaStream_t stream, int lane = 0);
+
   size_t workspace_bytes() const { return workspace_bytes_; }
   int lanes() const { return lanes_; }
 
