@@ -223,14 +223,15 @@ void CublasLtGemm::run(Plan& p, const Key& key, const void* x, const void* w, vo
     cudaEventDestroy(e1);
     p.algo = p.candidates[best];
     p.settled = true;
-    const auto [M, N, K, in_i, out_i, align] = key;
+    const auto [M, N, K, in_key, out_i, align] = key;
+    const int in_i = in_key >= kUnscaledFp8 ? in_key - kUnscaledFp8 : in_key;
     auto algo = std::make_unique<Algo>();
     algo->algo = p.algo;
-    tuned_[Key{m_bucket(M), N, K, in_i, out_i, align}] = std::move(algo);
+    tuned_[Key{m_bucket(M), N, K, in_key, out_i, align}] = std::move(algo);
     if (best != 0) ++retuned_;
     log::debug("GEMM autotune M=", M, " (class ", m_bucket(M), ") N=", N, " K=", K, " ",
-               dtype_name(static_cast<DType>(in_i)), "->", dtype_name(static_cast<DType>(out_i)),
-               ": candidate ", best, " of ", p.candidates.size(), " ", best_ms,
+               dtype_name(static_cast<DType>(in_i)), in_key >= kUnscaledFp8 ? " (unscaled)" : "",
+               "->", dtype_name(static_cast<DType>(out_i)), ": candidate ", best, " of ", p.candidates.size(), " ", best_ms,
                " ms, heuristic's first ", first_ms, " ms");
   }
   MIXSERVE_CUBLAS_CHECK(launch(p.algo));

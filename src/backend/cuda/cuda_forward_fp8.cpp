@@ -101,7 +101,9 @@ void CudaBackend::feed_forward_fp8(int l, int T) {
     const float* w2_scale = w.w2_scale + size_t(e) * H;
     void* gu = gate_up + size_t(row) * 2 * F * el;
     float* out = ws_.expert_out + size_t(row) * H;
-    if (unscaled) {  // scales applied by SiLU·mul and scale_rows_cols (see moe_lanes_unscaled)
+    // Measured on an H100 (docs/perf/NOTES.md): unscaled wins at decode sizes (M <= ~500 rows
+    // an expert), loses ~3% at prefill sizes (~2,000 rows) to the extra scale pass.
+    if (unscaled && n < 1024) {  // scales applied by SiLU·mul and scale_rows_cols
       gemm_->matmul_fp8_unscaled(ws_.gathered_q + size_t(row) * H, w13 + size_t(e) * 2 * F * H, gu,
                                  n, 2 * F, H, dt, s, lane);
       MIXSERVE_CUDA_CHECK(silu_mul_fp8(gu, n, F, ws_.act_q + size_t(row) * F, ws_.act_scale + srow,
