@@ -14,9 +14,10 @@
 // of waiting for a peer that will never answer. Both ends are assumed to share byte order.
 #include <poll.h>
 
-#include <utility>  // before Boost 1.74 asio, which uses std::exchange unincluded
-
-#include <boost/asio.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -48,9 +49,12 @@ enum class Op : uint32_t { kAllReduce = 1, kBroadcast = 2, kBarrier = 3 };
 
 const char* op_name(uint32_t op) {
   switch (static_cast<Op>(op)) {
-    case Op::kAllReduce: return "all_reduce_sum";
-    case Op::kBroadcast: return "broadcast";
-    case Op::kBarrier: return "barrier";
+    case Op::kAllReduce:
+      return "all_reduce_sum";
+    case Op::kBroadcast:
+      return "broadcast";
+    case Op::kBarrier:
+      return "barrier";
   }
   return "an unknown operation";
 }
@@ -97,8 +101,8 @@ std::vector<std::unique_ptr<TcpLink>> accept_peers(boost::asio::io_context& io,
   tcp::resolver resolver(io);
   const auto found = resolver.resolve(rv.master_addr, std::to_string(rv.master_port), ec);
   if (ec || found.empty()) {
-    throw_error(self, ": cannot resolve the master address ", rv.master_addr, ": ",
-                ec.message(), " (check --master-addr / MASTER_ADDR)");
+    throw_error(self, ": cannot resolve the master address ", rv.master_addr, ": ", ec.message(),
+                " (check --master-addr / MASTER_ADDR)");
   }
   tcp::endpoint endpoint = found.begin()->endpoint();
   tcp::acceptor acceptor(io);
@@ -168,8 +172,8 @@ std::vector<std::unique_ptr<TcpLink>> accept_peers(boost::asio::io_context& io,
                              " (give every node the same --nnodes / --tensor-parallel)");
     }
     if (hello.rank < 1 || hello.rank >= rv.world_size) {
-      refuse(link.get(), from + " claims rank " + std::to_string(hello.rank) +
-                             ", outside [1, " + std::to_string(rv.world_size) + ")");
+      refuse(link.get(), from + " claims rank " + std::to_string(hello.rank) + ", outside [1, " +
+                             std::to_string(rv.world_size) + ")");
     }
     if (links[hello.rank]) {
       refuse(link.get(), "rank " + std::to_string(hello.rank) + " claimed twice, by " +
@@ -223,8 +227,7 @@ std::unique_ptr<TcpLink> join_master(boost::asio::io_context& io, const Rendezvo
   const Deadline answer = Deadline::after(rv.timeout_s);  // rank 0 waits for the others
   link->write(&hello, sizeof(hello), "the hello", answer);
   Reply reply;
-  link->read(&reply, sizeof(reply), "the welcome (rank 0 waits for every rank to join)",
-             answer);
+  link->read(&reply, sizeof(reply), "the welcome (rank 0 waits for every rank to join)", answer);
   if (reply.status != kOk) {
     std::string text(reply.len, '\0');
     link->read(text.data(), text.size(), "the refusal", answer);
@@ -331,8 +334,8 @@ class TcpCommunicator : public Communicator {
       throw_error("tcp communicator (", rank_text(rank_, size_), ") is unusable after an ",
                   "earlier error: ", broken_);
     }
-    const Deadline d = collective_timeout_s_ > 0 ? Deadline::after(collective_timeout_s_)
-                                                 : Deadline::never();
+    const Deadline d =
+        collective_timeout_s_ > 0 ? Deadline::after(collective_timeout_s_) : Deadline::never();
     try {
       body(d);
     } catch (const Error& e) {
@@ -366,8 +369,8 @@ class TcpCommunicator : public Communicator {
     }
     const bool is_reduce = mine.op == static_cast<uint32_t>(Op::kAllReduce);
     if (is_reduce && got.count != mine.count) {
-      throw_error("tcp communicator (", rank_text(0, size_), "): rank ", r, " reduces ",
-                  got.count, " elements but rank 0 reduces ", mine.count);
+      throw_error("tcp communicator (", rank_text(0, size_), "): rank ", r, " reduces ", got.count,
+                  " elements but rank 0 reduces ", mine.count);
     }
     if (mine.op == static_cast<uint32_t>(Op::kBroadcast) && got.root != mine.root) {
       throw_error("tcp communicator (", rank_text(0, size_), "): rank ", r,
@@ -395,8 +398,8 @@ class TcpCommunicator : public Communicator {
       throw_error("tcp communicator (", rank_text(rank_, size_), "): rank 0 failed: ", text);
     }
     if (len && reply.len != *len) {
-      throw_error("tcp communicator (", rank_text(rank_, size_), "): rank 0 answered ",
-                  reply.len, " bytes, expected ", *len);
+      throw_error("tcp communicator (", rank_text(rank_, size_), "): rank 0 answered ", reply.len,
+                  " bytes, expected ", *len);
     }
     if constexpr (std::is_same_v<Out, std::vector<uint8_t>*>) {
       out->resize(reply.len);

@@ -4,9 +4,10 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#include <utility>  // before Boost 1.74 asio, which uses std::exchange unincluded
-
-#include <boost/asio.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -29,8 +30,8 @@ bool Deadline::passed() const { return at_ && std::chrono::steady_clock::now() >
 
 int Deadline::poll_timeout_ms() const {
   if (!at_) return -1;
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(
-      *at_ - std::chrono::steady_clock::now());
+  const auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(*at_ - std::chrono::steady_clock::now());
   if (left.count() <= 0) return 0;
   return left.count() > INT_MAX ? INT_MAX : static_cast<int>(left.count());
 }
@@ -52,14 +53,14 @@ bool wait_fd(int fd, short events, const Deadline& deadline) {
   }
 }
 
-bool connect_before(tcp::socket& socket, const tcp::endpoint& endpoint,
-                    const Deadline& deadline, boost::system::error_code* ec) {
+bool connect_before(tcp::socket& socket, const tcp::endpoint& endpoint, const Deadline& deadline,
+                    boost::system::error_code* ec) {
   socket.open(endpoint.protocol(), *ec);
   if (*ec) return false;
   socket.native_non_blocking(true, *ec);
   if (*ec) return false;
-  if (::connect(socket.native_handle(), endpoint.data(),
-                static_cast<socklen_t>(endpoint.size())) != 0) {
+  if (::connect(socket.native_handle(), endpoint.data(), static_cast<socklen_t>(endpoint.size())) !=
+      0) {
     if (errno != EINPROGRESS) {
       *ec = boost::system::error_code(errno, boost::system::system_category());
       socket.close();
@@ -102,8 +103,8 @@ std::string TcpLink::peer_text() const {
 }
 
 void TcpLink::fail(const char* verb, const char* what, const std::string& why) const {
-  throw_error(self_, ": could not ", verb, " ", what, " ", std::string(verb) == "send" ? "to " : "from ",
-              peer_text(), ": ", why);
+  throw_error(self_, ": could not ", verb, " ", what, " ",
+              std::string(verb) == "send" ? "to " : "from ", peer_text(), ": ", why);
 }
 
 void TcpLink::read(void* data, size_t n, const char* what, const Deadline& deadline) {

@@ -2,8 +2,6 @@
 // Internal to src/dist (includes Boost.Asio): include it only from .cpp files of this folder.
 #pragma once
 
-#include <utility>  // before Boost 1.74 asio, which uses std::exchange unincluded
-
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstddef>

@@ -1,8 +1,6 @@
 // connect_tcp: ranks as threads and as processes on a free local port; exact sums, broadcast
 // from every root; timeouts, refusals and dead peers end in errors that say what happened.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,22 +19,9 @@ namespace mixserve::dist {
 namespace {
 
 using dist_test::expected_sum;
+using dist_test::free_port;
 using dist_test::inputs;
 using dist_test::run_ranks;
-
-// A port nobody listens on right now: bind port 0, read what the kernel chose, release it.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  socklen_t len = sizeof(addr);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 Rendezvous rendezvous(int world, int rank, int port, double timeout_s = 20.0) {
   Rendezvous rv;
@@ -159,8 +144,7 @@ TEST(DistTcp, NoMasterTimesOutNamingTheAddress) {
     connect_tcp(rendezvous(2, 1, port, 0.5));
     FAIL() << "connected to nobody";
   } catch (const Error& e) {
-    EXPECT_TRUE(contains(e.what(), "could not reach rank 0 at 127.0.0.1:" +
-                                       std::to_string(port)))
+    EXPECT_TRUE(contains(e.what(), "could not reach rank 0 at 127.0.0.1:" + std::to_string(port)))
         << e.what();
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
@@ -168,9 +152,8 @@ TEST(DistTcp, NoMasterTimesOutNamingTheAddress) {
 
 TEST(DistTcp, WorldSizeMismatchIsRefused) {
   const int port = free_port();
-  const auto errors = run_ranks(2, [&](int r) {
-    connect_tcp(rendezvous(r == 0 ? 2 : 3, r, port, 5.0));
-  });
+  const auto errors =
+      run_ranks(2, [&](int r) { connect_tcp(rendezvous(r == 0 ? 2 : 3, r, port, 5.0)); });
   for (int r = 0; r < 2; ++r) {
     EXPECT_TRUE(contains(errors[r], "expects 3 ranks but rank 0 expects 2")) << errors[r];
   }
@@ -178,9 +161,8 @@ TEST(DistTcp, WorldSizeMismatchIsRefused) {
 
 TEST(DistTcp, DuplicateRankIsRefused) {
   const int port = free_port();
-  const auto errors = run_ranks(3, [&](int r) {
-    connect_tcp(rendezvous(3, r == 0 ? 0 : 1, port, 5.0));
-  });
+  const auto errors =
+      run_ranks(3, [&](int r) { connect_tcp(rendezvous(3, r == 0 ? 0 : 1, port, 5.0)); });
   EXPECT_TRUE(contains(errors[0], "rank 1 claimed twice")) << errors[0];
 }
 
