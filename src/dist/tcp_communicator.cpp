@@ -224,7 +224,10 @@ std::unique_ptr<TcpLink> join_master(boost::asio::io_context& io, const Rendezvo
   Hello hello;
   hello.world_size = rv.world_size;
   hello.rank = rv.rank;
-  const Deadline answer = Deadline::after(rv.timeout_s);  // rank 0 waits for the others
+  // Rank 0 listened before we connected, so its own deadline ends within timeout_s from now;
+  // the grace lets its verdict (welcome or refusal) arrive before ours runs out.
+  constexpr double kVerdictGrace_s = 2.0;
+  const Deadline answer = Deadline::after(rv.timeout_s + kVerdictGrace_s);
   link->write(&hello, sizeof(hello), "the hello", answer);
   Reply reply;
   link->read(&reply, sizeof(reply), "the welcome (rank 0 waits for every rank to join)", answer);
