@@ -77,6 +77,9 @@ int run(const OfflineArgs& a) {
     MIXSERVE_CHECK(double(b) == batches[run], "--max-batch ", batches[run], " is not a whole number");
     // A fresh engine per batch size: max_num_seqs is fixed at construction.
     std::unique_ptr<Backend> backend = create_backend(a.engine.backend);
+    // A worker rank of a multi-process launch served this batch size's run for rank 0 (which
+    // starts a fresh rendezvous per batch size); it writes no report.
+    if (!backend) continue;
     if (run == 0) {
       report.meta.device = backend->name();
       report.meta.precision = precision_of(*backend);
@@ -115,6 +118,7 @@ int run(const OfflineArgs& a) {
         res.stats.steps > 0 ? double(res.stats.generated_tokens) / double(res.stats.steps) : 0.0;
     report.runs.push_back(std::move(m));
   }
+  if (!runs_rank_zero(a.engine.backend)) return 0;
   finish_report(report, a.common);
   for (const bench::RunMetrics& m : report.runs)
     if (m.failed > 0) return 1;
