@@ -22,8 +22,8 @@ void add_quantization_flags(CLI::App& app, BackendOptions& backend) {
 }
 
 void add_parallel_flags(CLI::App& app, BackendOptions& backend) {
-  app.add_option("--tensor-parallel,-tp", backend.tensor_parallel,
-                 "Ranks that share the model: attention heads and expert FFN rows split over N "
+  app.add_option("--tensor-parallel", backend.tensor_parallel,
+                 "Ranks that share the model (alias -tp): attention heads and expert FFN rows split over N "
                  "(threads on the CPU; one process per rank with --nnodes or mpirun)")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
