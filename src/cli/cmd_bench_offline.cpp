@@ -80,6 +80,9 @@ int run(const OfflineArgs& a) {
     BackendOptions backend_options = a.engine.backend;
     backend_options.max_num_tokens = std::max(a.engine.engine.max_num_batched_tokens, b);
     std::unique_ptr<Backend> backend = create_backend(backend_options);
+    // A worker rank of a multi-process launch served this batch size's run for rank 0 (which
+    // starts a fresh rendezvous per batch size); it writes no report.
+    if (!backend) continue;
     if (run == 0) {
       report.meta.device = backend->name();
       report.meta.precision = precision_of(*backend);
@@ -118,6 +121,7 @@ int run(const OfflineArgs& a) {
         res.stats.steps > 0 ? double(res.stats.generated_tokens) / double(res.stats.steps) : 0.0;
     report.runs.push_back(std::move(m));
   }
+  if (!runs_rank_zero(a.engine.backend)) return 0;
   finish_report(report, a.common);
   for (const bench::RunMetrics& m : report.runs)
     if (m.failed > 0) return 1;
