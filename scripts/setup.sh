@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(cmake ninja-build ccache g++ pkg-config libboost-dev libboost-system-dev
-      nlohmann-json3-dev libcli11-dev prometheus-cpp-dev libgtest-dev libgmock-dev)
+      nlohmann-json3-dev libcli11-dev prometheus-cpp-dev libgtest-dev libgmock-dev
+      openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

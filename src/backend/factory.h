@@ -22,8 +22,22 @@ struct BackendOptions {
   bool enforce_eager = false;  // CUDA: no CUDA graphs for decode steps
   bool host_sampling = false;  // CUDA: sample on the host (logits copied back) as the CPU does
   int moe_padded_max_rows = -1;  // CUDA: largest grouped (sync-free) MoE step; -1 = default
+
+  // Several ranks share the model (docs/parallelism.md).
+  int tensor_parallel = 1;       // --tensor-parallel N: heads and expert FFN rows over N ranks
+  bool expert_parallel = false;  // --expert-parallel: whole experts per rank in MoE layers
+  // Multi-process launches, one rank per process: --nnodes N (with --node-rank, --master-addr,
+  // --master-port), or mpirun's environment (OMPI_COMM_WORLD_RANK / _SIZE).
+  int nnodes = 1;
+  int node_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
 };
 
+// The backend for the options. With --tensor-parallel N > 1 in one process: N shards as
+// threads behind one backend. In a multi-process launch, every process builds its rank; the
+// process of rank 0 gets the backend, and every other process serves rank 0's steps inside
+// this call and then gets nullptr: its command must exit (status 0) without starting an engine.
 std::unique_ptr<Backend> create_backend(const BackendOptions& options);
 
 }  // namespace mixserve

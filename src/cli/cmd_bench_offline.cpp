@@ -75,8 +75,14 @@ int run(const OfflineArgs& a) {
   for (size_t run = 0; run < batches.size(); ++run) {
     const int32_t b = int32_t(batches[run]);
     MIXSERVE_CHECK(double(b) == batches[run], "--max-batch ", batches[run], " is not a whole number");
-    // A fresh engine per batch size: max_num_seqs is fixed at construction.
-    std::unique_ptr<Backend> backend = create_backend(a.engine.backend);
+    // A fresh engine per batch size: max_num_seqs is fixed at construction. The backend's
+    // workspace is sized for the largest step before the KV cache takes the rest of the memory.
+    BackendOptions backend_options = a.engine.backend;
+    backend_options.max_num_tokens = std::max(a.engine.engine.max_num_batched_tokens, b);
+    std::unique_ptr<Backend> backend = create_backend(backend_options);
+    // A worker rank of a multi-process launch served this batch size's run for rank 0 (which
+    // starts a fresh rendezvous per batch size); it writes no report.
+    if (!backend) continue;
     if (run == 0) {
       report.meta.device = backend->name();
       report.meta.precision = precision_of(*backend);
@@ -115,6 +121,7 @@ int run(const OfflineArgs& a) {
         res.stats.steps > 0 ? double(res.stats.generated_tokens) / double(res.stats.steps) : 0.0;
     report.runs.push_back(std::move(m));
   }
+  if (!runs_rank_zero(a.engine.backend)) return 0;
   finish_report(report, a.common);
   for (const bench::RunMetrics& m : report.runs)
     if (m.failed > 0) return 1;

@@ -33,6 +33,7 @@ struct GenerateFlags {
 
 int run_generate(const GenerateFlags& f) {
   EngineBundle bundle = make_engine(f.engine);
+  if (!bundle.engine) return 0;  // a worker rank of a multi-process launch: done
   MIXSERVE_CHECK(bundle.tokenizer != nullptr, "--model ", f.engine.backend.model,
                  ": generate needs a tokenizer (tokenizer.json in the model folder)");
 

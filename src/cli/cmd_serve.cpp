@@ -39,6 +39,12 @@ int wait_signal(const sigset_t& set, std::chrono::milliseconds timeout) {
 }
 
 int run_serve(ServeFlags& f) {
+  if (!runs_rank_zero(f.engine.backend)) {
+    // A worker rank of a multi-process launch: no HTTP server; serve rank 0's steps until its
+    // shutdown (or its failure, which throws).
+    make_engine(f.engine);
+    return 0;
+  }
   if (f.service.served_model_name.empty()) f.service.served_model_name = f.engine.backend.model;
   const uint64_t files = server::raise_open_file_limit();
   if (files < 4096) {

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "dist/launch_env.h"
 #include "util/log.h"
 
 namespace mixserve::cli {
@@ -18,6 +19,39 @@ void add_quantization_flags(CLI::App& app, BackendOptions& backend) {
                  "CUDA: auto (the weights' dtype) or fp8 (E4M3 KV cache, half the bytes)")
       ->check(CLI::IsMember({"auto", "fp8"}))
       ->capture_default_str();
+}
+
+void add_parallel_flags(CLI::App& app, BackendOptions& backend) {
+  app.add_option("--tensor-parallel", backend.tensor_parallel,
+                 "Ranks that share the model (alias -tp): attention heads and expert FFN rows split over N "
+                 "(threads on the CPU; one process per rank with --nnodes or mpirun)")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_flag("--expert-parallel", backend.expert_parallel,
+               "MoE layers: whole experts per rank instead of FFN rows (needs "
+               "--tensor-parallel > 1 and experts divisible by it)");
+  app.add_option("--nnodes", backend.nnodes,
+                 "Processes in a multi-process launch (one rank each); start every one with "
+                 "its --node-rank")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--node-rank", backend.node_rank, "This process's rank in [0, --nnodes)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--master-addr", backend.master_addr,
+                 "Address where rank 0 listens for the other ranks (also MASTER_ADDR under "
+                 "mpirun)")
+      ->capture_default_str();
+  app.add_option("--master-port", backend.master_port,
+                 "TCP port rank 0 listens on for the other ranks (also MASTER_PORT under mpirun)")
+      ->check(CLI::Range(1, 65535))
+      ->capture_default_str();
+}
+
+bool runs_rank_zero(const BackendOptions& backend) {
+  const std::optional<dist::Rendezvous> launch = dist::launch_from_options(
+      backend.nnodes, backend.node_rank, backend.master_addr, backend.master_port);
+  return !launch || launch->rank == 0;
 }
 
 void EngineFlags::add_to(CLI::App& app, bool model_required) {
@@ -40,6 +74,7 @@ void EngineFlags::add_to(CLI::App& app, bool model_required) {
                "CUDA: run decode steps kernel by kernel instead of replaying CUDA graphs");
   app.add_flag("--host-sampling", backend.host_sampling,
                "CUDA: copy the logits to the host and sample there instead of on the GPU");
+  add_parallel_flags(app, backend);
   app.add_option("--block-size", engine.block_size, "Tokens per KV-cache block")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
@@ -74,6 +109,7 @@ EngineBundle make_engine(const EngineFlags& flags) {
   BackendOptions backend_options = flags.backend;
   backend_options.max_num_tokens = flags.engine.max_num_batched_tokens;
   std::unique_ptr<Backend> backend = create_backend(backend_options);
+  if (!backend) return bundle;  // a worker process: rank 0 has shut it down
   log::info("model ", flags.backend.model, " on ", backend->name());
   bundle.engine = std::make_unique<Engine>(std::move(backend), bundle.tokenizer, flags.engine);
   log::info("KV cache: ", bundle.engine->num_kv_blocks(), " blocks of ", flags.engine.block_size,

@@ -22,9 +22,18 @@ struct EngineFlags {
   // Adds --model, --device, --threads, --dtype, --quantization, --kv-cache-dtype,
   // --gpu-memory-fraction, --enforce-eager, --host-sampling, --block-size, --kv-cache-tokens,
   // --max-num-seqs,
-  // --max-num-batched-tokens, --max-model-len, --no-prefix-caching, --scheduler-policy.
+  // --max-num-batched-tokens, --max-model-len, --no-prefix-caching, --scheduler-policy, and the
+  // parallelism flags (add_parallel_flags).
   void add_to(CLI::App& app, bool model_required = true);
 };
+
+// Adds --tensor-parallel (-tp), --expert-parallel, --nnodes, --node-rank, --master-addr,
+// --master-port.
+void add_parallel_flags(CLI::App& app, BackendOptions& backend);
+
+// False in the processes of a multi-process launch (--nnodes, mpirun) that do not hold rank 0:
+// they serve rank 0's steps and must not start a server or print results.
+bool runs_rank_zero(const BackendOptions& backend);
 
 // Adds --quantization none|fp8 and --kv-cache-dtype auto|fp8 (also used by bench-step).
 void add_quantization_flags(CLI::App& app, BackendOptions& backend);
@@ -35,7 +44,8 @@ struct EngineBundle {
 };
 
 // Loads the tokenizer (from the model folder) and the backend, then builds the engine. Logs the
-// KV-cache capacity in tokens.
+// KV-cache capacity in tokens. In a process without rank 0 of a multi-process launch it returns
+// once rank 0 has shut the workers down, with a null engine: the command then exits 0.
 EngineBundle make_engine(const EngineFlags& flags);
 
 }  // namespace mixserve::cli

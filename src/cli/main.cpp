@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <map>
 #include <memory>
@@ -54,6 +55,11 @@ int main(int argc, char** argv) {
     }
     CLI::App* sub = parent->add_subcommand(leaf, e.description);
     runners[sub] = e.setup(*sub);
+  }
+  // CLI11 takes one-letter short names only; "-tp" (vLLM's spelling) is --tensor-parallel.
+  static char kTensorParallel[] = "--tensor-parallel";
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "-tp") == 0) argv[i] = kTensorParallel;
   }
   try {
     app.parse(argc, argv);

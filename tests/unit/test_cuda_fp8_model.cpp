@@ -32,15 +32,17 @@ constexpr int kBlockSize = 16, kNumBlocks = 64;
 // These random models are harsh: lm_head gain 7 gives peaked logits, and the largest |Δ| is
 // a router near-tie sending a token to another expert (bf16 sees those too), so the max gets a
 // loose bound and the mean and top-1 carry the check: seed 3939291309 gave max 8.6 (fp8
-// weights only: the CPU alone) and 9.7 (W8A8) on tiny-e8 with means 0.38 / 0.55. A wrong scale
-// or layout gives a mean of several nats and top-1 near 0.
+// weights only: the CPU alone) and 9.7 (W8A8) on tiny-e8 with means 0.38 / 0.55; bf16 itself
+// reached 4.92 on tiny-e8 (seed 2399333608) and failed a 5.0 bound on another seed, so bf16's
+// max is as loose as FP8's. A wrong scale or layout gives a mean of several nats and top-1
+// near 0.
 struct Bound {
   const char* name;
   double max_dlogprob;
   double mean_dlogprob;
   double min_top1;
 };
-constexpr Bound kBf16{"bf16", 5.0, 0.1, 0.95};
+constexpr Bound kBf16{"bf16", 12.0, 0.1, 0.95};
 constexpr Bound kWeightsOnly{"fp8 weights only", 12.0, 0.6, 0.7};
 constexpr Bound kW8A8{"fp8 W8A8", 12.0, 0.8, 0.7};
 constexpr Bound kKvOnly{"fp8 KV only", 12.0, 0.4, 0.8};

@@ -75,6 +75,17 @@ TEST(CudaFp8, GemmMatchesReference) {
         // E4M3 rounding of both operands (~3.6% rms each, averaging over K).
         EXPECT_LT(e_full, 0.08) << M << "x" << N << "x" << K;
       }
+      // Unscaled GEMM + scale_rows_cols: the same function (the MoE lanes' BF16 path).
+      if (N % 4 == 0) {
+        DeviceBuffer dy(size_t(M) * N * 4);
+        MIXSERVE_CUDA_CHECK(cudaMemset(dy.get(), 0xff, size_t(M) * N * 4));
+        gemm.matmul_fp8_unscaled(dx.as<uint8_t>(), dw.as<uint8_t>(), dy.get(), M, N, K,
+                                 DType::kF32, nullptr);
+        MIXSERVE_CUDA_CHECK(cuda::scale_rows_cols(dy.as<float>(), M, N, dxs.as<float>(),
+                                                  dws.as<float>(), nullptr));
+        EXPECT_LT(rel_l2(download<float>(dy, size_t(M) * N), exact), 1e-3)
+            << "unscaled " << M << "x" << N << "x" << K;
+      }
     }
   }
 }

@@ -176,6 +176,35 @@ TEST(CudaOps, CublasLtGemmMatchesCpuLinear) {
   }
 }
 
+// Autotuned GEMMs (>= 1 GFLOP) stay correct: the first of a shape class times the candidates
+// on its real operands (and overwrites y), later Ms of the class reuse the winner; lanes use
+// their own workspaces.
+TEST(CudaOps, CublasLtGemmAutotuneKeepsResults) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  cuda::CublasLtGemm gemm(size_t{32} << 20, 2);
+  gemm.set_autotune(true);
+  const DType dt = DType::kBF16;
+  const int N = 2048, K = 1024;  // 2 * M * N * K >= 1e9 for M >= 239
+  const std::vector<float> w = rounded(random_vector(size_t(N) * K), dt);
+  DeviceBuffer d_w = upload(to_half(w, dt));
+  int lane = 0;
+  for (int M : {256, 250, 193, 300}) {  // classes 256, 256, 256 (too small: untuned), 320
+    const std::vector<float> x = rounded(random_vector(size_t(M) * K), dt);
+    std::vector<float> ref(size_t(M) * N);
+    cpu::linear(x.data(), M, w.data(), K, N, ref.data(), 1);
+    DeviceBuffer d_x = upload(to_half(x, dt)), d_y(ref.size() * 4);
+    MIXSERVE_CUDA_CHECK(cudaMemset(d_y.get(), 0xff, ref.size() * 4));  // NaN poison
+    gemm.matmul(d_x.get(), d_w.get(), d_y.get(), M, N, K, dt, DType::kF32, nullptr, lane);
+    EXPECT_LT(rel_l2(download<float>(d_y, ref.size()), ref), 1e-5) << "M=" << M;
+    lane = 1 - lane;
+  }
+  // Classes 256 and 320 were tuned once each: 250 reused 256's; 193 (0.8 GFLOP, 4 MiB of
+  // weights) stays with the heuristic.
+  EXPECT_EQ(gemm.tuned_classes(), 2);
+  EXPECT_THROW(gemm.matmul(nullptr, d_w.get(), nullptr, 1, N, K, dt, DType::kF32, nullptr, 2),
+               Error);
+}
+
 }  // namespace
 }  // namespace mixserve
 

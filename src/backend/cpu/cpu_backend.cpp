@@ -34,10 +34,22 @@ void check_config(const ModelConfig& c) {
 
 }  // namespace
 
-CpuBackend::CpuBackend(const ModelConfig& config, CpuWeights weights, int num_threads)
-    : config_(config), weights_(std::move(weights)) {
+CpuBackend::CpuBackend(const ModelConfig& config, CpuWeights weights, int num_threads,
+                       std::optional<CpuShard> shard)
+    : config_(shard ? shard->spec.local_config(config) : config),
+      shard_(std::move(shard)),
+      weights_(std::move(weights)) {
   check_config(config_);
-  check_cpu_weights(config_, weights_);
+  if (shard_) {
+    const dist::ShardSpec& s = shard_->spec;
+    MIXSERVE_CHECK(shard_->comm != nullptr && shard_->comm->size() == s.size &&
+                       shard_->comm->rank() == s.rank,
+                   "CPU backend: the shard of rank ", s.rank, " of ", s.size,
+                   " needs a communicator of that rank and size");
+    check_cpu_weights(config_, weights_, s.expert_begin, s.num_experts, computes_logits());
+  } else {
+    check_cpu_weights(config_, weights_);
+  }
   MIXSERVE_CHECK(num_threads >= 0, "CPU backend: num_threads must be >= 0 (0 = all cores)");
   num_threads_ = num_threads > 0 ? num_threads : std::max(1, omp_get_max_threads());
   inv_freq_ = cpu::rope_inv_freq(config_.head_dim, config_.rope_theta);
@@ -59,6 +71,10 @@ void CpuBackend::allocate_kv_cache(const KvCacheSpec& spec) {
   kv_spec_ = spec;
 }
 
+void CpuBackend::reduce_partial(std::vector<float>& partial) {
+  if (shard_) shard_->comm->all_reduce_sum(partial.data(), partial.size());
+}
+
 float* CpuBackend::kv_pool(int layer, int which) {
   const size_t pool = size_t(kv_spec_.num_blocks) * kv_spec_.block_size *
                       config_.num_key_value_heads * config_.head_dim;
@@ -71,8 +87,9 @@ void CpuBackend::forward(const BatchPlan& plan, std::span<float> logits_out) {
   plan.validate(kv_spec_.block_size, kv_spec_.num_blocks);
   const int T = plan.num_tokens(), H = c.hidden_size, V = c.vocab_size;
   const int R = static_cast<int>(plan.logits_rows.size());
-  MIXSERVE_CHECK(logits_out.size() >= size_t(R) * V, "CPU backend: logits buffer holds ",
-                 logits_out.size(), " floats, the plan needs ", size_t(R) * V);
+  MIXSERVE_CHECK(!computes_logits() || logits_out.size() >= size_t(R) * V,
+                 "CPU backend: logits buffer holds ", logits_out.size(),
+                 " floats, the plan needs ", size_t(R) * V);
   const int Hq = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
   const int nt = num_threads_;
   const cpu::AttentionShape shape{Hq, Hkv, D, kv_spec_.block_size, c.sliding_window};
@@ -103,13 +120,17 @@ void CpuBackend::forward(const BatchPlan& plan, std::span<float> logits_out) {
     cpu::write_kv(plan, shape, k.data(), v.data(), k_pool, v_pool);
     cpu::paged_attention(plan, shape, q.data(), k_pool, v_pool, attn.data(), nt);
     cpu::linear(attn.data(), T, lw.wo.data(), Hq * D, H, delta.data(), nt);
+    reduce_partial(delta);
     for (size_t i = 0; i < x.size(); ++i) x[i] += delta[i];
 
     cpu::rms_norm(x.data(), T, H, lw.ffn_norm.data(), c.rms_norm_eps, normed.data());
-    cpu::feed_forward(normed.data(), T, c, lw, delta.data(), nt);
+    cpu::feed_forward(normed.data(), T, c, lw, delta.data(), nt,
+                      shard_ ? shard_->spec.expert_begin : 0);
+    reduce_partial(delta);
     for (size_t i = 0; i < x.size(); ++i) x[i] += delta[i];
   }
 
+  if (!computes_logits()) return;
   // Only the rows whose logits are wanted go through the final norm and the lm_head.
   std::vector<float> rows(size_t(R) * H), rows_normed(size_t(R) * H);
   for (int r = 0; r < R; ++r) {

@@ -54,20 +54,21 @@ Routing route_tokens(const float* x, int T, const ModelConfig& c, const CpuLayer
 }
 
 void feed_forward(const float* x, int T, const ModelConfig& c, const CpuLayerWeights& layer,
-                  float* out, int num_threads) {
+                  float* out, int num_threads, int expert_begin) {
   const int H = c.hidden_size, F = c.intermediate_size;
   if (!c.moe) {
     expert_mlp(x, T, H, F, layer.experts[0], out, num_threads);
     return;
   }
-  const int E = c.num_local_experts, K = c.num_experts_per_tok;
+  const int K = c.num_experts_per_tok;
+  const int expert_end = expert_begin + static_cast<int>(layer.experts.size());
   const Routing routing = route_tokens(x, T, c, layer, num_threads);
   std::fill(out, out + size_t(T) * H, 0.0f);
   std::vector<int> rows;
   std::vector<float> row_weights, gathered, y;
   // Expert by expert, over the tokens routed to it: a token's arithmetic is the same whatever
   // else is in the batch, and its contributions arrive in ascending expert order.
-  for (int e = 0; e < E; ++e) {
+  for (int e = expert_begin; e < expert_end; ++e) {
     rows.clear();
     row_weights.clear();
     for (int t = 0; t < T; ++t) {
@@ -84,7 +85,7 @@ void feed_forward(const float* x, int T, const ModelConfig& c, const CpuLayerWei
     for (int i = 0; i < n; ++i) {
       std::copy_n(x + size_t(rows[i]) * H, H, gathered.data() + size_t(i) * H);
     }
-    expert_mlp(gathered.data(), n, H, F, layer.experts[e], y.data(), num_threads);
+    expert_mlp(gathered.data(), n, H, F, layer.experts[e - expert_begin], y.data(), num_threads);
     for (int i = 0; i < n; ++i) {
       float* o = out + size_t(rows[i]) * H;
       const float* yi = y.data() + size_t(i) * H;

@@ -24,8 +24,12 @@ Routing route_tokens(const float* x, int T, const ModelConfig& config,
 
 // out[t] = sum over t's chosen experts e, in ascending e (the order transformers' index_add_
 // accumulates in), of weight * w2(silu(w1 x) * (w3 x)). Dense models: out = the one MLP.
+// An expert-parallel shard holds experts [expert_begin, expert_begin + layer.experts.size())
+// and adds only theirs (the router is whole); a tensor-parallel shard's experts have F / N rows,
+// so out is its partial sum. Either way an all-reduce over the ranks completes out.
 //   x, out: [T, H]
 void feed_forward(const float* x, int T, const ModelConfig& config,
-                  const CpuLayerWeights& layer, float* out, int num_threads);
+                  const CpuLayerWeights& layer, float* out, int num_threads,
+                  int expert_begin = 0);
 
 }  // namespace mixserve::cpu

@@ -43,11 +43,12 @@ std::vector<float> uniform(Rng& rng, size_t n, float scale, float center = 0.0f)
 
 int cpu_num_experts(const ModelConfig& c) { return c.moe ? c.num_local_experts : 1; }
 
-void check_cpu_weights(const ModelConfig& c, const CpuWeights& w) {
+void check_cpu_weights(const ModelConfig& c, const CpuWeights& w, int expert_begin,
+                       int num_experts_held, bool has_lm_head) {
   const size_t V = c.vocab_size, H = c.hidden_size, F = c.intermediate_size;
   const size_t q = size_t(c.num_attention_heads) * c.head_dim;
   const size_t kv = size_t(c.num_key_value_heads) * c.head_dim;
-  const size_t E = cpu_num_experts(c);
+  const size_t E = num_experts_held >= 0 ? num_experts_held : cpu_num_experts(c);
   check_size(w.embed, V * H, wn::embed());
   MIXSERVE_CHECK(w.layers.size() == size_t(c.num_hidden_layers), "CPU weights: ",
                  w.layers.size(), " layers, the config needs ", c.num_hidden_layers);
@@ -59,17 +60,17 @@ void check_cpu_weights(const ModelConfig& c, const CpuWeights& w) {
     check_size(lw.wv, kv * H, wn::v_proj(l));
     check_size(lw.wo, H * q, wn::o_proj(l));
     check_size(lw.ffn_norm, H, wn::ffn_norm(l));
-    if (c.moe) check_size(lw.router, E * H, wn::router(l));
+    if (c.moe) check_size(lw.router, size_t(c.num_local_experts) * H, wn::router(l));
     MIXSERVE_CHECK(lw.experts.size() == E, "CPU weights: layer ", l, " has ", lw.experts.size(),
                    " experts, the config needs ", E);
     for (size_t e = 0; e < E; ++e) {
-      check_size(lw.experts[e].w1, F * H, wn::expert_gate(c, l, int(e)));
-      check_size(lw.experts[e].w3, F * H, wn::expert_up(c, l, int(e)));
-      check_size(lw.experts[e].w2, H * F, wn::expert_down(c, l, int(e)));
+      check_size(lw.experts[e].w1, F * H, wn::expert_gate(c, l, expert_begin + int(e)));
+      check_size(lw.experts[e].w3, F * H, wn::expert_up(c, l, expert_begin + int(e)));
+      check_size(lw.experts[e].w2, H * F, wn::expert_down(c, l, expert_begin + int(e)));
     }
   }
   check_size(w.final_norm, H, wn::final_norm());
-  check_size(w.lm_head, V * H, wn::lm_head());
+  check_size(w.lm_head, has_lm_head ? V * H : 0, wn::lm_head());
 }
 
 CpuWeights make_random_cpu_weights(const ModelConfig& c, uint64_t seed) {

@@ -41,8 +41,11 @@ struct CpuWeights {
 int cpu_num_experts(const ModelConfig& config);
 
 // Throws mixserve::Error naming the first tensor (by its Hugging Face name) whose size does not
-// match the config.
-void check_cpu_weights(const ModelConfig& config, const CpuWeights& weights);
+// match the config. Shards (cpu_shard.h) pass the experts they hold per layer (expert
+// parallelism: [expert_begin, expert_begin + num_experts_held); -1 = all of cpu_num_experts)
+// and whether they hold the lm_head.
+void check_cpu_weights(const ModelConfig& config, const CpuWeights& weights,
+                       int expert_begin = 0, int num_experts_held = -1, bool has_lm_head = true);
 
 // Random weights of the config's shape, the same for the same seed on every platform: linear
 // weights uniform in ±1/sqrt(in), norms 1 ± 0.1, embeddings uniform in ±1. For tests and
@@ -52,5 +55,10 @@ CpuWeights make_random_cpu_weights(const ModelConfig& config, uint64_t seed);
 // Reads every tensor of the checkpoint (any stored dtype) into float32; shapes are checked by
 // Checkpoint::get, whose errors name the file and the tensor.
 CpuWeights load_cpu_weights(const ModelConfig& config, const Checkpoint& checkpoint);
+
+// One layer of the checkpoint, with experts [expert_begin, expert_begin + num_experts) only
+// (all of them: 0, cpu_num_experts). The router is always whole.
+CpuLayerWeights load_cpu_layer(const ModelConfig& config, const Checkpoint& checkpoint, int layer,
+                               int expert_begin, int num_experts);
 
 }  // namespace mixserve

@@ -3,9 +3,13 @@
 #include <cublasLt.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <vector>
 
 #include "backend/cuda/cuda_check.h"
 #include "util/error.h"
+#include "util/log.h"
 
 namespace mixserve::cuda {
 namespace {
@@ -19,6 +23,9 @@ namespace {
                               cublasLtGetStatusString(st_), ")");                         \
     }                                                                                     \
   } while (0)
+
+// Plan keys mark unscaled FP8 GEMMs with this offset on the input type.
+constexpr int kUnscaledFp8 = 1000;
 
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
@@ -42,12 +49,26 @@ int alignment_of(const void* a, const void* b, const void* c) {
   return static_cast<int>(bits & (~bits + 1));
 }
 
+// M's shape class for autotuning: multiples of 64 up to 512, then powers of two.
+int m_bucket(int M) {
+  if (M <= 512) return (M + 63) / 64 * 64;
+  int b = 1024;
+  while (b < M) b *= 2;
+  return b;
+}
+
 }  // namespace
+
+struct CublasLtGemm::Algo {
+  cublasLtMatmulAlgo_t algo{};
+};
 
 struct CublasLtGemm::Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  std::vector<cublasLtMatmulAlgo_t> candidates;  // heuristic order; [0] is `algo` until tuned
+  bool settled = false;  // algo is final (tuned, taken from the class, or nothing to tune)
   ~Plan() {
     if (c) cublasLtMatrixLayoutDestroy(c);
     if (b) cublasLtMatrixLayoutDestroy(b);
@@ -64,6 +85,9 @@ CublasLtGemm::CublasLtGemm(size_t workspace_bytes, int lanes)
   MIXSERVE_CUBLAS_CHECK(cublasLtCreate(&h));
   handle_ = h;
   MIXSERVE_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_ * lanes_));
+  if (const char* env = std::getenv("MIXSERVE_GEMM_AUTOTUNE"); env != nullptr) {
+    autotune_ = std::string(env) != "0";
+  }
 }
 
 void* CublasLtGemm::lane_workspace(int lane) const {
@@ -80,7 +104,9 @@ CublasLtGemm::~CublasLtGemm() {
 CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
-  const auto [M, N, K, in_i, out_i, align] = key;
+  const auto [M, N, K, in_key, out_i, align] = key;
+  const bool unscaled = in_key >= kUnscaledFp8;
+  const int in_i = unscaled ? in_key - kUnscaledFp8 : in_key;
   const cudaDataType_t in = cuda_type(static_cast<DType>(in_i));
   const cudaDataType_t out = cuda_type(static_cast<DType>(out_i));
   auto plan = std::make_unique<Plan>();
@@ -92,7 +118,7 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
                                                        &trans_a, sizeof(trans_a)));
   MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
                                                        &trans_b, sizeof(trans_b)));
-  if (in == CUDA_R_8F_E4M3) {
+  if (in == CUDA_R_8F_E4M3 && !unscaled) {
     // A = W's rows get one scale each (a vector over op(A)'s N rows), B = X's tokens one each
     // (a vector over op(B)'s M columns): D[n, m] = sa[n] * sb[m] * sum_k A[n, k] B[k, m].
     const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
@@ -123,30 +149,112 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
     cublasLtMatmulPreferenceSetAttribute(pref, attr, &al, sizeof(al));
   }
-  cublasLtMatmulHeuristicResult_t result{};
+  cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
   int found = 0;
-  const cublasStatus_t st =
-      cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(handle_), plan->desc, plan->a,
-                                     plan->b, plan->c, plan->c, pref, 1, &result, &found);
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
+      static_cast<cublasLtHandle_t>(handle_), plan->desc, plan->a, plan->b, plan->c, plan->c, pref,
+      autotune_ ? kCandidates : 1, results, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
     throw_error("cuBLASLt: no algorithm for the GEMM [", M, " x ", K, "] x [", N, " x ", K, "]^T (",
                 dtype_name(static_cast<DType>(in_i)), " -> ", dtype_name(static_cast<DType>(out_i)),
                 ", alignment ", align, " bytes): ", cublasLtGetStatusString(st));
   }
-  plan->algo = result.algo;
+  plan->algo = results[0].algo;
+  for (int i = 0; i < found; ++i) {
+    if (results[i].state == CUBLAS_STATUS_SUCCESS) plan->candidates.push_back(results[i].algo);
+  }
+  // A class already tuned gives its algorithm, when it suits this M.
+  const Key cls{m_bucket(M), N, K, in_key, out_i, align};
+  if (auto t = tuned_.find(cls); t != tuned_.end()) {
+    cublasLtMatmulHeuristicResult_t check{};
+    if (cublasLtMatmulAlgoCheck(static_cast<cublasLtHandle_t>(handle_), plan->desc, plan->a,
+                                plan->b, plan->c, plan->c, &t->second->algo,
+                                &check) == CUBLAS_STATUS_SUCCESS &&
+        check.workspaceSize <= workspace_bytes_) {
+      plan->algo = t->second->algo;
+    }
+    plan->settled = true;
+  }
+  // Small GEMMs (the tiny test models) keep the heuristic's choice: timing noise would make
+  // their algorithm, and so their last bits, differ from run to run for no gain.
+  const double flops = 2.0 * M * N * K;
+  const double weight_bytes = double(N) * K * dtype_size(static_cast<DType>(in_i));
+  const bool worth_tuning = flops >= 1e9 || weight_bytes >= double(16 << 20);
+  if (!autotune_ || !worth_tuning || plan->candidates.size() < 2) plan->settled = true;
   return *plans_.emplace(key, std::move(plan)).first->second;
+}
+
+void CublasLtGemm::run(Plan& p, const Key& key, const void* x, const void* w, void* y,
+                       cudaStream_t stream, int lane) {
+  const float alpha = 1.0f, beta = 0.0f;
+  auto launch = [&](const cublasLtMatmulAlgo_t& algo) {
+    return cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p.desc, &alpha, w, p.a, x, p.b,
+                          &beta, y, p.c, y, p.c, &algo, lane_workspace(lane), workspace_bytes_,
+                          stream);
+  };
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  MIXSERVE_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  if (!p.settled && capture == cudaStreamCaptureStatusNone) {
+    // Time every candidate on these operands (y is overwritten by the real call below).
+    cudaEvent_t e0, e1;
+    MIXSERVE_CUDA_CHECK(cudaEventCreate(&e0));
+    MIXSERVE_CUDA_CHECK(cudaEventCreate(&e1));
+    float best_ms = 0.0f, first_ms = 0.0f;
+    size_t best = 0;
+    for (size_t i = 0; i < p.candidates.size(); ++i) {
+      if (launch(p.candidates[i]) != CUBLAS_STATUS_SUCCESS) continue;  // warm-up / usable?
+      float runs[3];
+      for (float& ms : runs) {
+        MIXSERVE_CUDA_CHECK(cudaEventRecord(e0, stream));
+        MIXSERVE_CUBLAS_CHECK(launch(p.candidates[i]));
+        MIXSERVE_CUDA_CHECK(cudaEventRecord(e1, stream));
+        MIXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
+        MIXSERVE_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+      }
+      std::sort(runs, runs + 3);
+      if (i == 0) first_ms = runs[1];
+      if (i == 0 || runs[1] < best_ms) {
+        best_ms = runs[1];
+        best = i;
+      }
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    p.algo = p.candidates[best];
+    p.settled = true;
+    const auto [M, N, K, in_key, out_i, align] = key;
+    const int in_i = in_key >= kUnscaledFp8 ? in_key - kUnscaledFp8 : in_key;
+    auto algo = std::make_unique<Algo>();
+    algo->algo = p.algo;
+    tuned_[Key{m_bucket(M), N, K, in_key, out_i, align}] = std::move(algo);
+    if (best != 0) ++retuned_;
+    log::debug("GEMM autotune M=", M, " (class ", m_bucket(M), ") N=", N, " K=", K, " ",
+               dtype_name(static_cast<DType>(in_i)), in_key >= kUnscaledFp8 ? " (unscaled)" : "",
+               "->", dtype_name(static_cast<DType>(out_i)), ": candidate ", best, " of ", p.candidates.size(), " ", best_ms,
+               " ms, heuristic's first ", first_ms, " ms");
+  }
+  MIXSERVE_CUBLAS_CHECK(launch(p.algo));
+}
+
+void CublasLtGemm::matmul_fp8_unscaled(const uint8_t* x, const uint8_t* w, void* y, int M, int N,
+                                       int K, DType out, cudaStream_t stream, int lane) {
+  if (M <= 0 || N <= 0) return;
+  MIXSERVE_CHECK(K % 16 == 0, "FP8 GEMM: K (", K, ") must be a multiple of 16 (cuBLASLt FP8)");
+  const Key key{M,
+                N,
+                K,
+                kUnscaledFp8 + static_cast<int>(DType::kF8E4M3),
+                static_cast<int>(out),
+                alignment_of(x, w, y)};
+  run(plan_for(key), key, x, w, y, stream, lane);
 }
 
 void CublasLtGemm::matmul(const void* x, const void* w, void* y, int M, int N, int K, DType in,
                           DType out, cudaStream_t stream, int lane) {
   if (M <= 0 || N <= 0) return;
   const Key key{M, N, K, static_cast<int>(in), static_cast<int>(out), alignment_of(x, w, y)};
-  Plan& p = plan_for(key);
-  const float alpha = 1.0f, beta = 0.0f;
-  MIXSERVE_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p.desc, &alpha, w,
-                                       p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo,
-                                       lane_workspace(lane), workspace_bytes_, stream));
+  run(plan_for(key), key, x, w, y, stream, lane);
 }
 
 void CublasLtGemm::matmul_fp8(const uint8_t* x, const float* x_scales, const uint8_t* w,
@@ -162,10 +270,7 @@ void CublasLtGemm::matmul_fp8(const uint8_t* x, const float* x_scales, const uin
                                                        &w_scales, sizeof(w_scales)));
   MIXSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
                                                        &x_scales, sizeof(x_scales)));
-  const float alpha = 1.0f, beta = 0.0f;
-  MIXSERVE_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p.desc, &alpha, w,
-                                       p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo,
-                                       lane_workspace(lane), workspace_bytes_, stream));
+  run(p, key, x, w, y, stream, lane);
 }
 
 }  // namespace mixserve::cuda

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <tuple>
+#include <vector>
 
 #include "model/dtype.h"
 
@@ -39,13 +40,35 @@ class CublasLtGemm {
                   const float* w_scales, void* y, int M, int N, int K, DType out,
                   cudaStream_t stream, int lane = 0);
 
+  // FP8 E4M3 operands without scales: y[m, n] = sum_k x[m, k] w[n, k] (the caller applies the
+  // quantization scales). cuBLASLt has many more kernels for this than for outer-vector scales.
+  void matmul_fp8_unscaled(const uint8_t* x, const uint8_t* w, void* y, int M, int N, int K,
+                           DType out, cudaStream_t stream, int lane = 0);
+
   size_t workspace_bytes() const { return workspace_bytes_; }
   int lanes() const { return lanes_; }
 
+  // Autotuning (on by default; MIXSERVE_GEMM_AUTOTUNE=0 turns it off): the first GEMM of a
+  // shape class — (M rounded up to a bucket, N, K, types, alignment) — outside graph capture
+  // times up to kCandidates algorithms of cuBLASLt's heuristic on its real operands (3 runs
+  // each, median) and keeps the fastest for the whole class; other M of the class reuse it when
+  // cublasLtMatmulAlgoCheck accepts it. Heuristic order alone picks one 128 x 128 FP8 kernel
+  // for every shape (docs/perf/NOTES.md). GEMMs under 1 GFLOP with under 16 MiB of weights
+  // are not tuned (nothing to gain, and run-to-run determinism of small models is kept).
+  static constexpr int kCandidates = 8;
+  void set_autotune(bool on) { autotune_ = on; }
+  // Shape classes tuned so far, and how many of them chose another algorithm than the first.
+  int tuned_classes() const { return static_cast<int>(tuned_.size()); }
+  int retuned_classes() const { return retuned_; }
+
  private:
   struct Plan;
+  struct Algo;
   using Key = std::tuple<int, int, int, int, int, int>;  // M, N, K, in, out, alignment
   Plan& plan_for(const Key& key);
+  // Runs y = x w^T with plan p (scales already set); tunes p's class first when due.
+  void run(Plan& p, const Key& key, const void* x, const void* w, void* y, cudaStream_t stream,
+           int lane);
 
   void* handle_ = nullptr;  // cublasLtHandle_t
   void* workspace_ = nullptr;
@@ -53,6 +76,9 @@ class CublasLtGemm {
   int lanes_ = 1;
   void* lane_workspace(int lane) const;
   std::map<Key, std::unique_ptr<Plan>> plans_;
+  bool autotune_ = true;
+  std::map<Key, std::unique_ptr<Algo>> tuned_;  // by shape class (M bucketed)
+  int retuned_ = 0;
 };
 
 }  // namespace mixserve::cuda

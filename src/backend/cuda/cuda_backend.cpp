@@ -81,6 +81,9 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
                    ": expected 1 to ", CublasLtGemm::kMaxLanes);
     max_moe_lanes_ = n;
   }
+  if (const char* env = std::getenv("MIXSERVE_FP8_UNSCALED"); env != nullptr) {
+    moe_fp8_unscaled_ = std::string(env) != "0";
+  }
   batched_ = std::make_unique<CublasBatched>();
   if (options.fp8) batched_fp8_ = std::make_unique<CublasLtBatchedFp8>();
   moe_groups_.reset(3 * kMaxExperts * sizeof(int32_t) + 6 * kMaxExperts * sizeof(void*));

@@ -176,6 +176,9 @@ class CudaBackend : public Backend {
   std::array<cudaStream_t, CublasLtGemm::kMaxLanes> lanes_{};
   std::array<cudaEvent_t, CublasLtGemm::kMaxLanes> lane_events_{};
   int max_moe_lanes_ = CublasLtGemm::kMaxLanes;  // MIXSERVE_MOE_LANES overrides (1 to 4)
+  // FP8 experts of large steps as unscaled GEMMs, the per-token x per-channel scales applied
+  // in SiLU·mul and after w2 (BF16 only); MIXSERVE_FP8_UNSCALED=0 keeps cuBLASLt's scales.
+  bool moe_fp8_unscaled_ = true;
   std::unique_ptr<CublasBatched> batched_;  // the grouped MoE GEMMs
   std::unique_ptr<CublasLtBatchedFp8> batched_fp8_;  // the same under FP8 (null otherwise)
   // Grouped MoE: group_expert, group_count, expert_group [kMaxExperts] int32 each, then the

@@ -88,6 +88,8 @@ void CudaBackend::feed_forward_fp8(int l, int T) {
   char* gate_up = static_cast<char*>(ws_.gate_up);
   const int lanes = moe_lanes(static_cast<int>(std::count_if(counts, counts + E,
                                                              [](int32_t n) { return n > 0; })));
+  // BF16 activations: unscaled FP8 GEMMs (raw sums fit bf16's range; not fp16's), scaled after.
+  const bool unscaled = moe_fp8_unscaled_ && dt == DType::kBF16 && F % 8 == 0 && H % 4 == 0;
   fork_lanes(lanes);
   // row: the expert's first sorted row; srow: its first scale (runs padded to 4 floats).
   for (int e = 0, row = 0, srow = 0, lane = 0; e < E;
@@ -95,15 +97,29 @@ void CudaBackend::feed_forward_fp8(int l, int T) {
     const int n = counts[e];
     if (n == 0) continue;
     const cudaStream_t s = lane_stream(lane);
-    gemm_->matmul_fp8(ws_.gathered_q + size_t(row) * H, ws_.gathered_scale + srow,
-                      w13 + size_t(e) * 2 * F * H, w.w13_scale + size_t(e) * 2 * F,
-                      gate_up + size_t(row) * 2 * F * el, n, 2 * F, H, dt, s, lane);
-    MIXSERVE_CUDA_CHECK(silu_mul_fp8(gate_up + size_t(row) * 2 * F * el, n, F,
-                                     ws_.act_q + size_t(row) * F, ws_.act_scale + srow, nullptr,
-                                     0, dt, s));
-    gemm_->matmul_fp8(ws_.act_q + size_t(row) * F, ws_.act_scale + srow, w2 + size_t(e) * H * F,
-                      w.w2_scale + size_t(e) * H, ws_.expert_out + size_t(row) * H, n, H, F,
-                      DType::kF32, s, lane);
+    const float* x_scale = ws_.gathered_scale + srow;
+    const float* w13_scale = w.w13_scale + size_t(e) * 2 * F;
+    const float* w2_scale = w.w2_scale + size_t(e) * H;
+    void* gu = gate_up + size_t(row) * 2 * F * el;
+    float* out = ws_.expert_out + size_t(row) * H;
+    // Measured on an H100 (docs/perf/NOTES.md): unscaled wins at decode sizes (M <= ~500 rows
+    // an expert), loses ~3% at prefill sizes (~2,000 rows) to the extra scale pass.
+    if (unscaled && n < 1024) {  // scales applied by SiLU·mul and scale_rows_cols
+      gemm_->matmul_fp8_unscaled(ws_.gathered_q + size_t(row) * H, w13 + size_t(e) * 2 * F * H, gu,
+                                 n, 2 * F, H, dt, s, lane);
+      MIXSERVE_CUDA_CHECK(silu_mul_fp8(gu, n, F, ws_.act_q + size_t(row) * F, ws_.act_scale + srow,
+                                       nullptr, 0, dt, s, x_scale, w13_scale));
+      gemm_->matmul_fp8_unscaled(ws_.act_q + size_t(row) * F, w2 + size_t(e) * H * F, out, n, H, F,
+                                 DType::kF32, s, lane);
+      MIXSERVE_CUDA_CHECK(scale_rows_cols(out, n, H, ws_.act_scale + srow, w2_scale, s));
+    } else {
+      gemm_->matmul_fp8(ws_.gathered_q + size_t(row) * H, x_scale, w13 + size_t(e) * 2 * F * H,
+                        w13_scale, gu, n, 2 * F, H, dt, s, lane);
+      MIXSERVE_CUDA_CHECK(silu_mul_fp8(gu, n, F, ws_.act_q + size_t(row) * F, ws_.act_scale + srow,
+                                       nullptr, 0, dt, s));
+      gemm_->matmul_fp8(ws_.act_q + size_t(row) * F, ws_.act_scale + srow,
+                        w2 + size_t(e) * H * F, w2_scale, out, n, H, F, DType::kF32, s, lane);
+    }
     lane = (lane + 1) % lanes;
   }
   join_lanes(lanes);

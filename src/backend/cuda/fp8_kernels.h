@@ -41,8 +41,16 @@ cudaError_t add_rms_norm_fp8(float* x, const float* delta, int R, int H, const v
 
 // SiLU(gate) * up in float32, quantized per row.  gate_up: [n, 2F] dt; q: [n, F];
 // scales: padded by `offsets` [E + 1] (see above) or [n] when offsets is null.
+// in_row [n] / in_col [2F] (both or neither; F % 8 == 0): gate_up holds an unscaled FP8 GEMM's
+// sums, whose values are gate_up[r, j] * in_row[r] * in_col[j].
 cudaError_t silu_mul_fp8(const void* gate_up, int n, int F, uint8_t* q, float* scales,
-                         const int32_t* offsets, int E, DType dt, cudaStream_t stream);
+                         const int32_t* offsets, int E, DType dt, cudaStream_t stream,
+                         const float* in_row = nullptr, const float* in_col = nullptr);
+
+// y[r, n] *= row[r] * col[n]: the scales of an unscaled FP8 GEMM's float output.
+//   y: [R, N] float (16-byte aligned, N % 4 == 0); row: [R]; col: [N] (16-byte aligned)
+cudaError_t scale_rows_cols(float* y, int64_t R, int N, const float* row, const float* col,
+                            cudaStream_t stream);
 
 // MoE gather of quantized rows with their scales: dst_q[r] = src_q[index[r]],
 // dst_scales[padded(r)] = src_scales[index[r]].  src_q: [*, H], H % 16 == 0; index: [n];

@@ -28,8 +28,10 @@ cudaError_t add_rms_norm_fp8(float* x, const float* delta, int R, int H, const v
 }
 
 cudaError_t silu_mul_fp8(const void* gate_up, int n, int F, uint8_t* q, float* scales,
-                         const int32_t* offsets, int E, DType dt, cudaStream_t stream) {
+                         const int32_t* offsets, int E, DType dt, cudaStream_t stream,
+                         const float* in_row, const float* in_col) {
   if (n <= 0) return cudaSuccess;
+  if ((in_row == nullptr) != (in_col == nullptr)) return cudaErrorInvalidValue;
   // Rows of 8-element chunks that fit the registers take the one-pass kernel.
   const int chunks_per_thread = (F / 8 + kQuantThreads - 1) / kQuantThreads;
   const bool vec = F % 8 == 0 && reinterpret_cast<uintptr_t>(gate_up) % 16 == 0 &&
@@ -38,13 +40,17 @@ cudaError_t silu_mul_fp8(const void* gate_up, int n, int F, uint8_t* q, float* s
     using T = decltype(tag);
     const T* src = static_cast<const T*>(gate_up);
     if (!vec) {
+      if (in_row != nullptr) return cudaErrorInvalidValue;  // unscaled input: vector path only
       silu_mul_fp8_kernel<T><<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E);
     } else if (chunks_per_thread <= 2) {
-      silu_mul_fp8_vec_kernel<T, 2><<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E);
+      silu_mul_fp8_vec_kernel<T, 2>
+          <<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E, in_row, in_col);
     } else if (chunks_per_thread <= 4) {
-      silu_mul_fp8_vec_kernel<T, 4><<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E);
+      silu_mul_fp8_vec_kernel<T, 4>
+          <<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E, in_row, in_col);
     } else {
-      silu_mul_fp8_vec_kernel<T, 8><<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E);
+      silu_mul_fp8_vec_kernel<T, 8>
+          <<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E, in_row, in_col);
     }
     return cudaGetLastError();
   });
@@ -57,6 +63,17 @@ cudaError_t gather_rows_fp8(const uint8_t* src_q, const float* src_scales, const
   if (H % 16 != 0) return cudaErrorInvalidValue;
   gather_rows_fp8_kernel<<<n, 128, 0, stream>>>(src_q, src_scales, index, H, offsets, E, dst_q,
                                                 dst_scales);
+  return cudaGetLastError();
+}
+
+cudaError_t scale_rows_cols(float* y, int64_t R, int N, const float* row, const float* col,
+                            cudaStream_t stream) {
+  if (R <= 0) return cudaSuccess;
+  if (N % 4 != 0 || reinterpret_cast<uintptr_t>(y) % 16 != 0 ||
+      reinterpret_cast<uintptr_t>(col) % 16 != 0 || R > 0x7fffffff) {
+    return cudaErrorInvalidValue;
+  }
+  scale_rows_cols_kernel<<<static_cast<unsigned>(R), 256, 0, stream>>>(y, N, row, col);
   return cudaGetLastError();
 }
 

@@ -113,9 +113,13 @@ __global__ void silu_mul_fp8_kernel(const T* gate_up, int F, uint8_t* q, float* 
 // The two-pass kernel above re-reads the row with 2-byte loads and ran at ~25% of the copy
 // rate (docs/perf/NOTES.md).
 template <typename T, int kChunks>
+// in_row / in_col (both null, or both set): gate_up holds unscaled FP8 GEMM sums; the true
+// values are gate_up[r, j] * in_row[r] * in_col[j] (j < 2F), applied before SiLU.
 __global__ void silu_mul_fp8_vec_kernel(const T* gate_up, int F, uint8_t* q, float* scales,
-                                        const int32_t* offsets, int E) {
+                                        const int32_t* offsets, int E, const float* in_row,
+                                        const float* in_col) {
   const int64_t r = blockIdx.x;
+  const float rs = in_row != nullptr ? in_row[r] : 1.0f;
   const uint4* g = reinterpret_cast<const uint4*>(gate_up + r * 2 * F);
   const uint4* u = reinterpret_cast<const uint4*>(gate_up + r * 2 * F + F);
   const int chunks = F / 8;
@@ -130,8 +134,12 @@ __global__ void silu_mul_fp8_vec_kernel(const T* gate_up, int F, uint8_t* q, flo
       const T* ut = reinterpret_cast<const T*>(&uv);
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        const float a = to_float(gt[j]);
-        v[c][j] = a / (1.0f + expf(-a)) * to_float(ut[j]);
+        float a = to_float(gt[j]), b = to_float(ut[j]);
+        if (in_col != nullptr) {
+          a *= rs * in_col[8 * i + j];
+          b *= rs * in_col[F + 8 * i + j];
+        }
+        v[c][j] = a / (1.0f + expf(-a)) * b;
         amax = fmaxf(amax, fabsf(v[c][j]));
       }
     }
@@ -165,6 +173,23 @@ __global__ void gather_rows_fp8_kernel(const uint8_t* src_q, const float* src_sc
   uint4* d = reinterpret_cast<uint4*>(dst_q + r * H);
   for (int i = threadIdx.x; i < H / 16; i += blockDim.x) d[i] = s[i];
   if (threadIdx.x == 0) dst_scales[padded_row(r, offsets, E)] = src_scales[from];
+}
+
+// y[r, n] *= row[r] * col[n].  y: [R, N] float
+__global__ void scale_rows_cols_kernel(float* y, int N, const float* row, const float* col) {
+  const int64_t r = blockIdx.x;
+  const float rs = row[r];
+  float4* yr = reinterpret_cast<float4*>(y + r * N);
+  const float4* c4 = reinterpret_cast<const float4*>(col);
+  for (int i = threadIdx.x; i < N / 4; i += blockDim.x) {
+    float4 v = yr[i];
+    const float4 c = c4[i];
+    v.x *= rs * c.x;
+    v.y *= rs * c.y;
+    v.z *= rs * c.z;
+    v.w *= rs * c.w;
+    yr[i] = v;
+  }
 }
 
 __global__ void fill_scales_kernel(float* scales, int64_t R, float value) {
