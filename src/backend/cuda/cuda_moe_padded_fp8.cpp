@@ -13,7 +13,6 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
-#include "backend/cuda/moe_padded.h"
 #include "backend/cuda/moe_padded_fp8.h"
 
 namespace mixserve::cuda {
@@ -40,12 +39,14 @@ void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaS
   g.raw2 = s.raw2;
   g.H = H;
   g.F = F;
+  g.experts = s.experts;
+  g.offsets = s.offsets;
+  g.pair_pos = s.pair_pos;
+  g.pairs = T * K;
   MIXSERVE_CUDA_CHECK(moe_group_experts_fp8(g, stream));
   MIXSERVE_CUDA_CHECK(gather_rows_grouped_fp8(s.h_q, s.h_scale, s.group_expert, s.group_count,
                                               s.offsets, s.sorted_token, G, T, H, s.x_q,
                                               s.x_scale, stream));
-  MIXSERVE_CUDA_CHECK(
-      group_pair_positions(s.experts, s.offsets, s.expert_group, T * K, T, s.pair_pos, stream));
   // Per group: [T, H] x [2F, H]^T -> raw [T, 2F] bf16; scales + SiLU·mul + quantization;
   // [T, F] x [H, F]^T -> raw [T, H] float; scales + weighted combine.
   if (s.strided) {

@@ -6,7 +6,7 @@ namespace mixserve::cuda {
 cudaError_t moe_group_experts_fp8(const MoeGroupFp8Args& args, cudaStream_t stream) {
   if (args.E <= 0 || args.G <= 0) return cudaSuccess;
   if (args.experts_in_order && args.G != args.E) return cudaErrorInvalidValue;
-  moe_group_experts_fp8_kernel<<<1, 1, 0, stream>>>(args);
+  moe_group_experts_fp8_kernel<<<1, 256, 0, stream>>>(args);
   return cudaGetLastError();
 }
 
@@ -36,18 +36,27 @@ cudaError_t silu_mul_grouped_fp8(const void* raw13, const float* x_scales,
   }
   const auto* raw = static_cast<const __nv_bfloat16*>(raw13);
   const unsigned rows = static_cast<unsigned>(G) * C;
-  auto launch = [&](auto kernel) {
-    kernel<<<rows, kGroupedThreads, 0, stream>>>(raw, x_scales, w13_scales, group_expert,
-                                                 group_count, C, F, act_q, act_scales);
+  auto launch = [&](auto kernel, int threads) {
+    kernel<<<rows, threads, 0, stream>>>(raw, x_scales, w13_scales, group_expert, group_count, C,
+                                         F, act_q, act_scales);
   };
-  if (chunks_per_thread <= 1) {
-    launch(silu_mul_grouped_fp8_kernel<1>);
+  // Fewer rows than SMs (batch-1 and -2 steps): 1024 threads a row, for the latency of a
+  // single 14,336-wide row rather than the throughput of many.
+  if (rows <= 132 && F / 8 > kGroupedThreads) {
+    const int chunks = (F / 8 + 1023) / 1024;
+    if (chunks <= 1) {
+      launch(silu_mul_grouped_fp8_kernel<1024, 1>, 1024);
+    } else {
+      launch(silu_mul_grouped_fp8_kernel<1024, 2>, 1024);
+    }
+  } else if (chunks_per_thread <= 1) {
+    launch(silu_mul_grouped_fp8_kernel<kGroupedThreads, 1>, kGroupedThreads);
   } else if (chunks_per_thread <= 2) {
-    launch(silu_mul_grouped_fp8_kernel<2>);
+    launch(silu_mul_grouped_fp8_kernel<kGroupedThreads, 2>, kGroupedThreads);
   } else if (chunks_per_thread <= 4) {
-    launch(silu_mul_grouped_fp8_kernel<4>);
+    launch(silu_mul_grouped_fp8_kernel<kGroupedThreads, 4>, kGroupedThreads);
   } else {
-    launch(silu_mul_grouped_fp8_kernel<8>);
+    launch(silu_mul_grouped_fp8_kernel<kGroupedThreads, 8>, kGroupedThreads);
   }
   return cudaGetLastError();
 }
@@ -58,8 +67,9 @@ cudaError_t moe_combine_grouped_fp8(const float* raw2, const float* act_scales,
                                     int H, float* out, cudaStream_t stream) {
   if (T <= 0) return cudaSuccess;
   if (K <= 0 || K > kGroupedMaxTopK) return cudaErrorInvalidValue;
-  moe_combine_grouped_fp8_kernel<<<T, 256, 0, stream>>>(raw2, act_scales, w2_scales, experts,
-                                                        weights, pair_pos, K, H, out);
+  const dim3 grid(T, (H + 255) / 256);
+  moe_combine_grouped_fp8_kernel<<<grid, 256, 0, stream>>>(raw2, act_scales, w2_scales, experts,
+                                                           weights, pair_pos, K, H, out);
   return cudaGetLastError();
 }
 

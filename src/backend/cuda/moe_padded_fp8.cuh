@@ -14,7 +14,7 @@ namespace mixserve::cuda {
 constexpr int kGroupedThreads = 256;
 constexpr int kGroupedMaxTopK = 16;
 
-__global__ void moe_group_experts_fp8_kernel(MoeGroupFp8Args a) {
+__device__ inline void group_experts_fp8(const MoeGroupFp8Args& a) {
   if (a.experts_in_order) {
     for (int e = 0; e < a.E; ++e) {
       a.group_expert[e] = e;
@@ -37,6 +37,17 @@ __global__ void moe_group_experts_fp8_kernel(MoeGroupFp8Args a) {
   }
 }
 
+// One block: thread 0 forms the groups and pointers, then every thread maps pairs to rows.
+__global__ void moe_group_experts_fp8_kernel(MoeGroupFp8Args a) {
+  if (threadIdx.x == 0) group_experts_fp8(a);
+  __syncthreads();
+  if (a.pair_pos == nullptr) return;
+  for (int p = threadIdx.x; p < a.pairs; p += blockDim.x) {
+    const int e = a.experts[p];
+    a.pair_pos[p] = a.expert_group[e] * a.C + (a.pair_pos[p] - a.offsets[e]);
+  }
+}
+
 // One block per grouped row, 16-byte copies.  dst_q: [G*C, H]; dst_scales: [G*C]
 __global__ void gather_rows_grouped_fp8_kernel(const uint8_t* src_q, const float* src_scales,
                                                const int32_t* group_expert,
@@ -56,13 +67,14 @@ __global__ void gather_rows_grouped_fp8_kernel(const uint8_t* src_q, const float
   if (threadIdx.x == 0) dst_scales[r] = src_scales[tok];
 }
 
+template <int kThreads>
 __device__ __forceinline__ float grouped_block_amax(float v) {
-  __shared__ float partial[kGroupedThreads / 32];
+  __shared__ float partial[kThreads / 32];
   v = warp_max(v);
   if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
   __syncthreads();
   float r = partial[0];
-  for (int i = 1; i < kGroupedThreads / 32; ++i) r = fmaxf(r, partial[i]);
+  for (int i = 1; i < kThreads / 32; ++i) r = fmaxf(r, partial[i]);
   return r;
 }
 
@@ -72,10 +84,10 @@ __device__ __forceinline__ void unpack_bf16x8(const uint4& v, float* out) {
   for (int j = 0; j < 8; ++j) out[j] = __bfloat162float(b[j]);
 }
 
-// One block per grouped row, the row in registers (kChunks chunks of 8 gate and 8 up values
-// per thread: F <= 8 * kChunks * kGroupedThreads).  raw13: [G*C, 2F]; q: [G*C, F]
-template <int kChunks>
-__global__ void silu_mul_grouped_fp8_kernel(const __nv_bfloat16* raw13, const float* x_scales,
+// One block of kThreads per grouped row, the row in registers (kChunks chunks of 8 gate and 8
+// up values per thread: F <= 8 * kChunks * kThreads).  raw13: [G*C, 2F]; q: [G*C, F]
+template <int kThreads, int kChunks>
+__global__ void __launch_bounds__(kThreads) silu_mul_grouped_fp8_kernel(const __nv_bfloat16* raw13, const float* x_scales,
                                             const float* w13_scales, const int32_t* group_expert,
                                             const int32_t* group_count, int C, int F, uint8_t* q,
                                             float* scales) {
@@ -97,7 +109,7 @@ __global__ void silu_mul_grouped_fp8_kernel(const __nv_bfloat16* raw13, const fl
   float amax = 0.0f;
 #pragma unroll
   for (int c = 0; c < kChunks; ++c) {
-    const int i = c * kGroupedThreads + threadIdx.x;
+    const int i = c * kThreads + threadIdx.x;
     if (i < chunks) {
       float gv[8], uv[8];
       unpack_bf16x8(gp[i], gv);
@@ -113,12 +125,12 @@ __global__ void silu_mul_grouped_fp8_kernel(const __nv_bfloat16* raw13, const fl
       }
     }
   }
-  amax = grouped_block_amax(amax);
+  amax = grouped_block_amax<kThreads>(amax);
   const float scale = amax > 0.0f ? amax / kFp8Max : 1.0f;
   const float inv = amax > 0.0f ? kFp8Max / amax : 0.0f;
 #pragma unroll
   for (int c = 0; c < kChunks; ++c) {
-    const int i = c * kGroupedThreads + threadIdx.x;
+    const int i = c * kThreads + threadIdx.x;
     if (i < chunks) {
       uint32_t w[2];
 #pragma unroll
@@ -137,12 +149,15 @@ __global__ void silu_mul_grouped_fp8_kernel(const __nv_bfloat16* raw13, const fl
   if (threadIdx.x == 0) scales[r] = scale;
 }
 
-// One block per token.  raw2: [G*C, H]; experts, weights, pair_pos: [T, K]; out: [T, H]
+// Block (t, slice): token t, h in [slice * blockDim.x, (slice + 1) * blockDim.x), one per
+// thread, so a batch-1 step still spreads over H / blockDim.x blocks.
+//   raw2: [G*C, H]; experts, weights, pair_pos: [T, K]; out: [T, H]
 __global__ void moe_combine_grouped_fp8_kernel(const float* raw2, const float* act_scales,
                                                const float* w2_scales, const int32_t* experts,
                                                const float* weights, const int32_t* pair_pos,
                                                int K, int H, float* out) {
-  const int t = blockIdx.x;
+  const int t = blockIdx.x, h = blockIdx.y * blockDim.x + threadIdx.x;
+  if (h >= H) return;
   // The token's slots in ascending expert order (insertion sort of at most 16), as moe_combine.
   int order[kGroupedMaxTopK];
   for (int k = 0; k < K; ++k) {
@@ -153,16 +168,14 @@ __global__ void moe_combine_grouped_fp8_kernel(const float* raw2, const float* a
     }
     order[j] = k;
   }
-  for (int h = threadIdx.x; h < H; h += blockDim.x) {
-    float acc = 0.0f;
-    for (int k = 0; k < K; ++k) {
-      const int slot = t * K + order[k];
-      const int64_t r = pair_pos[slot];
-      const float coef = weights[slot] * act_scales[r];
-      acc += raw2[r * H + h] * w2_scales[int64_t{experts[slot]} * H + h] * coef;
-    }
-    out[static_cast<int64_t>(t) * H + h] = acc;
+  float acc = 0.0f;
+  for (int k = 0; k < K; ++k) {
+    const int slot = t * K + order[k];
+    const int64_t r = pair_pos[slot];
+    const float coef = weights[slot] * act_scales[r];
+    acc += raw2[r * H + h] * w2_scales[int64_t{experts[slot]} * H + h] * coef;
   }
+  out[static_cast<int64_t>(t) * H + h] = acc;
 }
 
 }  // namespace mixserve::cuda

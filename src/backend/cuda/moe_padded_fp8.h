@@ -40,8 +40,15 @@ struct MoeGroupFp8Args {
   const uint8_t* w2 = nullptr;   // [E, H, F] E4M3
   float* raw2 = nullptr;         // [G*C, H]
   int H = 0, F = 0;
+  // Optional (pair_pos null: skipped): the pairs' sorted rows (moe_sort) mapped in place to
+  // their grouped rows, expert_group[e] * C + (pair_pos[p] - offsets[e]), e = experts[p].
+  const int32_t* experts = nullptr;  // [pairs]
+  const int32_t* offsets = nullptr;  // [E + 1]
+  int32_t* pair_pos = nullptr;       // [pairs] in/out
+  int pairs = 0;
 };
-// One thread: fills the groups and (where ptrs is set) the pointer arrays from the counts.
+// One block: fills the groups and (where ptrs is set) the pointer arrays from the counts, then
+// maps the pair positions.
 cudaError_t moe_group_experts_fp8(const MoeGroupFp8Args& args, cudaStream_t stream);
 
 // dst_q[g*C + j] = src_q[tok], dst_scales[g*C + j] = src_scales[tok] with
