@@ -205,11 +205,12 @@ TEST(CudaMoePaddedFp8, GroupedStepMatchesCpuReference) {
       const std::vector<float> got = download<float>(out, size_t(c.T) * c.H);
       const double err = rel_l2(got, ref);
       std::printf("[fp8 grouped] %s: rel L2 %.2e\n", what.c_str(), err);
-      // Seen on an H100: 2.5e-3 to 6.9e-3. Not ~1e-6: Hopper's FP8 MMA accumulates with less
-      // than float32's precision between promotions, so a raw sum near a bf16 rounding
-      // boundary rounds the other way, and an activation near an E4M3 boundary then lands one
-      // step (6-12%) apart. A wrong scale, expert or row gives errors of order 1.
-      EXPECT_LT(err, 2e-2) << what;
+      // Seen on an H100: 4e-4 to 6.9e-3, and 1.2e-2 for F = 128 (few terms per output, so one
+      // flip weighs more). Not ~1e-6: Hopper's FP8 MMA accumulates with less than float32's
+      // precision between promotions, so a raw sum near a bf16 rounding boundary rounds the
+      // other way, and an activation near an E4M3 boundary then lands one step (6-12%) apart.
+      // A wrong scale, expert, routing weight or row gives errors of order 1.
+      EXPECT_LT(err, 5e-2) << what;
       // Every pair has a row; the capacity left over is zeros with scale 0.
       const std::vector<int32_t> gc = download<int32_t>(groups, 3 * 64);
       const std::vector<float> act_scales = download<float>(as, rows);
