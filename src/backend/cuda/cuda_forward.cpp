@@ -113,7 +113,7 @@ void CudaBackend::feed_forward(int l, int T) {
     gemm_->matmul(ws_.act, w.w2, ws_.delta, T, H, F, dt, DType::kF32, stream_);
     return;
   }
-  const int K = c.num_experts_per_tok;
+  const int E = c.num_local_experts, K = c.num_experts_per_tok;
   const size_t grouped_rows = size_t(std::min(local_experts(), T * K)) * T;
   if (T * K <= options_.moe_padded_max_rows && grouped_rows <= size_t(ws_tokens_) * K) {
     return moe_padded(l, T);
