@@ -41,6 +41,10 @@ struct Rendezvous {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   double timeout_s = 300.0;  // connect / accept give up after this long, naming the peer
+  // A collective (TCP) that has not completed after this long throws; 0 waits forever (the
+  // default: ranks of an idle server wait in a collective for the next step). A peer that
+  // dies closes its sockets, which the others see at once either way.
+  double collective_timeout_s = 0.0;
 };
 
 // Connects this process to the others of the rendezvous over TCP (rank 0 listens on

@@ -143,8 +143,7 @@ class ThreadCommunicator : public Communicator {
     slots[rank_].bytes = bytes;
     slots[rank_].root = root;
     if (p == 1) {
-      MIXSERVE_CHECK(root == 0, "thread communicator broadcast: root ", root,
-                     " outside [0, 1)");
+      MIXSERVE_CHECK(root == 0, "thread communicator broadcast: root ", root, " outside [0, 1)");
       return;
     }
     group_->barrier.arrive_and_wait(rank_);

@@ -2,6 +2,10 @@
 // rank can recompute (a hash of seed, call, rank and index), so each rank checks the exact sum.
 #pragma once
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -46,6 +50,21 @@ inline std::vector<float> expected_sum(uint64_t seed, uint64_t call, int size, s
     for (size_t i = 0; i < n; ++i) out[i] += input_value(seed, call, r, i);
   }
   return out;
+}
+
+// A local port nobody listens on right now: bind port 0, read what the kernel chose, release
+// it (another process could take it before the test does; unlikely within milliseconds).
+inline int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  if (fd >= 0) ::close(fd);
+  return ok ? ntohs(addr.sin_port) : 29500;
 }
 
 // Runs fn(rank) on `size` threads and returns what each threw ("" where nothing).

@@ -1,0 +1,158 @@
+// Device communicators: the staged one (two ranks sharing GPU 0) and NCCL (one GPU per rank),
+// exact sums over f32 / bf16 / fp16 buffers of awkward sizes.
+#include "cuda_test_support.h"
+
+#ifdef MIXSERVE_HAVE_CUDA
+
+#include <atomic>
+#include <cstring>
+#include <string>
+
+#include "backend/cuda/nccl_communicator.h"
+#include "dist/communicator.h"
+#include "dist_test_support.h"
+
+namespace mixserve {
+namespace {
+
+using namespace cuda_test;
+
+// Rank r's input in dtype t (as raw bits: 4 bytes for f32, 2 for half types).
+std::vector<uint8_t> rank_input(uint64_t seed, uint64_t call, int r, size_t n, DType t) {
+  const std::vector<float> v = dist_test::inputs(seed, call, r, n);
+  std::vector<uint8_t> bytes(n * dtype_size(t));
+  if (t == DType::kF32) {
+    std::memcpy(bytes.data(), v.data(), bytes.size());
+  } else {
+    const std::vector<uint16_t> h = to_half(v, t);
+    std::memcpy(bytes.data(), h.data(), bytes.size());
+  }
+  return bytes;
+}
+
+// The float32 sum in rank order of the ranks' (rounded) inputs, rounded once to t.
+std::vector<uint8_t> expected(uint64_t seed, uint64_t call, int size, size_t n, DType t) {
+  std::vector<float> sum(n, 0.0f);
+  for (int r = 0; r < size; ++r) {
+    const std::vector<float> v = dist_test::inputs(seed, call, r, n);
+    const std::vector<float> x = t == DType::kF32 ? v : rounded(v, t);
+    for (size_t i = 0; i < n; ++i) sum[i] = r == 0 ? x[i] : sum[i] + x[i];
+  }
+  std::vector<uint8_t> bytes(n * dtype_size(t));
+  if (t == DType::kF32) {
+    std::memcpy(bytes.data(), sum.data(), bytes.size());
+  } else {
+    const std::vector<uint16_t> h = to_half(sum, t);
+    std::memcpy(bytes.data(), h.data(), bytes.size());
+  }
+  return bytes;
+}
+
+// Every rank (a thread on device `device_of(r)`) reduces fresh buffers of each dtype and size
+// through the communicator `make(host, r)` and compares the bits.
+template <typename Make>
+void check_device_all_reduce(int size, Make make, int (*device_of)(int)) {
+  const uint64_t seed = dist_test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  auto hosts = dist::make_thread_group(size);
+  std::atomic<int> bad{0};
+  const auto errors = dist_test::run_ranks(size, [&](int r) {
+    MIXSERVE_CUDA_CHECK(cudaSetDevice(device_of(r)));
+    std::unique_ptr<cuda::DeviceCommunicator> comm = make(*hosts[r], r);
+    if (comm->rank() != r || comm->size() != size) ++bad;
+    cudaStream_t stream = nullptr;
+    MIXSERVE_CUDA_CHECK(cudaStreamCreate(&stream));
+    uint64_t call = 0;
+    for (DType t : {DType::kF32, DType::kBF16, DType::kF16}) {
+      for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{100003}}) {
+        for (int rep = 0; rep < 3; ++rep, ++call) {
+          const std::vector<uint8_t> in = rank_input(seed, call, r, n, t);
+          DeviceBuffer d = upload(in);
+          comm->all_reduce_sum(d.get(), n, t, stream);
+          MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream));
+          if (download<uint8_t>(d, in.size()) != expected(seed, call, size, n, t)) ++bad;
+        }
+      }
+    }
+    MIXSERVE_CUDA_CHECK(cudaStreamDestroy(stream));
+  });
+  for (int r = 0; r < size; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+  EXPECT_EQ(bad.load(), 0);
+}
+
+int device_zero(int) { return 0; }
+int device_of_rank(int r) { return r; }
+
+TEST(DistCudaCommunicator, StagedTwoRanksOnOneGpu) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  check_device_all_reduce(
+      2, [](dist::Communicator& host, int) { return cuda::make_staged_communicator(host); },
+      device_zero);
+}
+
+TEST(DistCudaCommunicator, StagedRefusesGraphCaptureAndOtherDtypes) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  auto hosts = dist::make_thread_group(1);
+  auto comm = cuda::make_staged_communicator(*hosts[0]);
+  EXPECT_FALSE(comm->capturable());
+  DeviceBuffer d(64);
+  EXPECT_THROW(comm->all_reduce_sum(d.get(), 4, DType::kI32, nullptr), Error);
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  std::string error;
+  try {
+    comm->all_reduce_sum(d.get(), 4, DType::kF32, stream);
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  cudaGraph_t graph = nullptr;
+  EXPECT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+  if (graph != nullptr) cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+  EXPECT_NE(error.find("graph capture"), std::string::npos) << error;
+}
+
+// Runs without a GPU: loading NCCL (or failing to, with advice) needs none.
+TEST(DistCudaCommunicator, NcclLoadsOrSaysHowToFindIt) {
+  std::string why;
+  if (cuda::nccl_available(&why)) {
+    EXPECT_EQ(why, "");
+    EXPECT_GE(cuda::nccl_version(), 21000);  // 2.10+: bf16 all-reduce
+    return;
+  }
+  EXPECT_NE(why.find("libnccl.so.2"), std::string::npos) << why;
+  EXPECT_NE(why.find("LD_LIBRARY_PATH"), std::string::npos) << why;
+  auto hosts = dist::make_thread_group(1);
+  try {
+    cuda::make_nccl_communicator(*hosts[0], 0);
+    ADD_FAILURE() << "made an NCCL communicator without NCCL";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("LD_LIBRARY_PATH"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DistCudaCommunicator, NcclTwoGpus) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  if (cuda_device_count() < 2) {
+    GTEST_SKIP() << "NCCL test needs 2 GPUs, this machine has " << cuda_device_count();
+  }
+  std::string why;
+  if (!cuda::nccl_available(&why)) GTEST_SKIP() << "NCCL test: " << why;
+  EXPECT_GE(cuda::nccl_version(), 20000);
+  check_device_all_reduce(
+      2,
+      [](dist::Communicator& host, int r) {
+        auto comm = cuda::make_nccl_communicator(host, r);
+        EXPECT_TRUE(comm->capturable());
+        return comm;
+      },
+      device_of_rank);
+  const char* nvls = std::getenv("NCCL_NVLS_ENABLE");
+  ASSERT_NE(nvls, nullptr);
+}
+
+}  // namespace
+}  // namespace mixserve
+
+#endif  // MIXSERVE_HAVE_CUDA
