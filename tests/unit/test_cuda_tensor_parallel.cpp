@@ -105,7 +105,7 @@ Shards make_shards(const std::filesystem::path& model, const cuda::CudaBackendOp
   on_ranks([&](int r) {
     cuda::CudaBackendOptions ro = o;
     ro.shard = dist::make_shard(full, {kRanks, ep}, r);
-    ro.comm = cuda::make_staged_communicator(s.host[r].get());
+    ro.comm = cuda::make_staged_communicator(*s.host[r]);
     s.rank[r] = cuda::CudaBackend::load(model, ro);
     s.rank[r]->allocate_kv_cache({kNumBlocks, kBlockSize});
   });

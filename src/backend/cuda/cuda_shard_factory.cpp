@@ -34,14 +34,13 @@ std::unique_ptr<Backend> make_cuda_shard_backend(const BackendOptions& options,
       // Every rank on device 0, each with its share of the memory; sums through host memory.
       co.device = 0;
       co.gpu_memory_fraction /= shard.size;
-      co.comm = cuda::make_staged_communicator(host);
+      co.comm = cuda::make_staged_communicator(*host);
+    } else if (std::string why; cuda::nccl_available(&why)) {
+      co.comm = cuda::make_nccl_communicator(*host, device);
     } else {
-      co.comm = cuda::make_nccl_communicator(host, device);
-      if (co.comm == nullptr) {
-        log::warn("tensor parallel rank ", shard.rank, ": NCCL could not be loaded; the ranks "
-                  "sum their partial results through host memory (slow; install libnccl2)");
-        co.comm = cuda::make_staged_communicator(host);
-      }
+      log::warn("tensor parallel rank ", shard.rank, ": NCCL could not be loaded (", why,
+                "); the ranks sum their partial results through host memory (slow)");
+      co.comm = cuda::make_staged_communicator(*host);
     }
   }
   return make_cuda_backend_with(options, co);
