@@ -7,6 +7,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/device.h"
+#include "model/presets.h"
 #include "dist/launch_env.h"
 #include "dist/parallel_backend.h"
 #include "util/error.h"
@@ -27,19 +28,31 @@ namespace {
 std::unique_ptr<Backend> create_parallel_backend(const BackendOptions& o, bool use_cuda,
                                                  const std::optional<dist::Rendezvous>& launch) {
   const dist::ParallelConfig parallel{o.tensor_parallel, o.expert_parallel};
-  MIXSERVE_CHECK(!use_cuda,
-                 "--device cuda with --tensor-parallel ", o.tensor_parallel,
-                 ": the CUDA shard backend is not built into this mixserve; use --device cpu, "
-                 "or --tensor-parallel 1");
-  const ModelConfig full = ModelConfig::from_file(std::filesystem::path(o.model) / "config.json");
+  const std::string prefix = "synthetic:";
+  const bool synthetic = o.model.rfind(prefix, 0) == 0;
+  const ModelConfig full =
+      synthetic ? preset_from_spec(o.model.substr(prefix.size()))
+                : ModelConfig::from_file(std::filesystem::path(o.model) / "config.json");
   // Ranks that share this process share its cores.
   const int ranks_here = launch ? 1 : o.tensor_parallel;
   const int threads = o.num_threads > 0 ? o.num_threads
                                         : std::max(1, omp_get_max_threads() / ranks_here);
-  const dist::ShardBuilder build = [&o, threads](const dist::ShardSpec& s,
-                                                 dist::Communicator& comm) {
-    return CpuBackend::load(o.model, threads, CpuShard{s, &comm});
-  };
+  dist::ShardBuilder build;
+  if (use_cuda) {
+#ifdef MIXSERVE_HAVE_CUDA
+    // One GPU per rank: threads of one process take devices 0..N-1; a process of a
+    // multi-process launch takes its rank modulo the GPUs it sees (MIXSERVE_TP_SAME_DEVICE=1:
+    // every rank on device 0, for tests on one GPU).
+    const int gpus = std::max(1, cuda_device_count());
+    build = [&o, gpus](const dist::ShardSpec& s, dist::Communicator& comm) {
+      return make_cuda_shard_backend(o, s, &comm, s.rank % gpus);
+    };
+#endif
+  } else {
+    build = [&o, threads](const dist::ShardSpec& s, dist::Communicator& comm) {
+      return std::unique_ptr<Backend>(CpuBackend::load(o.model, threads, CpuShard{s, &comm}));
+    };
+  }
   if (!launch) return dist::make_thread_parallel_backend(full, parallel, build);
   log::info("rank ", launch->rank, " of ", launch->world_size, ": connecting to ",
             launch->master_addr, ":", launch->master_port);
