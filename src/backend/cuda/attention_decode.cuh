@@ -100,8 +100,8 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
   // Power-of-two block sizes (the engine's 16) index the table with a shift, not a division.
   const int bs = a.block_size;
   const int shift = (bs & (bs - 1)) == 0 ? __ffs(bs) - 1 : -1;
-  for (int base = lo; base < hi; base += kStreams * kDecodeUnroll) {
-    Chunk kr[kDecodeUnroll], vr[kDecodeUnroll];
+  // The kDecodeUnroll keys of the iteration at `base`: block table entry, then K and V chunks.
+  auto load = [&](int base, Chunk* kr, Chunk* vr) {
 #pragma unroll
     for (int u = 0; u < kDecodeUnroll; ++u) {
       const int pos = base + u * kStreams + stream;
@@ -114,6 +114,15 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
         vr[u] = __ldg(reinterpret_cast<const Chunk*>(v_cache + off));
       }
     }
+  };
+  constexpr int kStep = kStreams * kDecodeUnroll;
+  // Software pipelining: the next iteration's table entries and K/V are in flight while this
+  // one's scores and softmax are computed (the chain table -> K/V is two memory latencies).
+  Chunk kr[kDecodeUnroll], vr[kDecodeUnroll];
+  if (lo < hi) load(lo, kr, vr);
+  for (int base = lo; base < hi; base += kStep) {
+    Chunk kn[kDecodeUnroll], vn[kDecodeUnroll];
+    if (base + kStep < hi) load(base + kStep, kn, vn);
     float s[kDecodeUnroll][HG];
 #pragma unroll
     for (int u = 0; u < kDecodeUnroll; ++u) {
@@ -151,6 +160,11 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
         for (int e = 0; e < 8; ++e) acc[h][e] += pu * to_float(ve[e]);
       }
       m[h] = m_new;
+    }
+#pragma unroll
+    for (int u = 0; u < kDecodeUnroll; ++u) {
+      kr[u] = kn[u];
+      vr[u] = vn[u];
     }
   }
 
