@@ -100,8 +100,8 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
   // Power-of-two block sizes (the engine's 16) index the table with a shift, not a division.
   const int bs = a.block_size;
   const int shift = (bs & (bs - 1)) == 0 ? __ffs(bs) - 1 : -1;
-  for (int base = lo; base < hi; base += kStreams * kDecodeUnroll) {
-    Chunk kr[kDecodeUnroll], vr[kDecodeUnroll];
+  // The kDecodeUnroll keys of the iteration at `base`: block table entry, then K and V chunks.
+  auto load = [&](int base, Chunk* kr, Chunk* vr) {
 #pragma unroll
     for (int u = 0; u < kDecodeUnroll; ++u) {
       const int pos = base + u * kStreams + stream;
@@ -113,6 +113,21 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
         kr[u] = __ldg(reinterpret_cast<const Chunk*>(k_cache + off));
         vr[u] = __ldg(reinterpret_cast<const Chunk*>(v_cache + off));
       }
+    }
+  };
+  constexpr int kStep = kStreams * kDecodeUnroll;
+  // E4M3 caches pipeline the loads: the next iteration's table entries and K/V are in flight
+  // while this one's scores and softmax are computed (the chain table -> K/V is two memory
+  // latencies). 16-byte bf16/fp16 chunks would need twice the registers and spill.
+  constexpr bool kPipelined = sizeof(C) == 1;
+  Chunk kr[kDecodeUnroll], vr[kDecodeUnroll];
+  if (kPipelined && lo < hi) load(lo, kr, vr);
+  for (int base = lo; base < hi; base += kStep) {
+    Chunk kn[kDecodeUnroll], vn[kDecodeUnroll];
+    if (!kPipelined) {
+      load(base, kr, vr);
+    } else if (base + kStep < hi) {
+      load(base + kStep, kn, vn);
     }
     float s[kDecodeUnroll][HG];
 #pragma unroll
@@ -151,6 +166,13 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
         for (int e = 0; e < 8; ++e) acc[h][e] += pu * to_float(ve[e]);
       }
       m[h] = m_new;
+    }
+    if (kPipelined) {
+#pragma unroll
+      for (int u = 0; u < kDecodeUnroll; ++u) {
+        kr[u] = kn[u];
+        vr[u] = vn[u];
+      }
     }
   }
 

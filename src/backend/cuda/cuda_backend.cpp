@@ -49,11 +49,18 @@ void check_config(const ModelConfig& c, bool fp8) {
   }
 }
 
+ModelConfig computed_config(const ModelConfig& full, const dist::ShardSpec& shard) {
+  return shard.size > 1 ? shard.local_config(full) : full;
+}
+
 }  // namespace
 
 CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& options)
-    : config_(config), options_(options), weights_(config, options.dtype, options.fp8) {
+    : config_(computed_config(config, options.shard)),
+      options_(options),
+      weights_(config, options.dtype, options.fp8, options.shard) {
   check_config(config_, options.fp8);
+  check_shard();
   MIXSERVE_CHECK(options.gpu_memory_fraction > 0.0 && options.gpu_memory_fraction <= 1.0,
                  "--gpu-memory-fraction must be in (0, 1], got ", options.gpu_memory_fraction);
   int count = 0;
@@ -68,7 +75,7 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
   MIXSERVE_CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device));
   name_ = "cuda:" + std::to_string(options.device) + " (" + prop.name + ", " +
           std::string(dtype_name(options.dtype)) + (options.fp8 ? ", fp8 W8A8" : "") +
-          (options.kv_fp8 ? ", fp8 KV" : "") + ")";
+          (options.kv_fp8 ? ", fp8 KV" : "") + shard_label() + ")";
   MIXSERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   gemm_ = std::make_unique<CublasLtGemm>(size_t{32} << 20, CublasLtGemm::kMaxLanes);
   for (int i = 0; i < CublasLtGemm::kMaxLanes; ++i) {

@@ -13,6 +13,11 @@
 // block_size slots, slot = block * block_size + offset (the value in BatchPlan::slot_mapping).
 // Until allocate_kv_cache() is called, kv_cache_spec() reports how many blocks of 16 tokens
 // fit in the memory left after weights and workspace (gpu_memory_fraction of the card).
+//
+// As one rank's shard of a tensor / expert parallel model (options.shard, docs/cuda-backend.md
+// "CUDA shards"), it computes with the shard's local config and weight slices and sums the
+// partial outputs of the o-projection and the FFN over the ranks (options.comm) before each
+// residual add; rank 0 alone computes the logits.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -32,6 +37,7 @@
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/cuda_weights.h"
 #include "backend/cuda/device_buffer.h"
+#include "dist/sharding.h"
 #include "model/dtype.h"
 
 namespace mixserve {
@@ -39,6 +45,8 @@ class Checkpoint;
 }
 
 namespace mixserve::cuda {
+
+class DeviceCommunicator;  // nccl_communicator.h
 
 struct CudaBackendOptions {
   DType dtype = DType::kBF16;         // kBF16 or kF16
@@ -54,6 +62,10 @@ struct CudaBackendOptions {
   bool enforce_eager = false;  // no CUDA graphs for decode steps
   bool device_sampling = true; // supports_device_sampling(): the engine samples on the GPU
   int moe_padded_max_rows = 256;  // kPaddedMoeMaxRows; 0 = always read the counts back
+  // Tensor / expert parallelism: the part of the model this backend holds (size 1: all of it)
+  // and the all-reduce over its ranks (needed when shard.size > 1; see cuda_shard.cpp).
+  dist::ShardSpec shard;
+  std::shared_ptr<DeviceCommunicator> comm;
 };
 
 // Largest step (T * top_k pairs) whose experts run as min(E, T*K) groups padded to T rows each
@@ -65,14 +77,16 @@ constexpr int kMaxExperts = 64;  // check_config's bound
 class CudaBackend : public Backend {
  public:
   // A checkpoint (any of BF16/F16/F32) converted to options.dtype on the device.
+  // With options.shard of size > 1: that shard's slices of the checkpoint.
   static std::unique_ptr<CudaBackend> load(const std::filesystem::path& model_dir,
                                            const CudaBackendOptions& options);
   // Random weights of config's shape made on the device, equal to `mixserve make-model` with
-  // the same seed (before rounding both to the dtype).
+  // the same seed (before rounding both to the dtype); a shard's are slices of those.
   static std::unique_ptr<CudaBackend> synthetic(const ModelConfig& config, uint64_t seed,
                                                 const CudaBackendOptions& options);
   ~CudaBackend() override;
 
+  // The config computed with: the shard's local one (dist::ShardSpec::local_config).
   const ModelConfig& config() const override { return config_; }
   std::string name() const override { return name_; }
   size_t kv_bytes_per_token() const override;
@@ -89,8 +103,12 @@ class CudaBackend : public Backend {
   size_t weight_bytes() const { return weights_.bytes(); }
   cudaStream_t stream() const { return stream_; }
   int num_decode_graphs() const;  // CUDA graphs captured so far
+  // Whether forward() writes logits: on every rank but a shard's workers (rank > 0), which
+  // skip the final norm and the lm_head and leave logits_out untouched.
+  bool computes_logits() const { return options_.shard.rank == 0; }
 
  private:
+  // config: the full model's (the shard's local config is derived from it).
   CudaBackend(const ModelConfig& config, const CudaBackendOptions& options);
   void finish_setup();  // workspace + KV budget, after the weights are on the device
   void ensure_workspace(int num_tokens);
@@ -121,6 +139,18 @@ class CudaBackend : public Backend {
   cudaStream_t lane_stream(int lane) const { return lane == 0 ? stream_ : lanes_[lane]; }
   void fork_lanes(int lanes);  // lanes 1.. wait for stream_'s work so far
   void join_lanes(int lanes);  // stream_ waits for lanes 1..
+  // Shards (cuda_shard.cpp). Throws unless the shard and the communicator agree.
+  void check_shard() const;
+  std::string shard_label() const;  // ", tp 1/2" (empty unsharded)
+  // ws_.delta [T, H] := its sum over the ranks (no-op unsharded).
+  void all_reduce_delta(int T);
+  bool graphs_allowed() const;  // decode graphs: not eager, and a capturable all-reduce
+  // After moe_topk: under EP, ws_.experts become this rank's expert indices, other ranks'
+  // pairs a last bucket that is neither computed nor combined. Returns the buckets moe_sort
+  // sorts into (E; EP: local experts + 1); local_experts() the experts computed here.
+  int localize_experts(int T);
+  int local_experts() const;
+  void combine_experts(int T);  // moe_combine of the local pairs into ws_.delta
   void* kv_pool(int layer, int which) const;
   size_t kv_element_bytes() const { return options_.kv_fp8 ? 1 : dtype_size(options_.dtype); }
   // Reads the FP8 KV scales of a checkpoint (self_attn.k_scale / v_scale), where present.

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_shard_factory.h"
 #include "backend/factory.h"
 #include "model/make_model.h"
 #include "model/presets.h"
@@ -10,7 +11,7 @@
 
 namespace mixserve {
 
-std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& o) {
+cuda::CudaBackendOptions cuda_backend_options(const BackendOptions& o) {
   cuda::CudaBackendOptions co;
   MIXSERVE_CHECK(o.dtype == "bf16" || o.dtype == "fp16" || o.dtype == "bfloat16" ||
                      o.dtype == "float16" || o.dtype == "f16",
@@ -23,12 +24,21 @@ std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& o) {
   co.enforce_eager = o.enforce_eager;
   co.device_sampling = !o.host_sampling;
   if (o.moe_padded_max_rows >= 0) co.moe_padded_max_rows = o.moe_padded_max_rows;
+  return co;
+}
+
+std::unique_ptr<cuda::CudaBackend> make_cuda_backend_with(const BackendOptions& o,
+                                                          const cuda::CudaBackendOptions& co) {
   const std::string prefix = "synthetic:";
   if (o.model.rfind(prefix, 0) == 0) {
     return cuda::CudaBackend::synthetic(preset_from_spec(o.model.substr(prefix.size())),
                                         /*seed=*/0, co);
   }
   return cuda::CudaBackend::load(o.model, co);
+}
+
+std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& o) {
+  return make_cuda_backend_with(o, cuda_backend_options(o));
 }
 
 }  // namespace mixserve

@@ -100,7 +100,7 @@ void CudaBackend::run_decode(const BatchPlan& plan, int bucket) {
   // This step runs eagerly (which also settles cuBLASLt's algorithm choices outside any
   // capture); the graph is captured afterwards and replayed from the next step of this shape.
   enqueue_forward(Tb, Tb, B);
-  if (options_.enforce_eager) return;
+  if (!graphs_allowed()) return;
   cudaGraph_t graph = nullptr;
   MIXSERVE_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
   try {

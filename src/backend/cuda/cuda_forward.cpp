@@ -17,10 +17,11 @@ namespace mixserve::cuda {
 void CudaBackend::forward(const BatchPlan& plan, std::span<float> logits_out) {
   const int V = config_.vocab_size;
   const int R = static_cast<int>(plan.logits_rows.size());
-  MIXSERVE_CHECK(logits_out.size() >= size_t(R) * V, "CUDA backend: logits buffer holds ",
-                 logits_out.size(), " floats, the plan needs ", size_t(R) * V);
+  MIXSERVE_CHECK(!computes_logits() || logits_out.size() >= size_t(R) * V,
+                 "CUDA backend: logits buffer holds ", logits_out.size(),
+                 " floats, the plan needs ", size_t(R) * V);
   run_model(plan);
-  if (plan.num_tokens() > 0 && R > 0) {
+  if (computes_logits() && plan.num_tokens() > 0 && R > 0) {
     MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(logits_out.data(), ws_.logits, size_t(R) * V * 4,
                                         cudaMemcpyDeviceToHost, stream_));
   }
@@ -90,8 +91,9 @@ void CudaBackend::enqueue_forward(int T, int R, int max_blocks_per_seq) {
     MIXSERVE_CUDA_CHECK(paged_attention(a, dt, stream_));
     o_proj_and_norm(l, T);
     feed_forward(l, T);  // -> ws_.delta
+    all_reduce_delta(T);
   }
-  if (R == 0) return;
+  if (R == 0 || !computes_logits()) return;
   // Only the wanted rows get the last residual add, the final norm and the lm_head.
   MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, ws_.delta, plan_.logits_rows, R, H, weights_.final_norm(),
                                    c.rms_norm_eps, ws_.final_rows, dt, stream_));
@@ -112,18 +114,19 @@ void CudaBackend::feed_forward(int l, int T) {
     return;
   }
   const int E = c.num_local_experts, K = c.num_experts_per_tok;
-  const size_t grouped_rows = size_t(std::min(E, T * K)) * T;
+  const size_t grouped_rows = size_t(std::min(local_experts(), T * K)) * T;
   if (T * K <= options_.moe_padded_max_rows && grouped_rows <= size_t(ws_tokens_) * K) {
     return moe_padded(l, T);
   }
   gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, E, H, dt, DType::kF32, stream_);
   MIXSERVE_CUDA_CHECK(
       moe_topk(ws_.router_logits, T, E, K, ws_.experts, ws_.expert_weights, stream_));
-  MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, K, E, ws_.counts, ws_.offsets, ws_.sorted_token,
+  const int Es = localize_experts(T), El = local_experts();  // E, E unless EP
+  MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, K, Es, ws_.counts, ws_.offsets, ws_.sorted_token,
                                ws_.pair_pos, stream_));
   MIXSERVE_CUDA_CHECK(gather_rows(ws_.h, ws_.sorted_token, T * K, H, ws_.gathered, dt, stream_));
   // The expert GEMMs need each expert's row count on the host: one sync per MoE layer.
-  MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.get(), ws_.counts, sizeof(int32_t) * E,
+  MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.get(), ws_.counts, sizeof(int32_t) * El,
                                       cudaMemcpyDeviceToHost, stream_));
   MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
   const int32_t* counts = counts_host_.as<int32_t>();
@@ -132,10 +135,10 @@ void CudaBackend::feed_forward(int l, int T) {
   char* act = static_cast<char*>(ws_.act);
   const char* w13 = static_cast<const char*>(w.w13);
   const char* w2 = static_cast<const char*>(w.w2);
-  const int lanes = moe_lanes(static_cast<int>(std::count_if(counts, counts + E,
+  const int lanes = moe_lanes(static_cast<int>(std::count_if(counts, counts + El,
                                                              [](int32_t n) { return n > 0; })));
   fork_lanes(lanes);
-  for (int e = 0, row = 0, lane = 0; e < E; row += counts[e], ++e) {
+  for (int e = 0, row = 0, lane = 0; e < El; row += counts[e], ++e) {
     const int n = counts[e];
     if (n == 0) continue;
     const cudaStream_t s = lane_stream(lane);
@@ -148,8 +151,7 @@ void CudaBackend::feed_forward(int l, int T) {
     lane = (lane + 1) % lanes;
   }
   join_lanes(lanes);
-  MIXSERVE_CUDA_CHECK(moe_combine(ws_.expert_out, ws_.experts, ws_.expert_weights, ws_.pair_pos, T,
-                                  K, H, ws_.delta, stream_));
+  combine_experts(T);
 }
 
 }  // namespace mixserve::cuda
@@ -162,12 +164,14 @@ void CudaBackend::moe_padded(int l, int T) {
   const ModelConfig& c = config_;
   const CudaLayerWeights w = weights_.layer(l);
   const int H = c.hidden_size, F = c.intermediate_size;
-  const int E = c.num_local_experts, K = c.num_experts_per_tok, G = std::min(E, T * K);
+  const int E = c.num_local_experts, K = c.num_experts_per_tok;
+  const int El = local_experts(), G = std::min(El, T * K);
   const DType dt = options_.dtype;
   gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, E, H, dt, DType::kF32, stream_);
   MIXSERVE_CUDA_CHECK(
       moe_topk(ws_.router_logits, T, E, K, ws_.experts, ws_.expert_weights, stream_));
-  MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, K, E, ws_.counts, ws_.offsets, ws_.sorted_token,
+  const int Es = localize_experts(T);  // E unless EP
+  MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, K, Es, ws_.counts, ws_.offsets, ws_.sorted_token,
                                ws_.pair_pos, stream_));
   int32_t* group_expert = moe_groups_.as<int32_t>();
   int32_t* group_count = group_expert + kMaxExperts;
@@ -175,7 +179,7 @@ void CudaBackend::moe_padded(int l, int T) {
   const void** ptrs = moe_groups_.as<const void*>(3 * kMaxExperts * sizeof(int32_t));
   MoeGroupArgs g;
   g.counts = ws_.counts;
-  g.E = E;
+  g.E = El;
   g.G = G;
   g.C = T;
   g.group_expert = group_expert;
@@ -202,8 +206,7 @@ void CudaBackend::moe_padded(int l, int T) {
   MIXSERVE_CUDA_CHECK(silu_mul(ws_.gate_up, G * T, F, ws_.act, dt, stream_));
   batched_->matmul(ptrs + 3 * G, ptrs + 4 * G, const_cast<void* const*>(ptrs + 5 * G), T, H, F, G,
                    dt, DType::kF32, stream_);
-  MIXSERVE_CUDA_CHECK(moe_combine(ws_.expert_out, ws_.experts, ws_.expert_weights, ws_.pair_pos, T,
-                                  K, H, ws_.delta, stream_));
+  combine_experts(T);
 }
 
 }  // namespace mixserve::cuda

@@ -42,6 +42,7 @@ void CudaBackend::o_proj_and_norm(int l, int T) {
   const DType dt = options_.dtype;
   if (!options_.fp8) {
     gemm_->matmul(ws_.attn, w.wo, ws_.delta, T, H, HqD, dt, DType::kF32, stream_);
+    all_reduce_delta(T);
     MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, ws_.delta, nullptr, T, H, w.ffn_norm, c.rms_norm_eps,
                                      ws_.h, dt, stream_));
     return;
@@ -49,6 +50,7 @@ void CudaBackend::o_proj_and_norm(int l, int T) {
   MIXSERVE_CUDA_CHECK(quantize_rows_fp8(ws_.attn, dt, T, HqD, ws_.attn_q, ws_.attn_scale, stream_));
   gemm_->matmul_fp8(ws_.attn_q, ws_.attn_scale, static_cast<const uint8_t*>(w.wo), w.wo_scale,
                     ws_.delta, T, H, HqD, DType::kF32, stream_);
+  all_reduce_delta(T);
   // The router (MoE) reads the half-precision h; the expert GEMMs the quantized one.
   MIXSERVE_CUDA_CHECK(add_rms_norm_fp8(ws_.x, ws_.delta, T, H, w.ffn_norm, c.rms_norm_eps,
                                        c.moe ? ws_.h : nullptr, ws_.h_q, ws_.h_scale, dt, stream_));
@@ -76,23 +78,24 @@ void CudaBackend::feed_forward_fp8(int l, int T) {
   gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, E, H, dt, DType::kF32, stream_);
   MIXSERVE_CUDA_CHECK(
       moe_topk(ws_.router_logits, T, E, K, ws_.experts, ws_.expert_weights, stream_));
-  MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, K, E, ws_.counts, ws_.offsets, ws_.sorted_token,
+  const int Es = localize_experts(T), El = local_experts();  // E, E unless EP
+  MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, K, Es, ws_.counts, ws_.offsets, ws_.sorted_token,
                                ws_.pair_pos, stream_));
   MIXSERVE_CUDA_CHECK(gather_rows_fp8(ws_.h_q, ws_.h_scale, ws_.sorted_token, T * K, H, ws_.offsets,
-                                      E, ws_.gathered_q, ws_.gathered_scale, stream_));
+                                      Es, ws_.gathered_q, ws_.gathered_scale, stream_));
   // The expert GEMMs need each expert's row count on the host: one sync per MoE layer.
-  MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.get(), ws_.counts, sizeof(int32_t) * E,
+  MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.get(), ws_.counts, sizeof(int32_t) * El,
                                       cudaMemcpyDeviceToHost, stream_));
   MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
   const int32_t* counts = counts_host_.as<int32_t>();
   char* gate_up = static_cast<char*>(ws_.gate_up);
-  const int lanes = moe_lanes(static_cast<int>(std::count_if(counts, counts + E,
+  const int lanes = moe_lanes(static_cast<int>(std::count_if(counts, counts + El,
                                                              [](int32_t n) { return n > 0; })));
   // BF16 activations: unscaled FP8 GEMMs (raw sums fit bf16's range; not fp16's), scaled after.
   const bool unscaled = moe_fp8_unscaled_ && dt == DType::kBF16 && F % 8 == 0 && H % 4 == 0;
   fork_lanes(lanes);
   // row: the expert's first sorted row; srow: its first scale (runs padded to 4 floats).
-  for (int e = 0, row = 0, srow = 0, lane = 0; e < E;
+  for (int e = 0, row = 0, srow = 0, lane = 0; e < El;
        row += counts[e], srow += (counts[e] + 3) / 4 * 4, ++e) {
     const int n = counts[e];
     if (n == 0) continue;
@@ -123,8 +126,7 @@ void CudaBackend::feed_forward_fp8(int l, int T) {
     lane = (lane + 1) % lanes;
   }
   join_lanes(lanes);
-  MIXSERVE_CUDA_CHECK(moe_combine(ws_.expert_out, ws_.experts, ws_.expert_weights, ws_.pair_pos, T,
-                                  K, H, ws_.delta, stream_));
+  combine_experts(T);
 }
 
 }  // namespace mixserve::cuda

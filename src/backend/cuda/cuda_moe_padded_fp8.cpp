@@ -19,8 +19,8 @@ namespace mixserve::cuda {
 
 void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaStream_t stream) {
   const int T = s.T, E = s.E, K = s.K, H = s.H, F = s.F, G = s.groups();
-  MIXSERVE_CUDA_CHECK(moe_sort(s.experts, T, K, E, s.counts, s.offsets, s.sorted_token, s.pair_pos,
-                               stream));
+  MIXSERVE_CUDA_CHECK(moe_sort(s.experts, T, K, std::max(E, s.sort_buckets), s.counts, s.offsets,
+                               s.sorted_token, s.pair_pos, stream));
   MoeGroupFp8Args g;
   g.counts = s.counts;
   g.E = E;
@@ -66,14 +66,15 @@ void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaS
                          T, H, F, G, DType::kF32, stream);
   }
   MIXSERVE_CUDA_CHECK(moe_combine_grouped_fp8(s.raw2, s.act_scale, s.w2_scale, s.experts,
-                                              s.expert_weights, s.pair_pos, T, K, H, s.out,
+                                              s.expert_weights, s.pair_pos, T, K, H, E, s.out,
                                               stream));
 }
 
 CudaBackend::Fp8Grouped CudaBackend::fp8_grouped_mode(int T) const {
   const ModelConfig& c = config_;
   if (!options_.fp8 || !c.moe || batched_fp8_ == nullptr) return Fp8Grouped::kNone;
-  const int E = c.num_local_experts, K = c.num_experts_per_tok, H = c.hidden_size;
+  // E: the experts computed here (a shard's under expert parallelism).
+  const int E = local_experts(), K = c.num_experts_per_tok, H = c.hidden_size;
   const int F = c.intermediate_size;
   if (T <= 0 || T * K > options_.moe_padded_max_rows) return Fp8Grouped::kNone;
   // MIXSERVE_FP8_GROUPED=strided|pointers forces one kind of batch (for measurements).
@@ -97,7 +98,7 @@ CudaBackend::Fp8Grouped CudaBackend::fp8_grouped_mode(int T) const {
 
 bool CudaBackend::moe_padded_fp8(int l, int T) {
   const ModelConfig& c = config_;
-  const int E = c.num_local_experts, K = c.num_experts_per_tok, H = c.hidden_size;
+  const int E = local_experts(), K = c.num_experts_per_tok, H = c.hidden_size;
   const Fp8Grouped mode = fp8_grouped_mode(T);
   if (mode == Fp8Grouped::kNone) return false;
   // The grouped rows (G * T) share the workspace's T*K-row MoE buffers (decode steps size it
@@ -106,10 +107,12 @@ bool CudaBackend::moe_padded_fp8(int l, int T) {
   if (size_t(G) * T > size_t(ws_tokens_) * K) return false;
   const CudaLayerWeights w = weights_.layer(l);
   const DType dt = options_.dtype;
-  gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, E, H, dt, DType::kF32, stream_);
+  const int Er = c.num_local_experts;  // the router's experts (all of them)
+  gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, Er, H, dt, DType::kF32, stream_);
   MIXSERVE_CUDA_CHECK(
-      moe_topk(ws_.router_logits, T, E, K, ws_.experts, ws_.expert_weights, stream_));
+      moe_topk(ws_.router_logits, T, Er, K, ws_.experts, ws_.expert_weights, stream_));
   MoeGroupedFp8Step s;
+  s.sort_buckets = localize_experts(T);  // Er, or E + 1 under expert parallelism
   s.T = T;
   s.E = E;
   s.K = K;

@@ -16,6 +16,13 @@
 // synthetic and loaded weights quantize identically); F8_E4M3 checkpoint tensors are copied
 // as they are, a per-tensor scale repeated per row. Embeddings, norms, router, lm_head stay
 // in dtype.
+//
+// Shards (tensor / expert parallelism, dist/sharding.h): the layouts above with the local
+// counts (Hq, Hkv, F of the shard; E = the shard's experts), each tensor a slice of the
+// checkpoint's: q/k/v rows of the shard's heads, wo's columns of its query heads, w1/w3 rows
+// and w2 columns of its FFN range, only its experts under EP. FP8 scales are per output row,
+// so row slices take their rows' scales and column slices (wo, w2) keep every row's scale:
+// s[o] * sum over the slice of q[o, i] x[i], summed over the ranks, is the full row's product.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +31,7 @@
 
 #include "backend/cuda/device_buffer.h"
 #include "model/config.h"
+#include "dist/sharding.h"
 #include "model/dtype.h"
 #include "model/weight_names.h"
 
@@ -48,17 +56,26 @@ struct CudaLayerWeights {
   const float* w2_scale = nullptr;    // [E, H]
 };
 
+// The part of a checkpoint tensor, seen as [R, C] (a 1-D tensor as one row), that is stored:
+// rows [row_begin, row_begin + rows) x columns [col_begin, col_begin + cols).
+struct TensorSlice {
+  int64_t row_begin = 0, rows = 0, col_begin = 0, cols = 0;
+};
+
 struct WeightPlacement {
-  ExpectedTensor tensor;    // Hugging Face name and shape
+  ExpectedTensor tensor;    // Hugging Face name and (full) shape
   size_t offset = 0;        // bytes into the arena
   bool fp8 = false;         // stored as E4M3 with per-row scales
   size_t scale_offset = 0;  // bytes into the arena of the [rows] float scales (fp8 only)
+  TensorSlice slice;        // the whole tensor unless sharded; stored as [rows, cols]
 };
 
 class CudaWeights {
  public:
   // Plans the layout of `config` in `dtype` (projections in FP8 when `fp8`); allocates nothing.
-  CudaWeights(const ModelConfig& config, DType dtype, bool fp8 = false);
+  // With a shard of size > 1, only that shard's slices (see above); config is the full model's.
+  CudaWeights(const ModelConfig& config, DType dtype, bool fp8 = false,
+              const dist::ShardSpec& shard = {});
 
   size_t bytes() const { return total_bytes_; }
   DType dtype() const { return dtype_; }
@@ -83,11 +100,15 @@ class CudaWeights {
   };
   size_t reserve(size_t elements, size_t element_bytes);
   size_t reserve(size_t elements) { return reserve(elements, dtype_size(dtype_)); }
-  void place(const ExpectedTensor& t, size_t offset) { placements_.push_back({t, offset}); }
-  void place_fp8(const ExpectedTensor& t, size_t offset, size_t scale_offset) {
-    placements_.push_back({t, offset, true, scale_offset});
-  }
-  // Quantizes `rows` x `cols` of dtype at src (device) into placement p.
+  // A placement of the whole tensor, or (rows / cols >= 0) of that slice of it.
+  void place(const ExpectedTensor& t, size_t offset, TensorSlice slice = {0, -1, 0, -1});
+  void place_fp8(const ExpectedTensor& t, size_t offset, size_t scale_offset,
+                 TensorSlice slice = {0, -1, 0, -1});
+  // Copies placement p's slice of the full tensor at src ([R, C] of elem-byte elements; host or
+  // device) to dst as [rows, cols]; synchronous when stream is null.
+  static void copy_slice(const WeightPlacement& p, const void* src, size_t elem, void* dst,
+                         cudaStream_t stream);
+  // Quantizes the [rows, cols] slice (dtype, contiguous) at src (device) into placement p.
   void quantize_into(const WeightPlacement& p, const void* src, cudaStream_t stream);
   void load_fp8_tensor(const Checkpoint& ckpt, const WeightPlacement& p, void* staging,
                        void* scratch);

@@ -64,12 +64,12 @@ cudaError_t silu_mul_grouped_fp8(const void* raw13, const float* x_scales,
 cudaError_t moe_combine_grouped_fp8(const float* raw2, const float* act_scales,
                                     const float* w2_scales, const int32_t* experts,
                                     const float* weights, const int32_t* pair_pos, int T, int K,
-                                    int H, float* out, cudaStream_t stream) {
+                                    int H, int E, float* out, cudaStream_t stream) {
   if (T <= 0) return cudaSuccess;
   if (K <= 0 || K > kGroupedMaxTopK) return cudaErrorInvalidValue;
   const dim3 grid(T, (H + 255) / 256);
   moe_combine_grouped_fp8_kernel<<<grid, 256, 0, stream>>>(raw2, act_scales, w2_scales, experts,
-                                                           weights, pair_pos, K, H, out);
+                                                           weights, pair_pos, K, H, E, out);
   return cudaGetLastError();
 }
 

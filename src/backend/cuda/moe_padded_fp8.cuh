@@ -44,6 +44,7 @@ __global__ void moe_group_experts_fp8_kernel(MoeGroupFp8Args a) {
   if (a.pair_pos == nullptr) return;
   for (int p = threadIdx.x; p < a.pairs; p += blockDim.x) {
     const int e = a.experts[p];
+    if (e >= a.E) continue;  // expert parallel: another rank's pair, never combined here
     a.pair_pos[p] = a.expert_group[e] * a.C + (a.pair_pos[p] - a.offsets[e]);
   }
 }
@@ -155,21 +156,25 @@ __global__ void __launch_bounds__(kThreads) silu_mul_grouped_fp8_kernel(const __
 __global__ void moe_combine_grouped_fp8_kernel(const float* raw2, const float* act_scales,
                                                const float* w2_scales, const int32_t* experts,
                                                const float* weights, const int32_t* pair_pos,
-                                               int K, int H, float* out) {
+                                               int K, int H, int E, float* out) {
   const int t = blockIdx.x, h = blockIdx.y * blockDim.x + threadIdx.x;
   if (h >= H) return;
-  // The token's slots in ascending expert order (insertion sort of at most 16), as moe_combine.
+  // The token's slots of experts < E in ascending expert order (insertion sort of at most 16),
+  // as moe_combine (and, under expert parallelism, moe_combine_local) order them.
   int order[kGroupedMaxTopK];
+  int n = 0;
   for (int k = 0; k < K; ++k) {
-    int j = k;
-    while (j > 0 && experts[t * K + order[j - 1]] > experts[t * K + k]) {
+    const int e = experts[t * K + k];
+    if (e >= E) continue;
+    int j = n++;
+    while (j > 0 && experts[t * K + order[j - 1]] > e) {
       order[j] = order[j - 1];
       --j;
     }
     order[j] = k;
   }
   float acc = 0.0f;
-  for (int k = 0; k < K; ++k) {
+  for (int k = 0; k < n; ++k) {
     const int slot = t * K + order[k];
     const int64_t r = pair_pos[slot];
     const float coef = weights[slot] * act_scales[r];

@@ -41,7 +41,8 @@ struct MoeGroupFp8Args {
   float* raw2 = nullptr;         // [G*C, H]
   int H = 0, F = 0;
   // Optional (pair_pos null: skipped): the pairs' sorted rows (moe_sort) mapped in place to
-  // their grouped rows, expert_group[e] * C + (pair_pos[p] - offsets[e]), e = experts[p].
+  // their grouped rows, expert_group[e] * C + (pair_pos[p] - offsets[e]), e = experts[p];
+  // pairs with e >= E (expert parallel: another rank's) keep theirs.
   const int32_t* experts = nullptr;  // [pairs]
   const int32_t* offsets = nullptr;  // [E + 1]
   int32_t* pair_pos = nullptr;       // [pairs] in/out
@@ -69,14 +70,14 @@ cudaError_t silu_mul_grouped_fp8(const void* raw13, const float* x_scales,
                                  const int32_t* group_count, int G, int C, int F, uint8_t* act_q,
                                  float* act_scales, cudaStream_t stream);
 
-// out[t, h] = sum over k (ascending expert, as moe_combine) of
+// out[t, h] = sum over k with e < E (ascending expert, as moe_combine) of
 //   weights[t, k] * act_scales[r] * w2_scales[e, h] * raw2[r, h], r = pair_pos[t, k] (grouped
-//   row, group_pair_positions), e = experts[t, k].
+//   row), e = experts[t, k]. Slots with e >= E are skipped (expert parallel: another rank's).
 //   raw2: [G*C, H]; experts, weights, pair_pos: [T, K], K <= 16; w2_scales: [E, H]; out: [T, H]
 cudaError_t moe_combine_grouped_fp8(const float* raw2, const float* act_scales,
                                     const float* w2_scales, const int32_t* experts,
                                     const float* weights, const int32_t* pair_pos, int T, int K,
-                                    int H, float* out, cudaStream_t stream);
+                                    int H, int E, float* out, cudaStream_t stream);
 
 // ---- cuda_moe_padded_fp8.cpp: the whole step after the router ----
 
@@ -84,7 +85,9 @@ class CublasLtBatchedFp8;
 
 // Device pointers of one grouped FP8 MoE step (T tokens, capacity C = T rows per group).
 struct MoeGroupedFp8Step {
-  int T = 0, E = 0, K = 0, H = 0, F = 0;
+  // E: the experts computed here (weights [E, ...]); sort_buckets: moe_sort's buckets, E or,
+  // under expert parallelism, E + 1 (experts already localized: E = other ranks' pairs).
+  int T = 0, E = 0, K = 0, H = 0, F = 0, sort_buckets = 0;
   bool strided = false;  // G = E groups in expert order, strided GEMMs; else pointer arrays
   const uint8_t* h_q = nullptr;          // [T, H] the FFN input, quantized per token
   const float* h_scale = nullptr;        // [T]
