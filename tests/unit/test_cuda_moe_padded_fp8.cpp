@@ -1,8 +1,9 @@
 // The grouped, padded FP8 MoE (moe_padded_fp8.h) against a float64/float32 CPU reference that
 // rounds where the device rounds (raw w13 sums to bf16, the activation to E4M3 per row), at
 // awkward sizes (T = 1, 3, 17, 128; E = 8 and 4; top-2 and top-1; every token on the same
-// experts; H = 320 across two combine blocks; both SiLU·mul block sizes), with pointer-array and strided batches and poisoned outputs; then FP8 decode steps
-// of tiny models: CUDA graph replay bit-identical to the eager step, and the grouped path
+// experts; H = 320 across two combine blocks; both SiLU·mul block sizes), with pointer-array
+// and strided batches and poisoned outputs; then FP8 decode steps of tiny models: CUDA
+// graph replay bit-identical to the eager step, and the grouped path
 // within the W8A8 accuracy bounds against the CPU, beside the per-expert path.
 #include "cuda_test_support.h"
 
@@ -364,7 +365,9 @@ TEST(CudaMoePaddedFp8, GroupedDecodeAsAccurateAsPerExpertPath) {
     auto grouped = cuda::CudaBackend::load(mo.out, o);
     o.moe_padded_max_rows = 0;
     auto per_expert = cuda::CudaBackend::load(mo.out, o);
-    for (auto* b : {grouped.get(), per_expert.get()}) b->allocate_kv_cache({kNumBlocks, kBlockSize});
+    for (auto* b : {grouped.get(), per_expert.get()}) {
+      b->allocate_kv_cache({kNumBlocks, kBlockSize});
+    }
     std::vector<DecodeRun> ref, g, e;
     for (int batch : {1, 3, 17}) {
       ref.push_back(run_decode_steps(*cpu, batch, 13 * batch));

@@ -127,7 +127,8 @@ void CublasLtBatchedFp8::run(const Key& key, const void* x, const void* w, void*
   const auto [mode, M, N, K, batch, out_i, sx, sw, sy] = key;
   if (p == nullptr) {
     throw_error("cuBLASLt: no algorithm for the ",
-                mode == int(Mode::kPointerArray) ? "pointer-array" : "strided", " batched FP8 GEMM ",
+                mode == int(Mode::kPointerArray) ? "pointer-array" : "strided",
+                " batched FP8 GEMM ",
                 batch, " x [", M, " x ", K, "] x [", N, " x ", K, "]^T -> ",
                 dtype_name(static_cast<DType>(out_i)),
                 " (run with --moe-padded-max-rows 0 to use the per-expert GEMMs)");

@@ -88,10 +88,11 @@ __device__ __forceinline__ void unpack_bf16x8(const uint4& v, float* out) {
 // One block of kThreads per grouped row, the row in registers (kChunks chunks of 8 gate and 8
 // up values per thread: F <= 8 * kChunks * kThreads).  raw13: [G*C, 2F]; q: [G*C, F]
 template <int kThreads, int kChunks>
-__global__ void __launch_bounds__(kThreads) silu_mul_grouped_fp8_kernel(const __nv_bfloat16* raw13, const float* x_scales,
-                                            const float* w13_scales, const int32_t* group_expert,
-                                            const int32_t* group_count, int C, int F, uint8_t* q,
-                                            float* scales) {
+__global__ void __launch_bounds__(kThreads)
+    silu_mul_grouped_fp8_kernel(const __nv_bfloat16* raw13, const float* x_scales,
+                                const float* w13_scales, const int32_t* group_expert,
+                                const int32_t* group_count, int C, int F, uint8_t* q,
+                                float* scales) {
   const int64_t r = blockIdx.x;
   const int g = static_cast<int>(r / C), j = static_cast<int>(r % C);
   const int chunks = F / 8;
