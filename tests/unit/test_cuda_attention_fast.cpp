@@ -159,6 +159,9 @@ TEST(CudaAttentionFast, MatchesReferenceAndGenericKernel) {
   }
   for (const auto& seqs : steps()) check({seqs, {32, 8, 128}, 0, 16, DType::kF16});
   for (const auto& seqs : steps()) check({seqs, {8, 2, 64}, 0, 7, DType::kF16});
+  // Five 128-query tiles after 500 cached keys: warps skip and mask on diagonal tiles.
+  check({{{1100, 600}, {50, 20}}, {32, 8, 128}});
+  check({{{1100, 600}, {50, 20}}, {8, 2, 64}, 300, 7, DType::kF16});
 }
 
 TEST(CudaAttentionFast, SlidingWindow) {
