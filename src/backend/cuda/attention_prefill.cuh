@@ -108,7 +108,8 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-// Shared memory (byte offsets): q_s [Br, D], k_s [Bc, D], v_s [Bc, D] (T, swizzled).
+// Shared memory (byte offsets): q_s [Br, D], k_s [Bc, D], v_s [Bc, D] (T, swizzled), rows_s [2, Bc]
+// int64 (cache element offset of each key of a tile, -1 past the range; tiles j and j + 1).
 // C: the cache element type (T, or __nv_fp8_e4m3). kWarps: 4 (Br 128) or 2 (Br 64).
 template <typename T, typename C, int D, int kWarps>
 __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_kernel(AttentionArgs a) {
@@ -123,6 +124,8 @@ __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_ker
   constexpr int kDTiles = D / 8;
   constexpr int kNTiles = kPrefillBc / 8;
   constexpr uint32_t kOffK = kBr * D * 2, kOffV = kOffK + kPrefillBc * D * 2;
+  constexpr uint32_t kOffRows = kOffV + kPrefillBc * D * 2;
+  static_assert(kThreads >= kPrefillBc);
   const int head = blockIdx.x, s = blockIdx.y;
   // The last query tiles see the most keys: start them first.
   const int tile = gridDim.z - 1 - blockIdx.z;
@@ -162,31 +165,37 @@ __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_ker
   const C* k_cache = static_cast<const C*>(a.k_cache);
   const C* v_cache = static_cast<const C*>(a.v_cache);
   const int32_t* table = a.block_tables + static_cast<int64_t>(s) * a.max_blocks_per_seq;
+  // The block-table walk (a division by the block size per key) is done once per tile, by the
+  // first Bc threads, into rows_s[j % 2]; K and V loads of every thread read it from there.
+  int64_t* rows_s = reinterpret_cast<int64_t*>(smem + kOffRows);
+  auto walk_tile = [&](int j) {
+    const int p = kv_first_tile + j * kPrefillBc + threadIdx.x;
+    if (threadIdx.x < kPrefillBc) {
+      rows_s[(j & 1) * kPrefillBc + threadIdx.x] =
+          p <= p_hi ? paged_row(table, p, a.block_size, a.num_kv_heads, g, D) : -1;
+    }
+  };
   // Thread's share of a tile: chunk ch of rows row0 + u * kRowsPerPass.
   const int ch = threadIdx.x % kChunks, row0 = threadIdx.x / kChunks;
   auto load_tile = [&](const C* cache, uint32_t dst, int j) {
-    const int base = kv_first_tile + j * kPrefillBc;
+    const int64_t* rs = rows_s + (j & 1) * kPrefillBc;
 #pragma unroll
     for (int u = 0; u < kKvPasses; ++u) {
-      const int r = row0 + u * kRowsPerPass, p = base + r;
-      const bool valid = p <= p_hi;  // zero-fill past the range (no NaN garbage)
-      const int64_t off =
-          valid ? paged_row(table, p, a.block_size, a.num_kv_heads, g, D) + ch * 8 : 0;
-      cp_async16(dst + swz<D>(r, ch), cache + off, valid);
+      const int r = row0 + u * kRowsPerPass;
+      const int64_t row = rs[r];
+      const bool valid = row >= 0;  // zero-fill past the range (no NaN garbage)
+      cp_async16(dst + swz<D>(r, ch), cache + (valid ? row + ch * 8 : 0), valid);
     }
   };
   // FP8: one tile's raw chunks (zeros past p_hi), fetched a phase ahead, stored after a barrier.
   uint2 raw[kKvPasses];  // unused (and dropped) unless kFp8
   auto fetch_tile = [&](const C* cache, int j) {
-    const int base = kv_first_tile + j * kPrefillBc;
+    const int64_t* rs = rows_s + (j & 1) * kPrefillBc;
 #pragma unroll
     for (int u = 0; u < kKvPasses; ++u) {
-      const int p = base + row0 + u * kRowsPerPass;
+      const int64_t row = rs[row0 + u * kRowsPerPass];
       raw[u] = make_uint2(0, 0);
-      if (p <= p_hi) {
-        const int64_t off = paged_row(table, p, a.block_size, a.num_kv_heads, g, D) + ch * 8;
-        raw[u] = __ldg(reinterpret_cast<const uint2*>(cache + off));
-      }
+      if (row >= 0) raw[u] = __ldg(reinterpret_cast<const uint2*>(cache + row + ch * 8));
     }
   };
   auto store_tile = [&](uint32_t off) {
@@ -196,6 +205,9 @@ __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_ker
           fp8x8_to_half<T>(raw[u]);
     }
   };
+  walk_tile(0);
+  if (num_tiles > 1) walk_tile(1);
+  __syncthreads();
   if constexpr (kFp8) {
     fetch_tile(k_cache, 0);
     store_tile(kOffK);
@@ -316,6 +328,9 @@ __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_ker
         cp_async_commit();
       }
     }
+    // rows_s[j % 2]'s last readers (V[j], FP8: fetched a phase ago) are past; tile j + 2's
+    // first reader (K[j + 2]) comes after the next iteration's first barrier.
+    if (j + 2 < num_tiles) walk_tile(j + 2);
     if (skip) continue;
     // O [32, D] += P [32, Bc] V [Bc, D]; P's accumulator layout is the A fragment layout.
 #pragma unroll
@@ -374,7 +389,7 @@ cudaError_t launch_prefill_tiles(const AttentionArgs& a, cudaStream_t stream) {
   constexpr int kBr = kWarps * kPrefillWarpRows;
   const int q_tiles = (a.max_q_len + kBr - 1) / kBr;
   if (q_tiles == 0 || a.num_seqs == 0) return cudaSuccess;
-  const size_t smem = size_t(kBr + 2 * kPrefillBc) * D * sizeof(T);
+  const size_t smem = size_t(kBr + 2 * kPrefillBc) * D * sizeof(T) + 2 * kPrefillBc * 8;
   auto* kernel = attention_prefill_kernel<T, C, D, kWarps>;
   if (smem > 48 * 1024) {
     const cudaError_t err = cudaFuncSetAttribute(
