@@ -108,11 +108,13 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-// Shared memory (byte offsets): q_s [Br, D], k_s [Bc, D], v_s [Bc, D] (T, swizzled), rows_s [2, Bc]
-// int64 (cache element offset of each key of a tile, -1 past the range; tiles j and j + 1).
+// Shared memory (byte offsets): q_s [Br, D], k_s [2, Bc, D], v_s [2, Bc, D] (T, swizzled; tiles
+// j and j + 1), rows_s [2, Bc] int64 (cache element offset of each key of a tile, -1 past the
+// range; tiles j + 1 and j + 2).
 // C: the cache element type (T, or __nv_fp8_e4m3). kWarps: 4 (Br 128) or 2 (Br 64).
 template <typename T, typename C, int D, int kWarps>
-__global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_kernel(AttentionArgs a) {
+__global__ void __launch_bounds__(kWarps * 32, 8 / kWarps)
+    attention_prefill_kernel(AttentionArgs a) {
   constexpr bool kFp8 = !std::is_same_v<C, T>;
   constexpr int kThreads = kWarps * 32;
   constexpr int kBr = kWarps * kPrefillWarpRows;
@@ -123,8 +125,8 @@ __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_ker
   constexpr int kKSteps = D / 16;
   constexpr int kDTiles = D / 8;
   constexpr int kNTiles = kPrefillBc / 8;
-  constexpr uint32_t kOffK = kBr * D * 2, kOffV = kOffK + kPrefillBc * D * 2;
-  constexpr uint32_t kOffRows = kOffV + kPrefillBc * D * 2;
+  constexpr uint32_t kTile = kPrefillBc * D * 2;  // bytes of one K or V tile
+  constexpr uint32_t kOffK = kBr * D * 2, kOffV = kOffK + 2 * kTile, kOffRows = kOffV + 2 * kTile;
   static_assert(kThreads >= kPrefillBc);
   const int head = blockIdx.x, s = blockIdx.y;
   // The last query tiles see the most keys: start them first.
@@ -136,7 +138,7 @@ __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_ker
   const int g = head / (a.num_heads / a.num_kv_heads);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
-  extern __shared__ __align__(128) unsigned char smem[];
+  extern __shared__ __align__(1024) unsigned char smem[];  // see the fragment addresses
   const uint32_t q_s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   const uint32_t k_s = q_s + kOffK, v_s = q_s + kOffV;
 
@@ -154,7 +156,8 @@ __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_ker
   // This thread's 4 rows: w0 + 16 mt + lane / 4 + 8 h, index i = 2 mt + h.
   int pos_row[4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i) pos_row[i] = pos[min(w0 + 16 * (i / 2) + lane / 4 + 8 * (i % 2), rows - 1)];
+  for (int i = 0; i < 4; ++i)
+    pos_row[i] = pos[min(w0 + 16 * (i / 2) + lane / 4 + 8 * (i % 2), rows - 1)];
 
   const T* qbase = static_cast<const T*>(a.q) + static_cast<int64_t>(head) * D;
   for (int i = threadIdx.x; i < kBr * kChunks; i += kThreads) {
@@ -177,14 +180,17 @@ __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_ker
   };
   // Thread's share of a tile: chunk ch of rows row0 + u * kRowsPerPass.
   const int ch = threadIdx.x % kChunks, row0 = threadIdx.x / kChunks;
-  auto load_tile = [&](const C* cache, uint32_t dst, int j) {
+  // K and V of tile j into the buffers at byte offset buf (one table lookup for both).
+  auto load_tile = [&](uint32_t buf, int j) {
     const int64_t* rs = rows_s + (j & 1) * kPrefillBc;
 #pragma unroll
     for (int u = 0; u < kKvPasses; ++u) {
       const int r = row0 + u * kRowsPerPass;
       const int64_t row = rs[r];
       const bool valid = row >= 0;  // zero-fill past the range (no NaN garbage)
-      cp_async16(dst + swz<D>(r, ch), cache + (valid ? row + ch * 8 : 0), valid);
+      const int64_t off = valid ? row + ch * 8 : 0;
+      cp_async16(k_s + buf + swz<D>(r, ch), k_cache + off, valid);
+      cp_async16(v_s + buf + swz<D>(r, ch), v_cache + off, valid);
     }
   };
   // FP8: one tile's raw chunks (zeros past p_hi), fetched a phase ahead, stored after a barrier.
@@ -212,8 +218,9 @@ __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_ker
     fetch_tile(k_cache, 0);
     store_tile(kOffK);
     fetch_tile(v_cache, 0);
+    store_tile(kOffV);
   } else {
-    load_tile(k_cache, k_s, 0);
+    load_tile(0, 0);
   }
   cp_async_commit();
 
@@ -227,17 +234,32 @@ __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_ker
 #pragma unroll
   for (int i = 0; i < 4; ++i) m[i] = -INFINITY, l[i] = 0.0f;
 
+  // FP8, between S and O += P V: K of tile j + 1 into its buffer (last read before this
+  // iteration's barrier), V's chunks fetched.
+  auto fp8_mid = [&](int j, uint32_t next) {
+    if constexpr (kFp8) {
+      if (j + 1 < num_tiles) {
+        store_tile(kOffK + next);
+        fetch_tile(v_cache, j + 1);
+      }
+    }
+  };
   for (int j = 0; j < num_tiles; ++j) {
     const int base = kv_first_tile + j * kPrefillBc;
+    const uint32_t cur = (j & 1) * kTile, next = kTile - cur;  // buffers of tiles j, j + 1
     cp_async_wait<0>();
-    __syncthreads();  // K[j] (and Q) landed; every warp is done with V[j - 1]
-    if constexpr (kFp8) {
-      store_tile(kOffV);
-      if (j + 1 < num_tiles) fetch_tile(k_cache, j + 1);
-    } else {
-      load_tile(v_cache, v_s, j);
-      cp_async_commit();
+    __syncthreads();  // tile j (and Q) landed; every warp is done with tile j - 1's buffers
+    if (j + 1 < num_tiles) {
+      if constexpr (kFp8) {
+        fetch_tile(k_cache, j + 1);  // stored after the softmax, V's after O += P V
+      } else {
+        load_tile(next, j + 1);
+        cp_async_commit();
+      }
     }
+    // rows_s[j % 2]'s readers (tile j's loads, issued during iteration j - 1) are past; tile
+    // j + 2's first reader comes after the next barrier.
+    if (j + 2 < num_tiles) walk_tile(j + 2);
     // Warp-uniform: the tile holds no key any of this warp's rows sees.
     const bool skip = !active || base > wp_hi || (W > 0 && base + kPrefillBc - 1 <= wp_lo - W);
     // S [32, Bc] of this warp = Q K^T, as two m16 tiles.
@@ -246,20 +268,25 @@ __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_ker
 #pragma unroll
       for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
-        for (int n = 0; n < kNTiles; ++n) sc[mt][n][0] = sc[mt][n][1] = sc[mt][n][2] = sc[mt][n][3] = 0.0f;
+        for (int n = 0; n < kNTiles; ++n)
+          sc[mt][n][0] = sc[mt][n][1] = sc[mt][n][2] = sc[mt][n][3] = 0.0f;
+      // Fragment addresses: every fragment row r has r % 8 == lane % 8, so for b in {0, 1}
+      // swz<D>(r, 2k + b) == swz<D>(r, b) ^ (k << 5) (k << 5 < 2D sets no bit of r * 2D; the
+      // shared-memory base is 1024-aligned): one lane address per operand, an XOR per k-step.
+      const uint32_t q_lane = q_s + swz<D>(w0 + (lane % 8) + 8 * ((lane / 8) % 2), lane / 16);
+      const uint32_t k_lane = k_s + cur + swz<D>((lane % 8) + 8 * (lane / 16), (lane / 8) % 2);
 #pragma unroll
       for (int k = 0; k < kKSteps; ++k) {
         uint32_t qa[2][4];
+        const uint32_t qk = q_lane ^ (k << 5), kk = k_lane ^ (k << 5);
 #pragma unroll
         for (int mt = 0; mt < 2; ++mt) {
-          const int r = w0 + 16 * mt + (lane % 8) + 8 * ((lane / 8) % 2);
-          ldsm_x4(q_s + swz<D>(r, 2 * k + lane / 16), qa[mt][0], qa[mt][1], qa[mt][2], qa[mt][3]);
+          ldsm_x4(qk + mt * 32 * D, qa[mt][0], qa[mt][1], qa[mt][2], qa[mt][3]);  // +16 rows
         }
 #pragma unroll
         for (int n = 0; n < kNTiles; n += 2) {
           uint32_t b[4];
-          const int key = n * 8 + (lane % 8) + 8 * (lane / 16);
-          ldsm_x4(k_s + swz<D>(key, 2 * k + (lane / 8) % 2), b[0], b[1], b[2], b[3]);
+          ldsm_x4(kk + n * 16 * D, b[0], b[1], b[2], b[3]);  // + 8 n rows
 #pragma unroll
           for (int mt = 0; mt < 2; ++mt) {
             mma16816<T>(sc[mt][n], qa[mt], b);
@@ -282,19 +309,18 @@ __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_ker
       }
       // Online softmax per row (the 4 lanes of a quad share a row).
       float corr[4];
-      bool moved = false;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int mt = i / 2, h = i % 2;
         float mx = m[i];
 #pragma unroll
-        for (int n = 0; n < kNTiles; ++n) mx = fmaxf(mx, fmaxf(sc[mt][n][2 * h], sc[mt][n][2 * h + 1]));
+        for (int n = 0; n < kNTiles; ++n)
+          mx = fmaxf(mx, fmaxf(sc[mt][n][2 * h], sc[mt][n][2 * h + 1]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         // A row with no visible key yet keeps m = -inf: exponents against 0 give p = 0.
         const float m_use = mx == -INFINITY ? 0.0f : mx * scale;
         corr[i] = fast_exp2(m[i] * scale - m_use);  // m = -inf: 0 (o and l are 0 anyway)
-        moved |= mx != m[i];
         float sum = 0.0f;
 #pragma unroll
         for (int n = 0; n < kNTiles; ++n) {
@@ -305,60 +331,53 @@ __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_ker
         l[i] = l[i] * corr[i] + sum;  // per-lane partial sum; the quad is summed at the end
         m[i] = mx;
       }
-      if (__any_sync(0xffffffffu, moved)) {
+      // Unconditional (no branch): one basic block from the softmax through O += P V lets
+      // the scheduler overlap the exponentials with the first P V products.
 #pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
+      for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
-          for (int d = 0; d < kDTiles; ++d) {
-            o[mt][d][0] *= corr[2 * mt];
-            o[mt][d][1] *= corr[2 * mt];
-            o[mt][d][2] *= corr[2 * mt + 1];
-            o[mt][d][3] *= corr[2 * mt + 1];
-          }
-      }
-    }
-    cp_async_wait<0>();
-    __syncthreads();  // V[j] landed; every warp is done with K[j]
-    if (j + 1 < num_tiles) {
-      if constexpr (kFp8) {
-        store_tile(kOffK);
-        fetch_tile(v_cache, j + 1);
-      } else {
-        load_tile(k_cache, k_s, j + 1);
-        cp_async_commit();
-      }
-    }
-    // rows_s[j % 2]'s last readers (V[j], FP8: fetched a phase ago) are past; tile j + 2's
-    // first reader (K[j + 2]) comes after the next iteration's first barrier.
-    if (j + 2 < num_tiles) walk_tile(j + 2);
-    if (skip) continue;
-    // O [32, D] += P [32, Bc] V [Bc, D]; P's accumulator layout is the A fragment layout.
+        for (int d = 0; d < kDTiles; ++d) {
+          o[mt][d][0] *= corr[2 * mt];
+          o[mt][d][1] *= corr[2 * mt];
+          o[mt][d][2] *= corr[2 * mt + 1];
+          o[mt][d][3] *= corr[2 * mt + 1];
+        }
+      fp8_mid(j, next);
+      // O [32, D] += P [32, Bc] V [Bc, D]; P's accumulator layout is the A fragment layout.
+      // V rows 16 k + lane % 8 (+ 8), chunks d + lane / 16 (d even): as for Q and K above,
+      // swz<D>(r, d + b) == swz<D>(r, b) ^ (d << 4).
+      const uint32_t v_lane = v_s + cur + swz<D>((lane % 8) + 8 * ((lane / 8) % 2), lane / 16);
 #pragma unroll
-    for (int k = 0; k < kPrefillBc / 16; ++k) {
-      uint32_t pa[2][4];
-#pragma unroll
-      for (int mt = 0; mt < 2; ++mt) {
-        pa[mt][0] = pack2<T>(sc[mt][2 * k][0], sc[mt][2 * k][1]);
-        pa[mt][1] = pack2<T>(sc[mt][2 * k][2], sc[mt][2 * k][3]);
-        pa[mt][2] = pack2<T>(sc[mt][2 * k + 1][0], sc[mt][2 * k + 1][1]);
-        pa[mt][3] = pack2<T>(sc[mt][2 * k + 1][2], sc[mt][2 * k + 1][3]);
-      }
-#pragma unroll
-      for (int d = 0; d < kDTiles; d += 2) {
-        uint32_t b[4];
-        const int key = 16 * k + (lane % 8) + 8 * ((lane / 8) % 2);
-        ldsm_x4_t(v_s + swz<D>(key, d + lane / 16), b[0], b[1], b[2], b[3]);
+      for (int k = 0; k < kPrefillBc / 16; ++k) {
+        uint32_t pa[2][4];
 #pragma unroll
         for (int mt = 0; mt < 2; ++mt) {
-          mma16816<T>(o[mt][d], pa[mt], b);
-          mma16816<T>(o[mt][d + 1], pa[mt], b + 2);
+          pa[mt][0] = pack2<T>(sc[mt][2 * k][0], sc[mt][2 * k][1]);
+          pa[mt][1] = pack2<T>(sc[mt][2 * k][2], sc[mt][2 * k][3]);
+          pa[mt][2] = pack2<T>(sc[mt][2 * k + 1][0], sc[mt][2 * k + 1][1]);
+          pa[mt][3] = pack2<T>(sc[mt][2 * k + 1][2], sc[mt][2 * k + 1][3]);
+        }
+#pragma unroll
+        for (int d = 0; d < kDTiles; d += 2) {
+          uint32_t b[4];
+          ldsm_x4_t((v_lane ^ (d << 4)) + k * 32 * D, b[0], b[1], b[2], b[3]);
+#pragma unroll
+          for (int mt = 0; mt < 2; ++mt) {
+            mma16816<T>(o[mt][d], pa[mt], b);
+            mma16816<T>(o[mt][d + 1], pa[mt], b + 2);
+          }
         }
       }
+    } else {
+      fp8_mid(j, next);
+    }
+    if constexpr (kFp8) {
+      if (j + 1 < num_tiles) store_tile(kOffV + next);
     }
   }
   if (!active) return;
 
-  // Normalise into the warp's own Q rows (no other warp reads them), then 16-byte stores.
+    // Normalise into the warp's own Q rows (no other warp reads them), then 16-byte stores.
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int mt = i / 2, h = i % 2;
@@ -379,8 +398,8 @@ __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps) attention_prefill_ker
   for (int i = lane; i < kPrefillWarpRows * kChunks; i += 32) {
     const int r = w0 + i / kChunks, c = i % kChunks;
     if (r >= rows) break;  // i grows with r
-    *reinterpret_cast<uint4*>(out + static_cast<int64_t>(q_begin + r0 + r) * a.num_heads * D + c * 8) =
-        *reinterpret_cast<const uint4*>(smem + swz<D>(r, c));
+    *reinterpret_cast<uint4*>(out + static_cast<int64_t>(q_begin + r0 + r) * a.num_heads * D +
+                              c * 8) = *reinterpret_cast<const uint4*>(smem + swz<D>(r, c));
   }
 }
 
@@ -389,7 +408,7 @@ cudaError_t launch_prefill_tiles(const AttentionArgs& a, cudaStream_t stream) {
   constexpr int kBr = kWarps * kPrefillWarpRows;
   const int q_tiles = (a.max_q_len + kBr - 1) / kBr;
   if (q_tiles == 0 || a.num_seqs == 0) return cudaSuccess;
-  const size_t smem = size_t(kBr + 2 * kPrefillBc) * D * sizeof(T) + 2 * kPrefillBc * 8;
+  const size_t smem = size_t(kBr + 4 * kPrefillBc) * D * sizeof(T) + 2 * kPrefillBc * 8;
   auto* kernel = attention_prefill_kernel<T, C, D, kWarps>;
   if (smem > 48 * 1024) {
     const cudaError_t err = cudaFuncSetAttribute(
