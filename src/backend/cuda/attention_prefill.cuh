@@ -6,23 +6,25 @@
 // share every K / V fragment), Bc = 64 keys per tile.
 //
 // One block (4 warps, Br 128; 2 warps, Br 64, when no sequence has more than 64 queries) per
-// (Br-query tile of sequence s, query head). Grid (Hq, S, tiles) with the tile slowest and
-// reversed: the latest query tiles (the most keys) of every head start first, and neighbouring
-// blocks share a KV head (GQA) in L2. Q stays in shared memory (32 rows x D per warp, re-read
-// with ldmatrix per key tile: 32 rows of Q fragments, S and O do not fit in 255 registers
-// together). K and V tiles are read through the block table with cp.async into swizzled shared
-// memory in two phases (flash-attention-2's order): V of tile j loads while S = Q K^T and the
-// softmax run, K of tile j+1 while O += P V runs. mma.sync m16n8k16 (half inputs, float32
-// accumulation); the online softmax (float32, exp2 with the scale folded into one FMA) lives in
-// the accumulator registers, each thread owning 4 rows; O is rescaled only when a row max of
-// the warp moved. Keys past a warp's last row (causal) or before its window are skipped per
-// warp; only tiles crossing a row's causal or window edge are masked. The output goes through
-// the warp's own Q rows in shared memory, then to global in 16-byte row-contiguous stores.
+// (Br-query tile of sequence s, query head); 255 registers, 2 blocks (8 warps) per SM. Grid
+// (Hq, S, tiles) with the tile slowest and reversed: the latest query tiles (the most keys) of
+// every head start first, and neighbouring blocks share a KV head (GQA) in L2. Q stays in
+// shared memory (32 rows x D per warp, re-read with ldmatrix per key tile: Q fragments, S and O
+// of 32 rows do not fit in 255 registers together). The block table is walked once per tile
+// (one division by the block size per key, by Bc threads, two tiles ahead) into shared memory;
+// K and V tiles are read with cp.async into swizzled shared memory, double-buffered: tile j+1
+// loads during tile j's math, one barrier per tile. mma.sync m16n8k16 (half inputs, float32
+// accumulation); ldmatrix addresses are one register per operand XORed per k-step. The online
+// softmax (float32, exp2 with the scale folded into one FMA) lives in the accumulator
+// registers, each thread owning 4 rows; S through O += P V is one basic block (no branch on
+// whether the max moved). Keys past a warp's last row (causal) or before its window are skipped
+// per warp; only tiles crossing a row's causal or window edge are masked. The output goes
+// through the warp's own Q rows in shared memory, then to global in 16-byte row stores.
 // Sequences with fewer than prefill_min_q queries are left to attention_decode_kernel.
 // An E4M3 cache (C = __nv_fp8_e4m3) cannot feed cp.async -> ldmatrix -> mma directly: each
-// thread loads its 8-byte chunks of the next phase's tile into registers one phase ahead,
-// converts them to T and stores them into the (then free) buffer after the barrier. The K scale
-// is folded into a.scale, the V scale multiplies the output.
+// thread loads its 8-byte chunks of tile j+1 into registers (K after the barrier, V after the
+// softmax), converts them to T and stores them into the free buffers (K before O += P V, V
+// after it). The K scale is folded into a.scale, the V scale multiplies the output.
 #pragma once
 
 #include <cstdint>
@@ -375,9 +377,8 @@ __global__ void __launch_bounds__(kWarps * 32, 8 / kWarps)
       if (j + 1 < num_tiles) store_tile(kOffV + next);
     }
   }
+  // Normalise into the warp's own Q rows (no other warp reads them), then 16-byte stores.
   if (!active) return;
-
-    // Normalise into the warp's own Q rows (no other warp reads them), then 16-byte stores.
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int mt = i / 2, h = i % 2;
