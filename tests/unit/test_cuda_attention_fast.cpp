@@ -1,5 +1,5 @@
 // The fast attention kernels (split-K decode, tensor-core prefill; D = 64 / 128) against the
-// CPU reference and against the generic kernel: T = 1, 3, 17, 257 and chunks crossing key
+// CPU reference and against the generic kernel: T = 1, 3, 17, 257, 620 and chunks crossing key
 // tiles, prefill and decodes mixed in one step, queries at the prefill threshold, GQA ratios
 // 1 / 3 / 4 / 8 / 32, block sizes 16 and 7, shuffled block tables, sliding windows, forced
 // split counts (partials merged by the combine kernel), fp16 and bf16, and an E4M3 (FP8) KV
