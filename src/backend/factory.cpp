@@ -8,7 +8,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/device.h"
 #include "model/presets.h"
-#include "dist/launch_env.h"
+#include "dist/launch.h"
 #include "dist/parallel_backend.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -23,10 +23,20 @@ std::unique_ptr<Backend> make_cuda_shard_backend(const BackendOptions& options,
                                                  dist::Communicator* host, int device);
 #endif
 
+dist::LaunchInfo launch_info(const BackendOptions& o) {
+  dist::LaunchFlags f;
+  f.tensor_parallel = o.tensor_parallel;
+  f.nnodes = o.nnodes;
+  f.node_rank = o.node_rank;
+  f.master_addr = o.master_addr;
+  f.master_port = o.master_port;
+  return dist::resolve_launch(f, dist::current_env());
+}
+
 namespace {
 
 std::unique_ptr<Backend> create_parallel_backend(const BackendOptions& o, bool use_cuda,
-                                                 const std::optional<dist::Rendezvous>& launch) {
+                                                 const dist::LaunchInfo& launch) {
   const dist::ParallelConfig parallel{o.tensor_parallel, o.expert_parallel};
   const std::string prefix = "synthetic:";
   const bool synthetic = o.model.rfind(prefix, 0) == 0;
@@ -34,18 +44,20 @@ std::unique_ptr<Backend> create_parallel_backend(const BackendOptions& o, bool u
       synthetic ? preset_from_spec(o.model.substr(prefix.size()))
                 : ModelConfig::from_file(std::filesystem::path(o.model) / "config.json");
   // Ranks that share this process share its cores.
-  const int ranks_here = launch ? 1 : o.tensor_parallel;
+  const int ranks_here = launch.local_ranks;
   const int threads = o.num_threads > 0 ? o.num_threads
                                         : std::max(1, omp_get_max_threads() / ranks_here);
   dist::ShardBuilder build;
   if (use_cuda) {
 #ifdef MIXSERVE_HAVE_CUDA
-    // One GPU per rank: threads of one process take devices 0..N-1; a process of a
-    // multi-process launch takes its rank modulo the GPUs it sees (MIXSERVE_TP_SAME_DEVICE=1:
-    // every rank on device 0, for tests on one GPU).
+    // One GPU per rank: local rank t of this process takes device first_device + t (several
+    // processes on one host under mpirun get disjoint devices), modulo the GPUs it sees.
+    // MIXSERVE_TP_SAME_DEVICE=1 puts every rank on device 0 (tests on one GPU).
     const int gpus = std::max(1, cuda_device_count());
-    build = [&o, gpus](const dist::ShardSpec& s, dist::Communicator& comm) {
-      return make_cuda_shard_backend(o, s, &comm, s.rank % gpus);
+    const int first_device = launch.first_device, rank_base = launch.rank_base;
+    build = [&o, gpus, first_device, rank_base](const dist::ShardSpec& s,
+                                                dist::Communicator& comm) {
+      return make_cuda_shard_backend(o, s, &comm, (first_device + s.rank - rank_base) % gpus);
     };
 #endif
   } else {
@@ -53,12 +65,11 @@ std::unique_ptr<Backend> create_parallel_backend(const BackendOptions& o, bool u
       return std::unique_ptr<Backend>(CpuBackend::load(o.model, threads, CpuShard{s, &comm}));
     };
   }
-  if (!launch) return dist::make_thread_parallel_backend(full, parallel, build);
-  log::info("rank ", launch->rank, " of ", launch->world_size, ": connecting to ",
-            launch->master_addr, ":", launch->master_port);
   // Sizes that do not divide fail here, on every rank, before any connection is made.
-  dist::make_shard(full, parallel, launch->rank);
-  return dist::run_process_rank(full, parallel, dist::connect_tcp(*launch), build);
+  dist::make_shard(full, parallel, launch.rank_base);
+  if (!launch.multi_process) return dist::make_thread_parallel_backend(full, parallel, build);
+  log::info(launch.describe());
+  return dist::run_process_ranks(full, parallel, dist::connect_local_ranks(launch), build);
 }
 
 }  // namespace
@@ -71,9 +82,8 @@ std::unique_ptr<Backend> create_backend(const BackendOptions& options) {
                  " must be at least 1");
   const bool synthetic = options.model.rfind("synthetic:", 0) == 0;
   const bool use_cuda = device == "cuda" || (device == "auto" && cuda_device_count() > 0);
-  const std::optional<dist::Rendezvous> launch = dist::launch_from_options(
-      options.nnodes, options.node_rank, options.master_addr, options.master_port);
-  const bool parallel = options.tensor_parallel > 1 || launch.has_value();
+  const dist::LaunchInfo launch = launch_info(options);
+  const bool parallel = options.tensor_parallel > 1 || launch.multi_process;
   if (options.expert_parallel && !parallel) {
     log::warn("--expert-parallel has no effect with --tensor-parallel 1 (one rank holds every "
               "expert)");

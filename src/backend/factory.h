@@ -26,13 +26,21 @@ struct BackendOptions {
   // Several ranks share the model (docs/parallelism.md).
   int tensor_parallel = 1;       // --tensor-parallel N: heads and expert FFN rows over N ranks
   bool expert_parallel = false;  // --expert-parallel: whole experts per rank in MoE layers
-  // Multi-process launches, one rank per process: --nnodes N (with --node-rank, --master-addr,
-  // --master-port), or mpirun's environment (OMPI_COMM_WORLD_RANK / _SIZE).
-  int nnodes = 1;
-  int node_rank = 0;
-  std::string master_addr = "127.0.0.1";
-  int master_port = 29500;
+  // Multi-process launches (dist/launch.h): --nnodes M processes running N/M ranks each
+  // (with --node-rank, --master-addr, --master-port), or mpirun's / torchrun's environment.
+  // Unset: 0, -1, "" and 0 (rank 0's address then defaults to MASTER_ADDR / MASTER_PORT, else
+  // 127.0.0.1:29500).
+  int nnodes = 0;
+  int node_rank = -1;
+  std::string master_addr;
+  int master_port = 0;
 };
+
+namespace dist {
+struct LaunchInfo;
+}
+// Where this process stands in the launch (flags + environment); throws on inconsistencies.
+dist::LaunchInfo launch_info(const BackendOptions& options);
 
 // The backend for the options. With --tensor-parallel N > 1 in one process: N shards as
 // threads behind one backend. In a multi-process launch, every process builds its rank; the

@@ -168,7 +168,8 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (m.prompt_tokens) usage_prompt_ = m.prompt_tokens;
     if (m.completion_tokens) usage_completion_ = m.completion_tokens;
-    if (!m.has_choice || m.text.empty()) return;
+    // A chunk with text (or, from a model without a tokenizer, token ids) is a token arrival.
+    if (!m.has_choice || (m.text.empty() && m.num_token_ids == 0)) return;
     const auto now = Clock::now();
     if (!record_.has_first_token) {
       record_.has_first_token = true;

@@ -95,6 +95,7 @@ ApiMessage parse_api_message(std::string_view data, ApiKind kind) {
       text = &c["message"]["content"];
     }
     if (text != nullptr && text->is_string()) m.text = text->get<std::string>();
+    if (c.contains("token_ids") && c["token_ids"].is_array()) m.num_token_ids = c["token_ids"].size();
     if (c.contains("finish_reason") && c["finish_reason"].is_string())
       m.finish_reason = c["finish_reason"].get<std::string>();
   }

@@ -52,6 +52,9 @@ struct ApiMessage {
   std::string error;                   // an {"error": ...} object, or unparsable JSON
   bool has_choice = false;             // choices[0] present
   std::string text;                    // choices[0].text / delta.content / message.content
+  // choices[0].token_ids: the tokens of this chunk, sent by servers of models without a
+  // tokenizer (mixserve on synthetic models; vLLM's return_token_ids), whose text is empty.
+  size_t num_token_ids = 0;
   std::optional<std::string> finish_reason;
   std::optional<int64_t> prompt_tokens, completion_tokens;  // from "usage"
 };

@@ -210,4 +210,22 @@ const std::vector<std::string>& prompt_words() {
   return kWords;
 }
 
+std::vector<WorkloadItem> with_fresh_prefixes(const std::vector<WorkloadItem>& items, int run,
+                                              int32_t vocab_size) {
+  MIXSERVE_CHECK(vocab_size > 4, "--vocab-size ", vocab_size, " leaves no ordinary token ids");
+  std::vector<WorkloadItem> out = items;
+  const int64_t span = vocab_size - 3;  // ids 0..2 are <unk>, <s>, </s>
+  for (WorkloadItem& it : out) {
+    if (!it.prompt_ids.empty()) {
+      const int64_t first = it.prompt_ids[0];
+      int64_t moved = 3 + ((first - 3) % span + span + int64_t{run} * 7919) % span;
+      if (moved == first) moved = 3 + (moved - 3 + 1) % span;
+      it.prompt_ids[0] = static_cast<int32_t>(moved);
+    } else {
+      it.prompt_text = "[run " + std::to_string(run) + "] " + it.prompt_text;
+    }
+  }
+  return out;
+}
+
 }  // namespace mixserve::bench

@@ -46,6 +46,12 @@ struct WorkloadItem {
 // used in order and cycled when num_requests exceeds them. Blank lines are skipped.
 std::vector<WorkloadItem> make_workload(const WorkloadSpec& spec);
 
+// The items again with prompts that share no prefix with `items` (nor with another `run`):
+// token prompts get another first id (>= 3, below vocab_size), text prompts a "[run N] " tag
+// in front. Lengths and output lengths are unchanged, so runs of a sweep stay comparable.
+std::vector<WorkloadItem> with_fresh_prefixes(const std::vector<WorkloadItem>& items, int run,
+                                              int32_t vocab_size);
+
 // The special ids of Llama/Mistral vocabularies (<unk>, <s>, </s>) plus the given ones.
 std::vector<int32_t> default_avoid_ids(int32_t bos_id, const std::vector<int32_t>& eos_ids);
 

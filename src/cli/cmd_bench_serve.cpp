@@ -123,9 +123,16 @@ int run(const ServeArgs& a) {
     load.request_rate = plans[i].rate;
     load.max_concurrency = plans[i].max_concurrency;
     load.seed = a.common.seed + 1000 + i;
-    log::info(plans[i].label, ": ", items.size(), " requests to ", load.url);
-    bench::ProgressBar bar(plans[i].label, int64_t(items.size()), bench::stderr_is_terminal());
-    const bench::LoadResult res = bench::run_load(load, items, &bar);
+    // Every run after the first gets prompts of the same lengths that share no prefix with
+    // earlier runs' (the same prompts again would find their KV blocks in the server's prefix
+    // cache and skip prefill). A --dataset is replayed as is.
+    const std::vector<bench::WorkloadItem> run_items =
+        i > 0 && spec.dataset.empty() ? bench::with_fresh_prefixes(items, int(i), spec.vocab_size)
+                                      : std::vector<bench::WorkloadItem>{};
+    const std::vector<bench::WorkloadItem>& use = run_items.empty() ? items : run_items;
+    log::info(plans[i].label, ": ", use.size(), " requests to ", load.url);
+    bench::ProgressBar bar(plans[i].label, int64_t(use.size()), bench::stderr_is_terminal());
+    const bench::LoadResult res = bench::run_load(load, use, &bar);
     bench::RunMetrics m = bench::compute_run_metrics(res.records, res.duration_s, a.common.slo());
     m.label = plans[i].label;
     if (!std::isinf(plans[i].rate)) m.params["request_rate"] = plans[i].rate;

@@ -4,7 +4,7 @@
 
 #include <filesystem>
 
-#include "dist/launch_env.h"
+#include "dist/launch.h"
 #include "util/log.h"
 
 namespace mixserve::cli {
@@ -23,35 +23,29 @@ void add_quantization_flags(CLI::App& app, BackendOptions& backend) {
 
 void add_parallel_flags(CLI::App& app, BackendOptions& backend) {
   app.add_option("--tensor-parallel", backend.tensor_parallel,
-                 "Ranks that share the model (alias -tp): attention heads and expert FFN rows split over N "
-                 "(threads on the CPU; one process per rank with --nnodes or mpirun)")
+                 "Ranks that share the model (alias -tp): attention heads and expert FFN rows "
+                 "split over N (threads of one process, or spread over --nnodes processes)")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   app.add_flag("--expert-parallel", backend.expert_parallel,
                "MoE layers: whole experts per rank instead of FFN rows (needs "
                "--tensor-parallel > 1 and experts divisible by it)");
   app.add_option("--nnodes", backend.nnodes,
-                 "Processes in a multi-process launch (one rank each); start every one with "
-                 "its --node-rank")
-      ->check(CLI::Range(1, 4096))
-      ->capture_default_str();
-  app.add_option("--node-rank", backend.node_rank, "This process's rank in [0, --nnodes)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+                 "Processes of a multi-process launch, each running tensor-parallel / nnodes "
+                 "ranks; start every one with its --node-rank (under mpirun: not needed)")
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--node-rank", backend.node_rank, "This process's index in [0, --nnodes)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--master-addr", backend.master_addr,
-                 "Address where rank 0 listens for the other ranks (also MASTER_ADDR under "
-                 "mpirun)")
-      ->capture_default_str();
+                 "Address where rank 0 listens for the other ranks (default MASTER_ADDR, else "
+                 "127.0.0.1)");
   app.add_option("--master-port", backend.master_port,
-                 "TCP port rank 0 listens on for the other ranks (also MASTER_PORT under mpirun)")
-      ->check(CLI::Range(1, 65535))
-      ->capture_default_str();
+                 "TCP port rank 0 listens on (default MASTER_PORT, else 29500)")
+      ->check(CLI::Range(1, 65535));
 }
 
 bool runs_rank_zero(const BackendOptions& backend) {
-  const std::optional<dist::Rendezvous> launch = dist::launch_from_options(
-      backend.nnodes, backend.node_rank, backend.master_addr, backend.master_port);
-  return !launch || launch->rank == 0;
+  return launch_info(backend).rank_base == 0;
 }
 
 void EngineFlags::add_to(CLI::App& app, bool model_required) {

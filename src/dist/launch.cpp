@@ -80,8 +80,10 @@ LaunchInfo resolve_launch(const LaunchFlags& flags, const EnvMap& env) {
   MIXSERVE_CHECK(n >= 1, "--tensor-parallel ", n, " must be at least 1");
   MIXSERVE_CHECK(flags.timeout_s > 0, "rendezvous timeout ", flags.timeout_s,
                  " s must be positive");
-  const auto mpi = from_launcher(env, "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK",
-                                 "OMPI_COMM_WORLD_LOCAL_RANK", "mpirun");
+  // Open MPI, else MPICH / Hydra (PMI_SIZE / PMI_RANK, MPI_LOCALRANKID).
+  auto mpi = from_launcher(env, "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK",
+                           "OMPI_COMM_WORLD_LOCAL_RANK", "mpirun");
+  if (!mpi) mpi = from_launcher(env, "PMI_SIZE", "PMI_RANK", "MPI_LOCALRANKID", "mpirun (PMI)");
   Placement place;
   if (flags.nnodes > 0) {
     MIXSERVE_CHECK(!mpi || mpi->processes == flags.nnodes, "--nnodes ", flags.nnodes,

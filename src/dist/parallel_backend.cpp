@@ -35,21 +35,31 @@ std::unique_ptr<Backend> make_thread_parallel_backend(const ModelConfig& full,
                                               std::move(workers));
 }
 
-std::unique_ptr<Backend> run_process_rank(const ModelConfig& full, const ParallelConfig& parallel,
-                                          std::unique_ptr<Communicator> comm,
-                                          const ShardBuilder& build) {
-  MIXSERVE_CHECK(comm->size() == parallel.tensor_parallel, "--tensor-parallel ",
-                 parallel.tensor_parallel, " but the launch has ", comm->size(),
-                 " ranks (one rank per process): start as many processes as "
-                 "--tensor-parallel says");
-  const int rank = comm->rank();
-  const ShardSpec spec = make_shard(full, parallel, rank);
-  std::unique_ptr<Backend> shard = build(spec, *comm);
-  if (rank == 0) {
-    return std::make_unique<DistributedBackend>(full, std::move(shard), std::move(comm), nullptr);
+std::unique_ptr<Backend> run_process_ranks(const ModelConfig& full, const ParallelConfig& parallel,
+                                           std::vector<std::unique_ptr<Communicator>> comms,
+                                           const ShardBuilder& build) {
+  MIXSERVE_CHECK(!comms.empty() && comms[0]->size() == parallel.tensor_parallel,
+                 "--tensor-parallel ", parallel.tensor_parallel, " but the launch has ",
+                 comms.empty() ? 0 : comms[0]->size(), " ranks");
+  std::unique_ptr<Communicator> first = std::move(comms[0]);
+  comms.erase(comms.begin());
+  const int rank = first->rank();
+  // Declared before `first` is used: destroyed after it, so that a failing rank of this
+  // process first breaks the group, then the other local ranks are joined.
+  std::unique_ptr<LocalWorkers> workers;
+  if (!comms.empty()) {
+    workers = std::make_unique<LocalWorkers>(
+        std::move(comms), [full, parallel, build](Communicator& comm) {
+          return build(make_shard(full, parallel, comm.rank()), comm);
+        });
   }
-  log::info("rank ", rank, " of ", comm->size(), ": serving rank 0's steps on ", shard->name());
-  run_worker(*shard, *comm);
+  std::unique_ptr<Backend> shard = build(make_shard(full, parallel, rank), *first);
+  if (rank == 0) {
+    return std::make_unique<DistributedBackend>(full, std::move(shard), std::move(first),
+                                                std::move(workers));
+  }
+  log::info("rank ", rank, " of ", first->size(), ": serving rank 0's steps on ", shard->name());
+  run_worker(*shard, *first);
   log::info("rank ", rank, ": shut down by rank 0");
   return nullptr;
 }

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "backend/backend.h"
 #include "dist/communicator.h"
@@ -22,12 +23,13 @@ std::unique_ptr<Backend> make_thread_parallel_backend(const ModelConfig& full,
                                                       const ParallelConfig& parallel,
                                                       const ShardBuilder& build);
 
-// This process's rank of a multi-process group (comm: its end, comm->size() ranks). Rank 0
-// gets a DistributedBackend; any other rank runs run_worker until rank 0 shuts it down and
-// gets nullptr (the caller then exits without starting an engine). Throws mixserve::Error
-// when a rank fails or rank 0 goes away.
-std::unique_ptr<Backend> run_process_rank(const ModelConfig& full, const ParallelConfig& parallel,
-                                          std::unique_ptr<Communicator> comm,
-                                          const ShardBuilder& build);
+// This process's ranks of a multi-process launch (comms: one per local rank, element 0 the
+// lowest; each comm->size() ranks in all). Local ranks 1.. run run_worker in threads. If this
+// process holds rank 0 it gets a DistributedBackend; otherwise its first rank runs run_worker
+// here until rank 0 shuts the group down, and it gets nullptr (the caller then exits without
+// starting an engine). Throws mixserve::Error when a rank fails or rank 0 goes away.
+std::unique_ptr<Backend> run_process_ranks(const ModelConfig& full, const ParallelConfig& parallel,
+                                           std::vector<std::unique_ptr<Communicator>> comms,
+                                           const ShardBuilder& build);
 
 }  // namespace mixserve::dist

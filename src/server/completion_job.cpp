@@ -70,9 +70,10 @@ void CompletionJob::on_event(size_t pi, StreamEvent& ev, std::string& out) {
       echo_ids = prompt.prompt_ids;
     }
     // A first chunk always goes out (it carries the chat role); later ones when they say
-    // something.
-    if (first || !text.empty() || !ev.logprobs.empty()) {
-      out += fmt_.chunk(int32_t(idx), text, ev.logprobs, echo_ids, c, first);
+    // something (for a model without a tokenizer: new token ids).
+    const bool ids_only = !fmt_.has_tokenizer() && !ev.token_ids.empty();
+    if (first || !text.empty() || !ev.logprobs.empty() || ids_only) {
+      out += fmt_.chunk(int32_t(idx), text, ev.logprobs, echo_ids, c, first, ev.token_ids);
       started_[idx] = true;
     }
   } else {

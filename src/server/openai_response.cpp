@@ -110,7 +110,7 @@ json chat_logprobs(const Tokenizer* tok, std::span<const TokenLogprobs> lps) {
 std::string ResponseFormatter::chunk(int32_t index, std::string_view text,
                                      std::span<const TokenLogprobs> logprobs,
                                      std::span<const int32_t> echo_ids, ChoiceState& state,
-                                     bool role) const {
+                                     bool role, std::span<const int32_t> token_ids) const {
   json choice = {{"index", index}};
   if (kind_ == ApiKind::kCompletion) {
     choice["text"] = std::string(text);
@@ -123,6 +123,9 @@ std::string ResponseFormatter::chunk(int32_t index, std::string_view text,
     delta["content"] = std::string(text);
     choice["delta"] = delta;
     choice["logprobs"] = logprobs_ ? chat_logprobs(tokenizer_, logprobs) : json(nullptr);
+  }
+  if (tokenizer_ == nullptr && !token_ids.empty()) {
+    choice["token_ids"] = std::vector<int32_t>(token_ids.begin(), token_ids.end());
   }
   choice["finish_reason"] = nullptr;
   json j = {{"id", id_},

@@ -48,9 +48,13 @@ class ResponseFormatter {
 
   // One SSE event ("data: {...}\n\n") with new output of choice `index`. For completions with
   // echo, `echo_ids` are prompt tokens listed (with null logprobs) before `logprobs`. `state`
-  // supplies and advances the running text offset. role: chat's first delta.
+  // supplies and advances the running text offset. role: chat's first delta. token_ids: the
+  // chunk's new tokens, listed as "token_ids" when the model has no tokenizer (its text is
+  // always empty, so the ids are the only way a streaming client sees tokens arrive).
   std::string chunk(int32_t index, std::string_view text, std::span<const TokenLogprobs> logprobs,
-                    std::span<const int32_t> echo_ids, ChoiceState& state, bool role) const;
+                    std::span<const int32_t> echo_ids, ChoiceState& state, bool role,
+                    std::span<const int32_t> token_ids = {}) const;
+  bool has_tokenizer() const { return tokenizer_ != nullptr; }
   // The finish chunk of choice `index`.
   std::string finish_chunk(int32_t index, const std::string& finish_reason) const;
   std::string usage_chunk(const UsageTotals& usage) const;

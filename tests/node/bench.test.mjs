@@ -159,8 +159,11 @@ test('bench serve: rate sweep against an OpenAI-compatible test server', async (
     assert.equal(s.body.ignore_eos, true);
     assert.equal(s.body.prompt.length, 16);
   }
-  // The same workload in both runs: the tokens the server was asked for, summed.
+  // The same workload in both runs (the tokens the server was asked for, summed), but no
+  // prompt of the second run repeats one of the first (the server's prefix cache).
   const asked = seen.slice(0, 12).reduce((a, s) => a + s.body.max_tokens, 0);
+  const first = new Set(seen.slice(0, 12).map((s) => s.body.prompt.join(',')));
+  for (const s of seen.slice(12)) assert.ok(!first.has(s.body.prompt.join(',')));
   for (const run of report.runs) {
     checkRun(run, { requests: 12, inputTokens: 12 * 16, outputTokens: asked });
     assert.equal(run.good_requests, 12);

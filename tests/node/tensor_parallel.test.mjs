@@ -1,5 +1,6 @@
 // Tensor / expert parallelism end to end on the tiny model (CPU ranks): `generate` with
-// --tensor-parallel 2 as threads, as two processes (--nnodes 2 --node-rank 0/1) and under
+// --tensor-parallel 2 as threads, as two processes (--nnodes 2 --node-rank 0/1; also 2 ranks
+// a process with -tp 4) and under
 // mpirun gives the TP=1 tokens; a size that does not divide is a clear error; a worker process
 // killed under a serving rank 0 makes rank 0's request fail instead of hang.
 import { test } from 'node:test';
@@ -58,6 +59,18 @@ test('two processes (--nnodes 2) match TP=1; the worker prints nothing and exits
   const port = String(await freePort());
   const launch = ['--tensor-parallel', '2', '--nnodes', '2', '--master-addr', '127.0.0.1',
     '--master-port', port];
+  const [r0, r1] = await Promise.all([
+    generate([...launch, '--node-rank', '0']),
+    generate([...launch, '--node-rank', '1']),
+  ]);
+  assert.deepEqual(JSON.parse(r0.stdout).token_ids, reference.token_ids);
+  assert.equal(r1.stdout, '');
+});
+
+test('two processes of two ranks each (-tp 4 --nnodes 2, EP) match TP=1', async () => {
+  const port = String(await freePort());
+  const launch = ['-tp', '4', '--expert-parallel', '--nnodes', '2', '--master-addr',
+    '127.0.0.1', '--master-port', port];
   const [r0, r1] = await Promise.all([
     generate([...launch, '--node-rank', '0']),
     generate([...launch, '--node-rank', '1']),

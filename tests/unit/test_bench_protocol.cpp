@@ -77,6 +77,11 @@ TEST(BenchProtocol, ParsesChunksUsageAndErrors) {
   m = parse_api_message(R"({"choices":[{"delta":{"role":"assistant"}}]})", ApiKind::kChat);
   EXPECT_TRUE(m.has_choice);
   EXPECT_TRUE(m.text.empty());  // a role-only delta carries no token
+  EXPECT_EQ(m.num_token_ids, 0u);
+  m = parse_api_message(R"({"choices":[{"index":0,"text":"","token_ids":[5,9,2]}]})",
+                        ApiKind::kCompletions);  // a model without a tokenizer
+  EXPECT_TRUE(m.text.empty());
+  EXPECT_EQ(m.num_token_ids, 3u);
   m = parse_api_message(R"({"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34}})",
                         ApiKind::kCompletions);
   EXPECT_FALSE(m.has_choice);

@@ -35,6 +35,36 @@ TEST(BenchWorkload, ParsesLengthSpecs) {
   }
 }
 
+// Runs of a rate sweep must not hit the server's prefix cache with an earlier run's prompts.
+TEST(BenchWorkload, FreshPrefixesKeepLengthsAndShareNoPrefix) {
+  WorkloadSpec spec;
+  spec.num_requests = 50;
+  spec.input = LengthSpec::parse("uniform:1:40", "--input-len");
+  spec.output = LengthSpec::parse("uniform:1:9", "--output-len");
+  spec.vocab_size = 100;
+  const std::vector<WorkloadItem> items = make_workload(spec);
+  std::set<int32_t> firsts;
+  for (const auto& it : items) firsts.insert(it.prompt_ids[0]);
+  for (int run : {1, 2, 3}) {
+    const std::vector<WorkloadItem> fresh = with_fresh_prefixes(items, run, spec.vocab_size);
+    ASSERT_EQ(fresh.size(), items.size());
+    for (size_t k = 0; k < items.size(); ++k) {
+      EXPECT_EQ(fresh[k].input_len, items[k].input_len);
+      EXPECT_EQ(fresh[k].output_len, items[k].output_len);
+      ASSERT_EQ(fresh[k].prompt_ids.size(), items[k].prompt_ids.size());
+      EXPECT_NE(fresh[k].prompt_ids[0], items[k].prompt_ids[0]) << "run " << run;
+      EXPECT_GE(fresh[k].prompt_ids[0], 3);
+      EXPECT_LT(fresh[k].prompt_ids[0], 100);
+      EXPECT_TRUE(std::equal(fresh[k].prompt_ids.begin() + 1, fresh[k].prompt_ids.end(),
+                             items[k].prompt_ids.begin() + 1));
+    }
+  }
+  WorkloadItem text;
+  text.prompt_text = "hello";
+  EXPECT_EQ(with_fresh_prefixes({text}, 2, 100)[0].prompt_text, "[run 2] hello");
+  EXPECT_THROW(with_fresh_prefixes(items, 1, 4), Error);
+}
+
 TEST(BenchWorkload, FixedLengthTokenPromptsAreExactSeededAndAvoidSpecialIds) {
   WorkloadSpec spec;
   spec.input = LengthSpec::parse("37", "x");

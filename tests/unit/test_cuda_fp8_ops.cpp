@@ -92,8 +92,10 @@ TEST(CudaFp8, GemmMatchesReference) {
 
 TEST(CudaFp8, WeightQuantizationIsBitEqualToHost) {
   MIXSERVE_SKIP_WITHOUT_GPU();
-  for (DType dt : {DType::kBF16, DType::kF16}) {
-    const int64_t R = 37, C = 300;
+  // C = 300: the two-pass kernel; 304 and 4096: the one-pass register kernel (C % 8 == 0).
+  for (const auto& [dt, C] : {std::pair{DType::kBF16, int64_t{300}}, {DType::kF16, int64_t{300}},
+                              {DType::kBF16, int64_t{304}}, {DType::kF16, int64_t{4096}}}) {
+    const int64_t R = 37;
     std::vector<float> v = rounded(random_vector(R * C, 0.3f), dt);
     for (int64_t c = 0; c < C; ++c) v[5 * C + c] = 0.0f;
     const Quantized ref = quantize(v, R, C);
@@ -109,7 +111,8 @@ TEST(CudaFp8, RmsNormQuantizesEachRow) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   const DType dt = DType::kBF16;
   for (int R : {1, 3, 17}) {
-    for (int H : {200, 4096}) {
+    // H % 4 == 0: the one-pass register kernel (1 and 4 chunks a thread); 202: three passes.
+    for (int H : {200, 4096, 202}) {
       const std::vector<float> x = random_vector(size_t(R) * H),
                                delta = random_vector(size_t(R) * H);
       const std::vector<float> w = rounded(random_vector(H, 0.3f), dt);

@@ -61,6 +61,22 @@ TEST(OpenAiResponse, ChatFirstDeltaCarriesTheRole) {
   EXPECT_EQ(fin["choices"][0]["finish_reason"], "stop");
 }
 
+// A model without a tokenizer streams empty text: its chunks list the token ids instead, and
+// only then (a model with a tokenizer never sends the field).
+TEST(OpenAiResponse, ChunksOfModelsWithoutTokenizerCarryTokenIds) {
+  ResponseFormatter f(ApiKind::kCompletion, "c", 1, "synthetic", nullptr, false, false);
+  ChoiceState st;
+  const std::vector<int32_t> ids = {17, 4};
+  const json j = event_json(f.chunk(0, "", {}, {}, st, false, ids));
+  EXPECT_EQ(j["choices"][0]["text"], "");
+  EXPECT_EQ(j["choices"][0]["token_ids"], json::array({17, 4}));
+  EXPECT_FALSE(event_json(f.chunk(0, "", {}, {}, st, false))["choices"][0].contains("token_ids"));
+  testing::FakeTokenizer tok;
+  ResponseFormatter g(ApiKind::kCompletion, "c", 1, "m", &tok, false, false);
+  EXPECT_FALSE(event_json(g.chunk(0, "ab", {}, {}, st, false, ids))["choices"][0].contains(
+      "token_ids"));
+}
+
 TEST(OpenAiResponse, LegacyLogprobsWithEchoAndOffsets) {
   testing::FakeTokenizer tok;  // id i > 0 is two letters
   ResponseFormatter f(ApiKind::kCompletion, "c", 1, "m", &tok, true, false);

@@ -116,13 +116,19 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
     }
   };
   constexpr int kStep = kStreams * kDecodeUnroll;
-  // Software pipelining: the next iteration's table entries and K/V are in flight while this
-  // one's scores and softmax are computed (the chain table -> K/V is two memory latencies).
+  // E4M3 caches pipeline the loads: the next iteration's table entries and K/V are in flight
+  // while this one's scores and softmax are computed (the chain table -> K/V is two memory
+  // latencies). 16-byte bf16/fp16 chunks would need twice the registers and spill.
+  constexpr bool kPipelined = sizeof(C) == 1;
   Chunk kr[kDecodeUnroll], vr[kDecodeUnroll];
-  if (lo < hi) load(lo, kr, vr);
+  if (kPipelined && lo < hi) load(lo, kr, vr);
   for (int base = lo; base < hi; base += kStep) {
     Chunk kn[kDecodeUnroll], vn[kDecodeUnroll];
-    if (base + kStep < hi) load(base + kStep, kn, vn);
+    if (!kPipelined) {
+      load(base, kr, vr);
+    } else if (base + kStep < hi) {
+      load(base + kStep, kn, vn);
+    }
     float s[kDecodeUnroll][HG];
 #pragma unroll
     for (int u = 0; u < kDecodeUnroll; ++u) {
@@ -161,10 +167,12 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
       }
       m[h] = m_new;
     }
+    if (kPipelined) {
 #pragma unroll
-    for (int u = 0; u < kDecodeUnroll; ++u) {
-      kr[u] = kn[u];
-      vr[u] = vn[u];
+      for (int u = 0; u < kDecodeUnroll; ++u) {
+        kr[u] = kn[u];
+        vr[u] = vn[u];
+      }
     }
   }
 

@@ -92,6 +92,7 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
     moe_fp8_unscaled_ = std::string(env) != "0";
   }
   batched_ = std::make_unique<CublasBatched>();
+  if (options.fp8) batched_fp8_ = std::make_unique<CublasLtBatchedFp8>();
   moe_groups_.reset(3 * kMaxExperts * sizeof(int32_t) + 6 * kMaxExperts * sizeof(void*));
 
   size_t free_b = 0, total_b = 0;

@@ -4,9 +4,9 @@
 // Per step: the BatchPlan's arrays go to the device in one copy from a pinned buffer, all work
 // runs on one stream, and the logits of plan.logits_rows come back as float32 (forward) or
 // are sampled on the device (forward_and_sample, sampling.h). Steps of at most
-// kPaddedMoeMaxRows (token, expert) pairs run the experts as two strided-batched GEMMs over a
-// padded layout (moe_padded.h) with no host sync; larger steps read the per-expert counts back
-// once per MoE layer. Decode-only steps are padded to a bucket (1, 2, 4, ... tokens) and, unless
+// kPaddedMoeMaxRows (token, expert) pairs run the experts as two batched GEMMs over a padded
+// layout (moe_padded.h; FP8: moe_padded_fp8.h) with no host sync; larger steps read the
+// per-expert counts back once per MoE layer. Decode-only steps are padded to a bucket (1, 2, 4, ... tokens) and, unless
 // enforce_eager, replayed as a CUDA graph captured per (bucket, block-table width).
 //
 // KV cache: one allocation [L, 2 (K, V), N, Hkv, D] in the weight dtype, N = num_blocks *
@@ -32,6 +32,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cublas_batched.h"
+#include "backend/cuda/cublaslt_batched_fp8.h"
 #include "backend/cuda/cublaslt_gemm.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/cuda_weights.h"
@@ -126,6 +127,12 @@ class CudaBackend : public Backend {
   // wo GEMM of the attention output into delta, then the FFN's add + norm.
   void o_proj_and_norm(int layer, int T);
   void moe_padded(int layer, int T);
+  // FP8 MoE of small steps as G groups of T rows, no host sync (cuda_moe_padded_fp8.cpp): the
+  // kind of batched GEMM a step of T tokens can use, and the layer's FFN that way (false: the
+  // step does not qualify and nothing was enqueued).
+  enum class Fp8Grouped { kNone, kPointerArray, kStrided };
+  Fp8Grouped fp8_grouped_mode(int T) const;
+  bool moe_padded_fp8(int layer, int T);
   // Expert GEMMs of large MoE steps: experts round-robin over `lanes` streams forked from
   // stream_ (cuda_moe_lanes.cpp). A lane runs w13 -> SiLU·mul -> w2 of its experts.
   int moe_lanes(int active_experts) const;
@@ -203,6 +210,7 @@ class CudaBackend : public Backend {
   // in SiLU·mul and after w2 (BF16 only); MIXSERVE_FP8_UNSCALED=0 keeps cuBLASLt's scales.
   bool moe_fp8_unscaled_ = true;
   std::unique_ptr<CublasBatched> batched_;  // the grouped MoE GEMMs
+  std::unique_ptr<CublasLtBatchedFp8> batched_fp8_;  // the same under FP8 (null otherwise)
   // Grouped MoE: group_expert, group_count, expert_group [kMaxExperts] int32 each, then the
   // [6, G] operand pointers. Allocated once: CUDA graphs hold its address.
   DeviceBuffer moe_groups_;

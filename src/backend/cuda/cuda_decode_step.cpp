@@ -37,8 +37,6 @@ int CudaBackend::num_decode_graphs() const {
 }
 
 int CudaBackend::decode_bucket(const BatchPlan& plan) const {
-  // FP8 projections run eagerly: their MoE layer reads the expert counts back to the host.
-  if (options_.fp8) return 0;
   const int T = plan.num_tokens();
   if (T != plan.num_seqs() || static_cast<int>(plan.logits_rows.size()) != T) return 0;
   for (int t = 0; t < T; ++t) {
@@ -47,6 +45,8 @@ int CudaBackend::decode_bucket(const BatchPlan& plan) const {
   const int bucket = next_pow2(T);
   if (bucket > kMaxBucket) return 0;
   if (config_.moe && bucket * config_.num_experts_per_tok > options_.moe_padded_max_rows) return 0;
+  // FP8 MoE layers are sync-free only where the grouped FP8 GEMMs exist for the bucket.
+  if (options_.fp8 && config_.moe && fp8_grouped_mode(bucket) == Fp8Grouped::kNone) return 0;
   return bucket;
 }
 

@@ -7,10 +7,23 @@ cudaError_t quantize_rows_fp8(const void* src, DType dt, int64_t R, int C, uint8
                               float* scales, cudaStream_t stream) {
   if (R <= 0) return cudaSuccess;
   if (R > 0x7fffffff) return cudaErrorInvalidValue;
+  const int chunks_per_thread = (C / 8 + kQuantThreads - 1) / kQuantThreads;
+  const bool vec = C % 8 == 0 && chunks_per_thread <= 4 &&
+                   reinterpret_cast<uintptr_t>(src) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(q) % 8 == 0;
+  const unsigned grid = static_cast<unsigned>(R);
   return dispatch_half_type(dt, [&](auto tag) {
     using T = decltype(tag);
-    quantize_rows_fp8_kernel<T><<<static_cast<unsigned>(R), kQuantThreads, 0, stream>>>(
-        static_cast<const T*>(src), C, q, scales);
+    const T* s = static_cast<const T*>(src);
+    if (!vec) {
+      quantize_rows_fp8_kernel<T><<<grid, kQuantThreads, 0, stream>>>(s, C, q, scales);
+    } else if (chunks_per_thread <= 1) {
+      quantize_rows_fp8_vec_kernel<T, 1><<<grid, kQuantThreads, 0, stream>>>(s, C, q, scales);
+    } else if (chunks_per_thread <= 2) {
+      quantize_rows_fp8_vec_kernel<T, 2><<<grid, kQuantThreads, 0, stream>>>(s, C, q, scales);
+    } else {
+      quantize_rows_fp8_vec_kernel<T, 4><<<grid, kQuantThreads, 0, stream>>>(s, C, q, scales);
+    }
     return cudaGetLastError();
   });
 }
@@ -19,10 +32,33 @@ cudaError_t add_rms_norm_fp8(float* x, const float* delta, int R, int H, const v
                              void* out_half, uint8_t* q, float* scales, DType dt,
                              cudaStream_t stream) {
   if (R <= 0) return cudaSuccess;
+  // Rows of float4 chunks that fit the registers take the one-pass kernel.
+  const int chunks_per_thread = (H / 4 + kQuantThreads - 1) / kQuantThreads;
+  const auto aligned = [](const void* p, uintptr_t a) {
+    return reinterpret_cast<uintptr_t>(p) % a == 0;
+  };
+  const bool vec = H % 4 == 0 && chunks_per_thread <= 8 && aligned(x, 16) && aligned(delta, 16) &&
+                   aligned(w, 8) && aligned(out_half, 8) && aligned(q, 4);
   return dispatch_half_type(dt, [&](auto tag) {
     using T = decltype(tag);
-    add_rms_norm_fp8_kernel<T><<<R, kQuantThreads, 0, stream>>>(
-        x, delta, H, static_cast<const T*>(w), eps, static_cast<T*>(out_half), q, scales);
+    const T* wt = static_cast<const T*>(w);
+    T* oh = static_cast<T*>(out_half);
+    if (!vec) {
+      add_rms_norm_fp8_kernel<T>
+          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales);
+    } else if (chunks_per_thread <= 1) {
+      add_rms_norm_fp8_vec_kernel<T, 1>
+          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales);
+    } else if (chunks_per_thread <= 2) {
+      add_rms_norm_fp8_vec_kernel<T, 2>
+          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales);
+    } else if (chunks_per_thread <= 4) {
+      add_rms_norm_fp8_vec_kernel<T, 4>
+          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales);
+    } else {
+      add_rms_norm_fp8_vec_kernel<T, 8>
+          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales);
+    }
     return cudaGetLastError();
   });
 }

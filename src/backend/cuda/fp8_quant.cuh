@@ -59,6 +59,47 @@ __global__ void quantize_rows_fp8_kernel(const T* src, int C, uint8_t* q, float*
   if (threadIdx.x == 0) scales[r] = si.x;
 }
 
+// The same with the row in registers: 16-byte loads of 8 values, kChunks a thread
+// (C % 8 == 0, C <= 8 * kChunks * kQuantThreads); one read pass instead of two.
+template <typename T, int kChunks>
+__global__ void quantize_rows_fp8_vec_kernel(const T* src, int C, uint8_t* q, float* scales) {
+  const int64_t r = blockIdx.x;
+  const uint4* s = reinterpret_cast<const uint4*>(src + r * C);
+  const int chunks = C / 8;
+  float v[kChunks][8];
+  float amax = 0.0f;
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = c * kQuantThreads + threadIdx.x;
+    if (i < chunks) {
+      const uint4 raw = s[i];
+      const T* t = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        v[c][j] = to_float(t[j]);
+        amax = fmaxf(amax, fabsf(v[c][j]));
+      }
+    }
+  }
+  const float2 si = fp8_row_scale(block_reduce<true>(amax));
+  uint2* d = reinterpret_cast<uint2*>(q + r * C);
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = c * kQuantThreads + threadIdx.x;
+    if (i < chunks) {
+      uint32_t w[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        w[h] = 0;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) w[h] |= uint32_t{to_e4m3(v[c][4 * h + j] * si.y)} << (8 * j);
+      }
+      d[i] = make_uint2(w[0], w[1]);
+    }
+  }
+  if (threadIdx.x == 0) scales[r] = si.x;
+}
+
 // One block per row.  x, delta: [R, H] float; w: [H]; out_half: [R, H] or null; q: [R, H]
 template <typename T>
 __global__ void add_rms_norm_fp8_kernel(float* x, const float* delta, int H, const T* w, float eps,
@@ -85,6 +126,74 @@ __global__ void add_rms_norm_fp8_kernel(float* x, const float* delta, int H, con
   const float2 si = fp8_row_scale(block_reduce<true>(amax));
   for (int i = threadIdx.x; i < H; i += blockDim.x) {
     q[r * H + i] = to_e4m3(to_float(w[i]) * (xr[i] * inv_rms) * si.y);
+  }
+  if (threadIdx.x == 0) scales[r] = si.x;
+}
+
+// The same with the row in registers: one read pass of float4 loads, kChunks float4 chunks a
+// thread (H % 4 == 0, H <= 4 * kChunks * kQuantThreads). The three-pass kernel above reads
+// the row three times with 4-byte loads (~17 us a row at batch 1, docs/perf/NOTES.md).
+template <typename T, int kChunks>
+__global__ void add_rms_norm_fp8_vec_kernel(float* x, const float* delta, int H, const T* w,
+                                            float eps, T* out_half, uint8_t* q, float* scales) {
+  const int64_t r = blockIdx.x;
+  float4* xr = reinterpret_cast<float4*>(x + r * H);
+  const float4* dr = delta ? reinterpret_cast<const float4*>(delta + r * H) : nullptr;
+  const int chunks = H / 4;
+  float4 v[kChunks];
+  float sum_sq = 0.0f;
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = c * kQuantThreads + threadIdx.x;
+    if (i < chunks) {
+      float4 a = xr[i];
+      if (dr) {
+        const float4 d = dr[i];
+        a.x += d.x;
+        a.y += d.y;
+        a.z += d.z;
+        a.w += d.w;
+        xr[i] = a;
+      }
+      v[c] = a;
+      sum_sq += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
+    }
+  }
+  const float inv_rms = 1.0f / sqrtf(block_reduce<false>(sum_sq) / static_cast<float>(H) + eps);
+  float amax = 0.0f;
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = c * kQuantThreads + threadIdx.x;
+    if (i < chunks) {
+      const uint2 wraw = reinterpret_cast<const uint2*>(w)[i];
+      const T* wt = reinterpret_cast<const T*>(&wraw);
+      float4& n = v[c];
+      n.x = to_float(wt[0]) * (n.x * inv_rms);
+      n.y = to_float(wt[1]) * (n.y * inv_rms);
+      n.z = to_float(wt[2]) * (n.z * inv_rms);
+      n.w = to_float(wt[3]) * (n.w * inv_rms);
+      if (out_half) {
+        uint2 hraw;
+        T* ht = reinterpret_cast<T*>(&hraw);
+        ht[0] = from_float<T>(n.x);
+        ht[1] = from_float<T>(n.y);
+        ht[2] = from_float<T>(n.z);
+        ht[3] = from_float<T>(n.w);
+        reinterpret_cast<uint2*>(out_half + r * H)[i] = hraw;
+      }
+      amax = fmaxf(amax, fmaxf(fmaxf(fabsf(n.x), fabsf(n.y)), fmaxf(fabsf(n.z), fabsf(n.w))));
+    }
+  }
+  const float2 si = fp8_row_scale(block_reduce<true>(amax));
+  uint32_t* qr = reinterpret_cast<uint32_t*>(q + r * H);
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = c * kQuantThreads + threadIdx.x;
+    if (i < chunks) {
+      const float4 n = v[c];
+      qr[i] = uint32_t{to_e4m3(n.x * si.y)} | uint32_t{to_e4m3(n.y * si.y)} << 8 |
+              uint32_t{to_e4m3(n.z * si.y)} << 16 | uint32_t{to_e4m3(n.w * si.y)} << 24;
+    }
   }
   if (threadIdx.x == 0) scales[r] = si.x;
 }

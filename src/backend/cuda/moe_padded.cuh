@@ -2,27 +2,15 @@
 #pragma once
 
 #include "backend/cuda/dtype_traits.cuh"
+#include "backend/cuda/moe_groups.cuh"
 #include "backend/cuda/moe_padded.h"
 
 namespace mixserve::cuda {
 
 __global__ void moe_group_experts_kernel(MoeGroupArgs a) {
-  int g = 0;
-  for (int e = 0; e < a.E; ++e) {
-    a.expert_group[e] = -1;
-    if (a.counts[e] > 0 && g < a.G) {
-      a.group_expert[g] = e;
-      a.group_count[g] = a.counts[e];
-      a.expert_group[e] = g++;
-    }
-  }
-  const int first = g > 0 ? a.group_expert[0] : 0;
-  for (; g < a.G; ++g) {
-    a.group_expert[g] = first;
-    a.group_count[g] = 0;
-  }
+  assign_moe_groups(a.counts, a.E, a.G, a.group_expert, a.group_count, a.expert_group);
   const size_t C = a.C, H = a.H, F = a.F, el = a.elem;
-  for (g = 0; g < a.G; ++g) {
+  for (int g = 0; g < a.G; ++g) {
     const size_t e = a.group_expert[g], row0 = g * C;
     a.ptrs[0 * a.G + g] = static_cast<const char*>(a.gathered) + row0 * H * el;
     a.ptrs[1 * a.G + g] = static_cast<const char*>(a.w13) + e * 2 * F * H * el;

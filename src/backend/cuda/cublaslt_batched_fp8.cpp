@@ -1,0 +1,160 @@
+#include "backend/cuda/cublaslt_batched_fp8.h"
+
+#include <cublasLt.h>
+
+#include "backend/cuda/cuda_check.h"
+#include "util/error.h"
+
+namespace mixserve::cuda {
+namespace {
+
+void check(cublasStatus_t st, const char* what) {
+  if (st != CUBLAS_STATUS_SUCCESS) {
+    throw_error("cuBLASLt batched FP8 GEMM: ", what, " failed: ", cublasLtGetStatusName(st), " (",
+                cublasLtGetStatusString(st), ")");
+  }
+}
+
+cudaDataType_t out_type(DType t) {
+  switch (t) {
+    case DType::kBF16:
+      return CUDA_R_16BF;
+    case DType::kF16:
+      return CUDA_R_16F;
+    case DType::kF32:
+      return CUDA_R_32F;
+    default:
+      throw_error("cuBLASLt batched FP8 GEMM: unsupported output dtype ", dtype_name(t));
+  }
+}
+
+}  // namespace
+
+struct CublasLtBatchedFp8::Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  ~Plan() {
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+CublasLtBatchedFp8::CublasLtBatchedFp8(size_t workspace_bytes)
+    : workspace_bytes_(workspace_bytes) {
+  cublasLtHandle_t h = nullptr;
+  check(cublasLtCreate(&h), "cublasLtCreate");
+  handle_ = h;
+  MIXSERVE_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
+}
+
+CublasLtBatchedFp8::~CublasLtBatchedFp8() {
+  plans_.clear();
+  if (workspace_) cudaFree(workspace_);
+  if (handle_) cublasLtDestroy(static_cast<cublasLtHandle_t>(handle_));
+}
+
+CublasLtBatchedFp8::Plan* CublasLtBatchedFp8::plan_for(const Key& key) {
+  if (auto it = plans_.find(key); it != plans_.end()) return it->second.get();
+  const auto [mode, M, N, K, batch, out_i, sx, sw, sy] = key;
+  const cudaDataType_t in = CUDA_R_8F_E4M3, out = out_type(static_cast<DType>(out_i));
+  auto plan = std::make_unique<Plan>();
+  // Column-major view, as CublasLtGemm: Y^T [N, M] = W (col-major [K, N], transposed) · X^T.
+  check(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
+  const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+  check(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a,
+                                       sizeof(trans_a)),
+        "TRANSA");
+  check(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b,
+                                       sizeof(trans_b)),
+        "TRANSB");
+  check(cublasLtMatrixLayoutCreate(&plan->a, in, K, N, K), "layout A");
+  check(cublasLtMatrixLayoutCreate(&plan->b, in, K, M, K), "layout B");
+  check(cublasLtMatrixLayoutCreate(&plan->c, out, N, M, N), "layout C");
+  const int32_t count = batch;
+  const uint32_t bmode = mode == int(Mode::kPointerArray) ? CUBLASLT_BATCH_MODE_POINTER_ARRAY
+                                                          : CUBLASLT_BATCH_MODE_STRIDED;
+  const std::pair<cublasLtMatrixLayout_t, int64_t> layouts[] = {
+      {plan->a, sw}, {plan->b, sx}, {plan->c, sy}};
+  for (const auto& [layout, stride] : layouts) {
+    check(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count,
+                                           sizeof(count)),
+          "BATCH_COUNT");
+    check(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_MODE, &bmode,
+                                           sizeof(bmode)),
+          "BATCH_MODE");
+    if (mode == int(Mode::kStrided)) {
+      check(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                             &stride, sizeof(stride)),
+            "STRIDED_BATCH_OFFSET");
+    }
+  }
+  cublasLtMatmulPreference_t pref = nullptr;
+  check(cublasLtMatmulPreferenceCreate(&pref), "preference");
+  const uint64_t ws = workspace_bytes_;
+  const uint32_t align = 16;  // what the callers guarantee of every operand
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                       sizeof(ws));
+  for (auto attr :
+       {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+    cublasLtMatmulPreferenceSetAttribute(pref, attr, &align, sizeof(align));
+  }
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t st =
+      cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(handle_), plan->desc, plan->a,
+                                     plan->b, plan->c, plan->c, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0) plan.reset();
+  if (plan) plan->algo = result.algo;
+  return plans_.emplace(key, std::move(plan)).first->second.get();
+}
+
+bool CublasLtBatchedFp8::supported(Mode mode, int M, int N, int K, int batch, DType out) {
+  if (M <= 0 || N <= 0 || K <= 0 || K % 16 != 0 || batch <= 0) return false;
+  const int64_t sx = mode == Mode::kStrided ? int64_t{M} * K : 0;
+  const int64_t sw = mode == Mode::kStrided ? int64_t{N} * K : 0;
+  const int64_t sy = mode == Mode::kStrided ? int64_t{M} * N : 0;
+  return plan_for({int(mode), M, N, K, batch, int(out), sx, sw, sy}) != nullptr;
+}
+
+void CublasLtBatchedFp8::run(const Key& key, const void* x, const void* w, void* y,
+                             cudaStream_t stream) {
+  Plan* p = plan_for(key);
+  const auto [mode, M, N, K, batch, out_i, sx, sw, sy] = key;
+  if (p == nullptr) {
+    throw_error("cuBLASLt: no algorithm for the ",
+                mode == int(Mode::kPointerArray) ? "pointer-array" : "strided",
+                " batched FP8 GEMM ",
+                batch, " x [", M, " x ", K, "] x [", N, " x ", K, "]^T -> ",
+                dtype_name(static_cast<DType>(out_i)),
+                " (run with --moe-padded-max-rows 0 to use the per-expert GEMMs)");
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  check(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p->desc, &alpha, w, p->a, x, p->b,
+                       &beta, y, p->c, y, p->c, &p->algo, workspace_, workspace_bytes_, stream),
+        "cublasLtMatmul");
+}
+
+void CublasLtBatchedFp8::matmul_pointers(const void* const* x, const void* const* w,
+                                         void* const* y, int M, int N, int K, int batch,
+                                         DType out, cudaStream_t stream) {
+  if (M <= 0 || N <= 0 || batch <= 0) return;
+  MIXSERVE_CHECK(K % 16 == 0, "FP8 GEMM: K (", K, ") must be a multiple of 16 (cuBLASLt FP8)");
+  run({int(Mode::kPointerArray), M, N, K, batch, int(out), 0, 0, 0}, x, w, const_cast<void**>(y),
+      stream);
+}
+
+void CublasLtBatchedFp8::matmul_strided(const uint8_t* x, int64_t x_stride, const uint8_t* w,
+                                        int64_t w_stride, void* y, int64_t y_stride, int M, int N,
+                                        int K, int batch, DType out, cudaStream_t stream) {
+  if (M <= 0 || N <= 0 || batch <= 0) return;
+  MIXSERVE_CHECK(K % 16 == 0, "FP8 GEMM: K (", K, ") must be a multiple of 16 (cuBLASLt FP8)");
+  run({int(Mode::kStrided), M, N, K, batch, int(out), x_stride, w_stride, y_stride}, x, w, y,
+      stream);
+}
+
+}  // namespace mixserve::cuda

@@ -1,0 +1,61 @@
+// Batched FP8 GEMMs of the grouped MoE (moe_padded_fp8.h) through cuBLASLt: for b in
+// [0, batch), y[b] [M, N] = sum_k x[b][m, k] w[b][n, k] with E4M3 operands, float32
+// accumulation and NO scaling (raw sums: the kernels after the GEMM apply the per-token and
+// per-channel scales, which a batch of different experts could not share one scale vector for).
+// Same layout as CublasLtGemm: row-major x [M, K], w [N, K] (nn.Linear's), y [M, N].
+//
+// Two ways to find each entry's operands, both fixed at enqueue time and so capturable:
+//   pointer arrays: device arrays of `batch` pointers, filled by a kernel from the routing (any
+//     expert per entry: a batch-1 step reads only its K experts' weights);
+//   strided: base pointers and element strides (entry b = expert b of all E).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <tuple>
+
+#include "model/dtype.h"
+
+namespace mixserve::cuda {
+
+class CublasLtBatchedFp8 {
+ public:
+  enum class Mode { kPointerArray = 0, kStrided = 1 };
+
+  explicit CublasLtBatchedFp8(size_t workspace_bytes = size_t{32} << 20);
+  ~CublasLtBatchedFp8();
+  CublasLtBatchedFp8(const CublasLtBatchedFp8&) = delete;
+  CublasLtBatchedFp8& operator=(const CublasLtBatchedFp8&) = delete;
+
+  // Whether cuBLASLt offers an algorithm for this batched shape on this device (the answer is
+  // cached; no kernel runs, so it may be asked during graph capture). Strided shapes are
+  // asked with 16-byte aligned operands and strides.
+  bool supported(Mode mode, int M, int N, int K, int batch, DType out);
+
+  // x, w, y: device arrays of `batch` device pointers (16-byte aligned each). out: kBF16,
+  // kF16 or kF32. K % 16 == 0. Throws mixserve::Error naming the shape when unsupported.
+  void matmul_pointers(const void* const* x, const void* const* w, void* const* y, int M, int N,
+                       int K, int batch, DType out, cudaStream_t stream);
+  // Entry b: x + b * x_stride, w + b * w_stride, y + b * y_stride (strides in elements,
+  // multiples of 16 bytes; base pointers 16-byte aligned).
+  void matmul_strided(const uint8_t* x, int64_t x_stride, const uint8_t* w, int64_t w_stride,
+                      void* y, int64_t y_stride, int M, int N, int K, int batch, DType out,
+                      cudaStream_t stream);
+
+ private:
+  struct Plan;
+  // mode, M, N, K, batch, out, x / w / y strides (0 for pointer arrays)
+  using Key = std::tuple<int, int, int, int, int, int, int64_t, int64_t, int64_t>;
+  Plan* plan_for(const Key& key);  // null: no algorithm (cached too)
+  void run(const Key& key, const void* x, const void* w, void* y, cudaStream_t stream);
+
+  void* handle_ = nullptr;  // cublasLtHandle_t
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  std::map<Key, std::unique_ptr<Plan>> plans_;
+};
+
+}  // namespace mixserve::cuda

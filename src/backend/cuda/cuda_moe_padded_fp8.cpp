@@ -1,0 +1,150 @@
+// The grouped, padded FP8 MoE of small steps (moe_padded_fp8.h): the sequence of launches after
+// the router, and CudaBackend's choice of it (which also lets FP8 decode steps be captured as
+// CUDA graphs: nothing in them reads back to the host).
+//
+// Shapes: T tokens of the step (also the capacity C of each group), E experts, K top-k,
+// G groups, H hidden, F FFN size.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "backend/cuda/cublaslt_batched_fp8.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/kernels.h"
+#include "backend/cuda/moe_padded_fp8.h"
+
+namespace mixserve::cuda {
+
+void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaStream_t stream) {
+  const int T = s.T, E = s.E, K = s.K, H = s.H, F = s.F, G = s.groups();
+  MIXSERVE_CUDA_CHECK(moe_sort(s.experts, T, K, std::max(E, s.sort_buckets), s.counts, s.offsets,
+                               s.sorted_token, s.pair_pos, stream));
+  MoeGroupFp8Args g;
+  g.counts = s.counts;
+  g.E = E;
+  g.G = G;
+  g.C = T;
+  g.experts_in_order = s.strided;
+  g.group_expert = s.group_expert;
+  g.group_count = s.group_count;
+  g.expert_group = s.expert_group;
+  g.ptrs = s.strided ? nullptr : s.ptrs;
+  g.x_q = s.x_q;
+  g.w13 = s.w13;
+  g.raw13 = s.raw13;
+  g.act_q = s.act_q;
+  g.w2 = s.w2;
+  g.raw2 = s.raw2;
+  g.H = H;
+  g.F = F;
+  g.experts = s.experts;
+  g.offsets = s.offsets;
+  g.pair_pos = s.pair_pos;
+  g.pairs = T * K;
+  MIXSERVE_CUDA_CHECK(moe_group_experts_fp8(g, stream));
+  MIXSERVE_CUDA_CHECK(gather_rows_grouped_fp8(s.h_q, s.h_scale, s.group_expert, s.group_count,
+                                              s.offsets, s.sorted_token, G, T, H, s.x_q,
+                                              s.x_scale, stream));
+  // Per group: [T, H] x [2F, H]^T -> raw [T, 2F] bf16; scales + SiLU·mul + quantization;
+  // [T, F] x [H, F]^T -> raw [T, H] float; scales + weighted combine.
+  if (s.strided) {
+    gemm.matmul_strided(s.x_q, int64_t{T} * H, s.w13, int64_t{2} * F * H, s.raw13,
+                        int64_t{T} * 2 * F, T, 2 * F, H, G, DType::kBF16, stream);
+  } else {
+    gemm.matmul_pointers(s.ptrs, s.ptrs + G, const_cast<void* const*>(s.ptrs + 2 * G), T, 2 * F,
+                         H, G, DType::kBF16, stream);
+  }
+  MIXSERVE_CUDA_CHECK(silu_mul_grouped_fp8(s.raw13, s.x_scale, s.w13_scale, s.group_expert,
+                                           s.group_count, G, T, F, s.act_q, s.act_scale, stream));
+  if (s.strided) {
+    gemm.matmul_strided(s.act_q, int64_t{T} * F, s.w2, int64_t{H} * F, s.raw2, int64_t{T} * H, T,
+                        H, F, G, DType::kF32, stream);
+  } else {
+    gemm.matmul_pointers(s.ptrs + 3 * G, s.ptrs + 4 * G, const_cast<void* const*>(s.ptrs + 5 * G),
+                         T, H, F, G, DType::kF32, stream);
+  }
+  MIXSERVE_CUDA_CHECK(moe_combine_grouped_fp8(s.raw2, s.act_scale, s.w2_scale, s.experts,
+                                              s.expert_weights, s.pair_pos, T, K, H, E, s.out,
+                                              stream));
+}
+
+CudaBackend::Fp8Grouped CudaBackend::fp8_grouped_mode(int T) const {
+  const ModelConfig& c = config_;
+  if (!options_.fp8 || !c.moe || batched_fp8_ == nullptr) return Fp8Grouped::kNone;
+  // E: the experts computed here (a shard's under expert parallelism).
+  const int E = local_experts(), K = c.num_experts_per_tok, H = c.hidden_size;
+  const int F = c.intermediate_size;
+  if (T <= 0 || T * K > options_.moe_padded_max_rows) return Fp8Grouped::kNone;
+  // MIXSERVE_FP8_GROUPED=strided|pointers forces one kind of batch (for measurements).
+  static const std::string forced = [] {
+    const char* env = std::getenv("MIXSERVE_FP8_GROUPED");
+    return std::string(env != nullptr ? env : "");
+  }();
+  using Mode = CublasLtBatchedFp8::Mode;
+  auto both = [&](Mode m, int G) {
+    return batched_fp8_->supported(m, T, 2 * F, H, G, DType::kBF16) &&
+           batched_fp8_->supported(m, T, H, F, G, DType::kF32);
+  };
+  // Pointer arrays read only the routed experts' weights (G = min(E, T*K)); strided batches
+  // (G = E, every expert) are the fallback once every expert is likely to have rows.
+  if (forced != "strided" && both(Mode::kPointerArray, std::min(E, T * K))) {
+    return Fp8Grouped::kPointerArray;
+  }
+  if (forced != "pointers" && T * K >= E && both(Mode::kStrided, E)) return Fp8Grouped::kStrided;
+  return Fp8Grouped::kNone;
+}
+
+bool CudaBackend::moe_padded_fp8(int l, int T) {
+  const ModelConfig& c = config_;
+  const int E = local_experts(), K = c.num_experts_per_tok, H = c.hidden_size;
+  const Fp8Grouped mode = fp8_grouped_mode(T);
+  if (mode == Fp8Grouped::kNone) return false;
+  // The grouped rows (G * T) share the workspace's T*K-row MoE buffers (decode steps size it
+  // for their bucket; a larger prefill-sized step here takes the per-expert path).
+  const int G = mode == Fp8Grouped::kStrided ? E : std::min(E, T * K);
+  if (size_t(G) * T > size_t(ws_tokens_) * K) return false;
+  const CudaLayerWeights w = weights_.layer(l);
+  const DType dt = options_.dtype;
+  const int Er = c.num_local_experts;  // the router's experts (all of them)
+  gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, Er, H, dt, DType::kF32, stream_);
+  MIXSERVE_CUDA_CHECK(
+      moe_topk(ws_.router_logits, T, Er, K, ws_.experts, ws_.expert_weights, stream_));
+  MoeGroupedFp8Step s;
+  s.sort_buckets = localize_experts(T);  // Er, or E + 1 under expert parallelism
+  s.T = T;
+  s.E = E;
+  s.K = K;
+  s.H = H;
+  s.F = c.intermediate_size;
+  s.strided = mode == Fp8Grouped::kStrided;
+  s.h_q = ws_.h_q;
+  s.h_scale = ws_.h_scale;
+  s.experts = ws_.experts;
+  s.expert_weights = ws_.expert_weights;
+  s.w13 = static_cast<const uint8_t*>(w.w13);
+  s.w13_scale = w.w13_scale;
+  s.w2 = static_cast<const uint8_t*>(w.w2);
+  s.w2_scale = w.w2_scale;
+  s.counts = ws_.counts;
+  s.offsets = ws_.offsets;
+  s.sorted_token = ws_.sorted_token;
+  s.pair_pos = ws_.pair_pos;
+  // moe_groups_: group_expert, group_count, expert_group [kMaxExperts] each, then the pointers.
+  s.group_expert = moe_groups_.as<int32_t>();
+  s.group_count = s.group_expert + kMaxExperts;
+  s.expert_group = s.group_count + kMaxExperts;
+  s.ptrs = moe_groups_.as<const void*>(3 * kMaxExperts * sizeof(int32_t));
+  s.x_q = ws_.gathered_q;
+  s.x_scale = ws_.gathered_scale;
+  s.raw13 = ws_.gate_up;  // bf16, 2 bytes as dt
+  s.act_q = ws_.act_q;
+  s.act_scale = ws_.act_scale;
+  s.raw2 = ws_.expert_out;
+  s.out = ws_.delta;
+  moe_grouped_fp8(s, *batched_fp8_, stream_);
+  return true;
+}
+
+}  // namespace mixserve::cuda

@@ -1,0 +1,76 @@
+// Launchers of the grouped, padded FP8 MoE kernels (moe_padded_fp8.cuh).
+#include "backend/cuda/moe_padded_fp8.cuh"
+
+namespace mixserve::cuda {
+
+cudaError_t moe_group_experts_fp8(const MoeGroupFp8Args& args, cudaStream_t stream) {
+  if (args.E <= 0 || args.G <= 0) return cudaSuccess;
+  if (args.experts_in_order && args.G != args.E) return cudaErrorInvalidValue;
+  moe_group_experts_fp8_kernel<<<1, 256, 0, stream>>>(args);
+  return cudaGetLastError();
+}
+
+cudaError_t gather_rows_grouped_fp8(const uint8_t* src_q, const float* src_scales,
+                                    const int32_t* group_expert, const int32_t* group_count,
+                                    const int32_t* offsets, const int32_t* sorted_token, int G,
+                                    int C, int H, uint8_t* dst_q, float* dst_scales,
+                                    cudaStream_t stream) {
+  if (G <= 0 || C <= 0) return cudaSuccess;
+  if (H % 16 != 0) return cudaErrorInvalidValue;
+  gather_rows_grouped_fp8_kernel<<<G * C, 128, 0, stream>>>(src_q, src_scales, group_expert,
+                                                            group_count, offsets, sorted_token, C,
+                                                            H, dst_q, dst_scales);
+  return cudaGetLastError();
+}
+
+cudaError_t silu_mul_grouped_fp8(const void* raw13, const float* x_scales,
+                                 const float* w13_scales, const int32_t* group_expert,
+                                 const int32_t* group_count, int G, int C, int F, uint8_t* act_q,
+                                 float* act_scales, cudaStream_t stream) {
+  if (G <= 0 || C <= 0) return cudaSuccess;
+  const int chunks_per_thread = (F / 8 + kGroupedThreads - 1) / kGroupedThreads;
+  if (F % 8 != 0 || chunks_per_thread > 8 || reinterpret_cast<uintptr_t>(raw13) % 16 != 0 ||
+      reinterpret_cast<uintptr_t>(w13_scales) % 16 != 0 ||
+      reinterpret_cast<uintptr_t>(act_q) % 8 != 0) {
+    return cudaErrorInvalidValue;
+  }
+  const auto* raw = static_cast<const __nv_bfloat16*>(raw13);
+  const unsigned rows = static_cast<unsigned>(G) * C;
+  auto launch = [&](auto kernel, int threads) {
+    kernel<<<rows, threads, 0, stream>>>(raw, x_scales, w13_scales, group_expert, group_count, C,
+                                         F, act_q, act_scales);
+  };
+  // Fewer rows than SMs (batch-1 and -2 steps): 1024 threads a row, for the latency of a
+  // single 14,336-wide row rather than the throughput of many.
+  if (rows <= 132 && F / 8 > kGroupedThreads) {
+    const int chunks = (F / 8 + 1023) / 1024;
+    if (chunks <= 1) {
+      launch(silu_mul_grouped_fp8_kernel<1024, 1>, 1024);
+    } else {
+      launch(silu_mul_grouped_fp8_kernel<1024, 2>, 1024);
+    }
+  } else if (chunks_per_thread <= 1) {
+    launch(silu_mul_grouped_fp8_kernel<kGroupedThreads, 1>, kGroupedThreads);
+  } else if (chunks_per_thread <= 2) {
+    launch(silu_mul_grouped_fp8_kernel<kGroupedThreads, 2>, kGroupedThreads);
+  } else if (chunks_per_thread <= 4) {
+    launch(silu_mul_grouped_fp8_kernel<kGroupedThreads, 4>, kGroupedThreads);
+  } else {
+    launch(silu_mul_grouped_fp8_kernel<kGroupedThreads, 8>, kGroupedThreads);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t moe_combine_grouped_fp8(const float* raw2, const float* act_scales,
+                                    const float* w2_scales, const int32_t* experts,
+                                    const float* weights, const int32_t* pair_pos, int T, int K,
+                                    int H, int E, float* out, cudaStream_t stream) {
+  if (T <= 0) return cudaSuccess;
+  if (K <= 0 || K > kGroupedMaxTopK) return cudaErrorInvalidValue;
+  const dim3 grid(T, (H + 255) / 256);
+  moe_combine_grouped_fp8_kernel<<<grid, 256, 0, stream>>>(raw2, act_scales, w2_scales, experts,
+                                                           weights, pair_pos, K, H, E, out);
+  return cudaGetLastError();
+}
+
+}  // namespace mixserve::cuda

@@ -1,0 +1,187 @@
+// Kernels of the grouped, padded FP8 MoE (see moe_padded_fp8.h for the formulas).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+
+#include "backend/cuda/dtype_traits.cuh"
+#include "backend/cuda/fp8_kernels.h"
+#include "backend/cuda/moe_groups.cuh"
+#include "backend/cuda/moe_padded_fp8.h"
+
+namespace mixserve::cuda {
+
+constexpr int kGroupedThreads = 256;
+constexpr int kGroupedMaxTopK = 16;
+
+__device__ inline void group_experts_fp8(const MoeGroupFp8Args& a) {
+  if (a.experts_in_order) {
+    for (int e = 0; e < a.E; ++e) {
+      a.group_expert[e] = e;
+      a.group_count[e] = a.counts[e];
+      a.expert_group[e] = e;
+    }
+  } else {
+    assign_moe_groups(a.counts, a.E, a.G, a.group_expert, a.group_count, a.expert_group);
+  }
+  if (a.ptrs == nullptr) return;
+  const size_t C = a.C, H = a.H, F = a.F;
+  for (int g = 0; g < a.G; ++g) {
+    const size_t e = a.group_expert[g], row0 = g * C;
+    a.ptrs[0 * a.G + g] = a.x_q + row0 * H;
+    a.ptrs[1 * a.G + g] = a.w13 + e * 2 * F * H;
+    a.ptrs[2 * a.G + g] = static_cast<__nv_bfloat16*>(a.raw13) + row0 * 2 * F;
+    a.ptrs[3 * a.G + g] = a.act_q + row0 * F;
+    a.ptrs[4 * a.G + g] = a.w2 + e * H * F;
+    a.ptrs[5 * a.G + g] = a.raw2 + row0 * H;
+  }
+}
+
+// One block: thread 0 forms the groups and pointers, then every thread maps pairs to rows.
+__global__ void moe_group_experts_fp8_kernel(MoeGroupFp8Args a) {
+  if (threadIdx.x == 0) group_experts_fp8(a);
+  __syncthreads();
+  if (a.pair_pos == nullptr) return;
+  for (int p = threadIdx.x; p < a.pairs; p += blockDim.x) {
+    const int e = a.experts[p];
+    if (e >= a.E) continue;  // expert parallel: another rank's pair, never combined here
+    a.pair_pos[p] = a.expert_group[e] * a.C + (a.pair_pos[p] - a.offsets[e]);
+  }
+}
+
+// One block per grouped row, 16-byte copies.  dst_q: [G*C, H]; dst_scales: [G*C]
+__global__ void gather_rows_grouped_fp8_kernel(const uint8_t* src_q, const float* src_scales,
+                                               const int32_t* group_expert,
+                                               const int32_t* group_count, const int32_t* offsets,
+                                               const int32_t* sorted_token, int C, int H,
+                                               uint8_t* dst_q, float* dst_scales) {
+  const int r = blockIdx.x, g = r / C, j = r % C;
+  uint4* d = reinterpret_cast<uint4*>(dst_q + static_cast<int64_t>(r) * H);
+  if (j >= group_count[g]) {  // unused capacity: zeros, never NaN garbage
+    for (int i = threadIdx.x; i < H / 16; i += blockDim.x) d[i] = make_uint4(0, 0, 0, 0);
+    if (threadIdx.x == 0) dst_scales[r] = 0.0f;
+    return;
+  }
+  const int64_t tok = sorted_token[offsets[group_expert[g]] + j];
+  const uint4* s = reinterpret_cast<const uint4*>(src_q + tok * H);
+  for (int i = threadIdx.x; i < H / 16; i += blockDim.x) d[i] = s[i];
+  if (threadIdx.x == 0) dst_scales[r] = src_scales[tok];
+}
+
+template <int kThreads>
+__device__ __forceinline__ float grouped_block_amax(float v) {
+  __shared__ float partial[kThreads / 32];
+  v = warp_max(v);
+  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
+  __syncthreads();
+  float r = partial[0];
+  for (int i = 1; i < kThreads / 32; ++i) r = fmaxf(r, partial[i]);
+  return r;
+}
+
+__device__ __forceinline__ void unpack_bf16x8(const uint4& v, float* out) {
+  const __nv_bfloat16* b = reinterpret_cast<const __nv_bfloat16*>(&v);
+#pragma unroll
+  for (int j = 0; j < 8; ++j) out[j] = __bfloat162float(b[j]);
+}
+
+// One block of kThreads per grouped row, the row in registers (kChunks chunks of 8 gate and 8
+// up values per thread: F <= 8 * kChunks * kThreads).  raw13: [G*C, 2F]; q: [G*C, F]
+template <int kThreads, int kChunks>
+__global__ void __launch_bounds__(kThreads)
+    silu_mul_grouped_fp8_kernel(const __nv_bfloat16* raw13, const float* x_scales,
+                                const float* w13_scales, const int32_t* group_expert,
+                                const int32_t* group_count, int C, int F, uint8_t* q,
+                                float* scales) {
+  const int64_t r = blockIdx.x;
+  const int g = static_cast<int>(r / C), j = static_cast<int>(r % C);
+  const int chunks = F / 8;
+  uint2* d = reinterpret_cast<uint2*>(q + r * F);
+  if (j >= group_count[g]) {
+    for (int i = threadIdx.x; i < chunks; i += blockDim.x) d[i] = make_uint2(0, 0);
+    if (threadIdx.x == 0) scales[r] = 0.0f;
+    return;
+  }
+  const float xs = x_scales[r];
+  const float4* gs = reinterpret_cast<const float4*>(w13_scales + int64_t{group_expert[g]} * 2 * F);
+  const float4* us = gs + F / 4;
+  const uint4* gp = reinterpret_cast<const uint4*>(raw13 + r * 2 * F);
+  const uint4* up = gp + F / 8;
+  float v[kChunks][8];
+  float amax = 0.0f;
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = c * kThreads + threadIdx.x;
+    if (i < chunks) {
+      float gv[8], uv[8];
+      unpack_bf16x8(gp[i], gv);
+      unpack_bf16x8(up[i], uv);
+      const float4 g0 = gs[2 * i], g1 = gs[2 * i + 1], u0 = us[2 * i], u1 = us[2 * i + 1];
+      const float gsc[8] = {g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w};
+      const float usc[8] = {u0.x, u0.y, u0.z, u0.w, u1.x, u1.y, u1.z, u1.w};
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const float a = gv[k] * xs * gsc[k], u = uv[k] * xs * usc[k];
+        v[c][k] = a / (1.0f + expf(-a)) * u;
+        amax = fmaxf(amax, fabsf(v[c][k]));
+      }
+    }
+  }
+  amax = grouped_block_amax<kThreads>(amax);
+  const float scale = amax > 0.0f ? amax / kFp8Max : 1.0f;
+  const float inv = amax > 0.0f ? kFp8Max / amax : 0.0f;
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = c * kThreads + threadIdx.x;
+    if (i < chunks) {
+      uint32_t w[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        w[h] = 0;
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const uint32_t b = __nv_cvt_float_to_fp8(v[c][4 * h + k] * inv, __NV_SATFINITE,
+                                                   __NV_E4M3);
+          w[h] |= b << (8 * k);
+        }
+      }
+      d[i] = make_uint2(w[0], w[1]);
+    }
+  }
+  if (threadIdx.x == 0) scales[r] = scale;
+}
+
+// Block (t, slice): token t, h in [slice * blockDim.x, (slice + 1) * blockDim.x), one per
+// thread, so a batch-1 step still spreads over H / blockDim.x blocks.
+//   raw2: [G*C, H]; experts, weights, pair_pos: [T, K]; out: [T, H]
+__global__ void moe_combine_grouped_fp8_kernel(const float* raw2, const float* act_scales,
+                                               const float* w2_scales, const int32_t* experts,
+                                               const float* weights, const int32_t* pair_pos,
+                                               int K, int H, int E, float* out) {
+  const int t = blockIdx.x, h = blockIdx.y * blockDim.x + threadIdx.x;
+  if (h >= H) return;
+  // The token's slots of experts < E in ascending expert order (insertion sort of at most 16),
+  // as moe_combine (and, under expert parallelism, moe_combine_local) order them.
+  int order[kGroupedMaxTopK];
+  int n = 0;
+  for (int k = 0; k < K; ++k) {
+    const int e = experts[t * K + k];
+    if (e >= E) continue;
+    int j = n++;
+    while (j > 0 && experts[t * K + order[j - 1]] > e) {
+      order[j] = order[j - 1];
+      --j;
+    }
+    order[j] = k;
+  }
+  float acc = 0.0f;
+  for (int k = 0; k < n; ++k) {
+    const int slot = t * K + order[k];
+    const int64_t r = pair_pos[slot];
+    const float coef = weights[slot] * act_scales[r];
+    acc += raw2[r * H + h] * w2_scales[int64_t{experts[slot]} * H + h] * coef;
+  }
+  out[static_cast<int64_t>(t) * H + h] = acc;
+}
+
+}  // namespace mixserve::cuda

@@ -1,0 +1,119 @@
+// The grouped, padded MoE of decode-sized steps under --quantization fp8 (W8A8): the layout of
+// moe_padded.h (G groups of C = T rows, no host sync, capturable) with E4M3 GEMM inputs.
+//
+// One batched GEMM cannot give each group its own per-channel weight scales, so the two
+// batched FP8 GEMMs (cublaslt_batched_fp8.h) compute raw sums and the kernels after them
+// apply the scales in float32:
+//   raw13[r, n] = sum_h x_q[r, h] w13_q[e, n, h]                       (bf16: fp32's range)
+//   gate/up[r, n] = raw13[r, n] * x_scale[r] * w13_scale[e, n]
+//   act = SiLU(gate) * up, quantized per row -> (act_q[r], act_scale[r])
+//   raw2[r, h] = sum_f act_q[r, f] w2_q[e, h, f]                        (float32)
+//   out[t, h] = sum over t's slots k of weight[t, k] * act_scale[r] * w2_scale[e, h] * raw2[r, h]
+// with r the grouped row of the pair and e its group's expert. The padding rows (j >=
+// group_count[g]) hold zeros and scale 0, are computed and never read.
+//
+// Groups: by default as moe_padded.h (group g = the g-th expert with rows, G = min(E, T*K),
+// operands found through pointer arrays); `experts_in_order` makes group g = expert g (G = E),
+// for strided batches when pointer arrays are not available.
+// Shapes: E experts, G groups, C rows per group, H hidden, F FFN size, T tokens, K top-k.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace mixserve::cuda {
+
+struct MoeGroupFp8Args {
+  const int32_t* counts = nullptr;  // [E] rows per expert (moe_sort)
+  int E = 0, G = 0, C = 0;
+  bool experts_in_order = false;    // group g = expert g; needs G == E
+  int32_t* group_expert = nullptr;  // [G] out
+  int32_t* group_count = nullptr;   // [G] out: rows of the group (0 for unused groups)
+  int32_t* expert_group = nullptr;  // [E] out: group of each expert with rows, else -1
+  // Out (may be null): [6, G] operand pointers of the two GEMMs: x13, w13, y13, x2, w2, y2.
+  const void** ptrs = nullptr;
+  const uint8_t* x_q = nullptr;  // [G*C, H] E4M3
+  const uint8_t* w13 = nullptr;  // [E, 2F, H] E4M3
+  void* raw13 = nullptr;         // [G*C, 2F] bf16
+  const uint8_t* act_q = nullptr;  // [G*C, F] E4M3
+  const uint8_t* w2 = nullptr;   // [E, H, F] E4M3
+  float* raw2 = nullptr;         // [G*C, H]
+  int H = 0, F = 0;
+  // Optional (pair_pos null: skipped): the pairs' sorted rows (moe_sort) mapped in place to
+  // their grouped rows, expert_group[e] * C + (pair_pos[p] - offsets[e]), e = experts[p];
+  // pairs with e >= E (expert parallel: another rank's) keep theirs.
+  const int32_t* experts = nullptr;  // [pairs]
+  const int32_t* offsets = nullptr;  // [E + 1]
+  int32_t* pair_pos = nullptr;       // [pairs] in/out
+  int pairs = 0;
+};
+// One block: fills the groups and (where ptrs is set) the pointer arrays from the counts, then
+// maps the pair positions.
+cudaError_t moe_group_experts_fp8(const MoeGroupFp8Args& args, cudaStream_t stream);
+
+// dst_q[g*C + j] = src_q[tok], dst_scales[g*C + j] = src_scales[tok] with
+// tok = sorted_token[offsets[group_expert[g]] + j] for j < group_count[g], else zeros and 0.
+//   src_q: [*, H], H % 16 == 0; src_scales: [*]; offsets: [E+1]; sorted_token: [T*K];
+//   dst_q: [G*C, H]; dst_scales: [G*C]
+cudaError_t gather_rows_grouped_fp8(const uint8_t* src_q, const float* src_scales,
+                                    const int32_t* group_expert, const int32_t* group_count,
+                                    const int32_t* offsets, const int32_t* sorted_token, int G,
+                                    int C, int H, uint8_t* dst_q, float* dst_scales,
+                                    cudaStream_t stream);
+
+// Scales the raw w13 sums, SiLU(gate) * up in float32, quantized per row (see above).
+//   raw13: [G*C, 2F] bf16; x_scales: [G*C]; w13_scales: [E, 2F]; act_q: [G*C, F];
+//   act_scales: [G*C]. F % 8 == 0, F <= 16384; raw13 and w13_scales 16-byte aligned.
+cudaError_t silu_mul_grouped_fp8(const void* raw13, const float* x_scales,
+                                 const float* w13_scales, const int32_t* group_expert,
+                                 const int32_t* group_count, int G, int C, int F, uint8_t* act_q,
+                                 float* act_scales, cudaStream_t stream);
+
+// out[t, h] = sum over k with e < E (ascending expert, as moe_combine) of
+//   weights[t, k] * act_scales[r] * w2_scales[e, h] * raw2[r, h], r = pair_pos[t, k] (grouped
+//   row), e = experts[t, k]. Slots with e >= E are skipped (expert parallel: another rank's).
+//   raw2: [G*C, H]; experts, weights, pair_pos: [T, K], K <= 16; w2_scales: [E, H]; out: [T, H]
+cudaError_t moe_combine_grouped_fp8(const float* raw2, const float* act_scales,
+                                    const float* w2_scales, const int32_t* experts,
+                                    const float* weights, const int32_t* pair_pos, int T, int K,
+                                    int H, int E, float* out, cudaStream_t stream);
+
+// ---- cuda_moe_padded_fp8.cpp: the whole step after the router ----
+
+class CublasLtBatchedFp8;
+
+// Device pointers of one grouped FP8 MoE step (T tokens, capacity C = T rows per group).
+struct MoeGroupedFp8Step {
+  // E: the experts computed here (weights [E, ...]); sort_buckets: moe_sort's buckets, E or,
+  // under expert parallelism, E + 1 (experts already localized: E = other ranks' pairs).
+  int T = 0, E = 0, K = 0, H = 0, F = 0, sort_buckets = 0;
+  bool strided = false;  // G = E groups in expert order, strided GEMMs; else pointer arrays
+  const uint8_t* h_q = nullptr;          // [T, H] the FFN input, quantized per token
+  const float* h_scale = nullptr;        // [T]
+  const int32_t* experts = nullptr;      // [T, K] (moe_topk)
+  const float* expert_weights = nullptr; // [T, K]
+  const uint8_t* w13 = nullptr;          // [E, 2F, H]
+  const float* w13_scale = nullptr;      // [E, 2F]
+  const uint8_t* w2 = nullptr;           // [E, H, F]
+  const float* w2_scale = nullptr;       // [E, H]
+  // Scratch: the sort's outputs ([E], [E+1], [T*K], [T*K]), the groups ([G], [G], [E]) and
+  // their [6, G] pointers, then the grouped rows (G*C of each).
+  int32_t *counts = nullptr, *offsets = nullptr, *sorted_token = nullptr, *pair_pos = nullptr;
+  int32_t *group_expert = nullptr, *group_count = nullptr, *expert_group = nullptr;
+  const void** ptrs = nullptr;
+  uint8_t* x_q = nullptr;      // [G*C, H]
+  float* x_scale = nullptr;    // [G*C]
+  void* raw13 = nullptr;       // [G*C, 2F] bf16
+  uint8_t* act_q = nullptr;    // [G*C, F]
+  float* act_scale = nullptr;  // [G*C]
+  float* raw2 = nullptr;       // [G*C, H]
+  float* out = nullptr;        // [T, H]
+  int groups() const { return strided ? E : (E < T * K ? E : T * K); }
+};
+
+// Sort, group, gather, the two batched GEMMs, SiLU·mul + quantization, combine: enqueue only
+// (no sync, no allocation once gemm's plans exist). Throws mixserve::Error on a failed launch.
+void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaStream_t stream);
+
+}  // namespace mixserve::cuda

@@ -1,0 +1,392 @@
+// The grouped, padded FP8 MoE (moe_padded_fp8.h) against a float64/float32 CPU reference that
+// rounds where the device rounds (raw w13 sums to bf16, the activation to E4M3 per row), at
+// awkward sizes (T = 1, 3, 17, 128; E = 8 and 4; top-2 and top-1; every token on the same
+// experts; H = 320 across two combine blocks; both SiLU·mul block sizes), with pointer-array
+// and strided batches and poisoned outputs; then FP8 decode steps of tiny models: CUDA
+// graph replay bit-identical to the eager step, and the grouped path
+// within the W8A8 accuracy bounds against the CPU, beside the per-expert path.
+#include "cuda_test_support.h"
+
+#ifdef MIXSERVE_HAVE_CUDA
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cublaslt_batched_fp8.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/moe_padded_fp8.h"
+#include "cuda_plan_builder.h"
+#include "model/fp8_quant.h"
+#include "model/make_model.h"
+#include "model/presets.h"
+#include "temp_dir.h"
+
+namespace mixserve {
+namespace {
+
+using namespace cuda_test;
+using Mode = cuda::CublasLtBatchedFp8::Mode;
+
+struct Case {
+  int T, E, K, H, F;
+  int fixed_first = -1;  // >= 0: every token routes to experts fixed_first (, fixed_first - 3)
+};
+
+struct Quantized {
+  std::vector<uint8_t> q;
+  std::vector<float> scales;
+};
+Quantized quantize(const std::vector<float>& v, int64_t R, int64_t C) {
+  Quantized r{std::vector<uint8_t>(v.size()), std::vector<float>(R)};
+  quantize_rows_fp8(v.data(), R, C, r.q.data(), r.scales.data());
+  return r;
+}
+
+// E4M3 byte -> float.
+const std::vector<float>& e4m3_table() {
+  static const std::vector<float> t = [] {
+    std::vector<uint8_t> q(256);
+    for (int i = 0; i < 256; ++i) q[i] = static_cast<uint8_t>(i);
+    std::vector<float> v(256);
+    const float one = 1.0f;
+    dequantize_rows_fp8(q.data(), &one, false, 1, 256, v.data());
+    return v;
+  }();
+  return t;
+}
+
+double dot_e4m3(const uint8_t* a, const uint8_t* b, int n) {
+  const std::vector<float>& lut = e4m3_table();
+  double s = 0;
+  for (int i = 0; i < n; ++i) s += double(lut[a[i]]) * lut[b[i]];
+  return s;
+}
+
+struct MoeInputs {
+  Case c;
+  Quantized h, w13, w2;
+  std::vector<int32_t> experts;
+  std::vector<float> weights;
+};
+
+MoeInputs make_inputs(const Case& c) {
+  MoeInputs in{c, {}, {}, {}, {}, {}};
+  in.h = quantize(random_vector(size_t(c.T) * c.H, 1.0f), c.T, c.H);
+  in.w13 = quantize(random_vector(size_t(c.E) * 2 * c.F * c.H, 0.05f), int64_t{c.E} * 2 * c.F, c.H);
+  in.w2 = quantize(random_vector(size_t(c.E) * c.H * c.F, 0.05f), int64_t{c.E} * c.H, c.F);
+  std::uniform_int_distribution<int> pick(0, c.E - 1);
+  std::uniform_real_distribution<float> wd(0.1f, 1.0f);
+  for (int t = 0; t < c.T; ++t) {
+    std::vector<int32_t> chosen;
+    while (int(chosen.size()) < c.K) {
+      const int e = c.fixed_first >= 0 ? (c.fixed_first - 3 * int(chosen.size()) + c.E) % c.E
+                                       : pick(rng());
+      if (std::find(chosen.begin(), chosen.end(), e) == chosen.end()) chosen.push_back(e);
+    }
+    for (int32_t e : chosen) {
+      in.experts.push_back(e);
+      in.weights.push_back(wd(rng()));
+    }
+  }
+  return in;
+}
+
+// out [T, H]: the formulas of moe_padded_fp8.h, rounding as the device does.
+std::vector<float> reference(const MoeInputs& in) {
+  const Case& c = in.c;
+  std::vector<float> out(size_t(c.T) * c.H, 0.0f);
+  for (int t = 0; t < c.T; ++t) {
+    std::vector<int> order(c.K);
+    for (int k = 0; k < c.K; ++k) order[k] = k;
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+      return in.experts[t * c.K + a] < in.experts[t * c.K + b];
+    });
+    std::vector<float> acc(c.H, 0.0f);
+    for (int k : order) {
+      const int e = in.experts[t * c.K + k];
+      const uint8_t* x = in.h.q.data() + size_t(t) * c.H;
+      const float xs = in.h.scales[t];
+      std::vector<float> act(c.F);
+      for (int f = 0; f < c.F; ++f) {
+        auto scaled = [&](int n) {
+          const size_t row = size_t(e) * 2 * c.F + n;
+          const float raw = bf16_to_float(
+              float_to_bf16(float(dot_e4m3(x, in.w13.q.data() + row * c.H, c.H))));
+          return raw * xs * in.w13.scales[row];
+        };
+        const float a = scaled(f), u = scaled(c.F + f);
+        act[f] = a / (1.0f + std::exp(-a)) * u;
+      }
+      const Quantized aq = quantize(act, 1, c.F);
+      const float coef = in.weights[t * c.K + k] * aq.scales[0];
+      for (int h = 0; h < c.H; ++h) {
+        const size_t row = size_t(e) * c.H + h;
+        const float raw = float(dot_e4m3(aq.q.data(), in.w2.q.data() + row * c.F, c.F));
+        acc[h] += raw * in.w2.scales[row] * coef;
+      }
+    }
+    std::copy(acc.begin(), acc.end(), out.begin() + size_t(t) * c.H);
+  }
+  return out;
+}
+
+DeviceBuffer poisoned(size_t bytes) {
+  DeviceBuffer b(std::max<size_t>(bytes, 16));
+  MIXSERVE_CUDA_CHECK(cudaMemset(b.get(), 0xff, b.bytes()));  // NaN as float and as E4M3
+  return b;
+}
+
+TEST(CudaMoePaddedFp8, GroupedStepMatchesCpuReference) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  cuda::CublasLtBatchedFp8 gemm;
+  const Case cases[] = {
+      {1, 8, 2, 128, 384},   {3, 8, 2, 192, 1040}, {17, 4, 2, 128, 384},
+      {128, 8, 2, 64, 256},  {17, 8, 2, 64, 256, 5}, {3, 8, 2, 64, 8208},
+      {17, 4, 1, 128, 128, 3}, {1, 8, 2, 320, 4096},
+  };
+  for (const Case& c : cases) {
+    const MoeInputs in = make_inputs(c);
+    const std::vector<float> ref = reference(in);
+    for (Mode mode : {Mode::kPointerArray, Mode::kStrided}) {
+      const bool strided = mode == Mode::kStrided;
+      if (strided && c.T * c.K < c.E) continue;  // the backend never strides such steps
+      const int G = strided ? c.E : std::min(c.E, c.T * c.K);
+      const std::string what = "T=" + std::to_string(c.T) + " E=" + std::to_string(c.E) +
+                               " K=" + std::to_string(c.K) + " F=" + std::to_string(c.F) +
+                               (strided ? " strided" : " pointer arrays");
+      ASSERT_TRUE(gemm.supported(mode, c.T, 2 * c.F, c.H, G, DType::kBF16) &&
+                  gemm.supported(mode, c.T, c.H, c.F, G, DType::kF32))
+          << "cuBLASLt offers no batched FP8 GEMM: " << what;
+      DeviceBuffer hq = upload(in.h.q), hs = upload(in.h.scales), ex = upload(in.experts),
+                   ew = upload(in.weights), w13 = upload(in.w13.q), w13s = upload(in.w13.scales),
+                   w2 = upload(in.w2.q), w2s = upload(in.w2.scales);
+      const size_t pairs = size_t(c.T) * c.K, rows = size_t(G) * c.T;
+      DeviceBuffer counts = poisoned(c.E * 4), offsets = poisoned((c.E + 1) * 4),
+                   sorted = poisoned(pairs * 4), pair_pos = poisoned(pairs * 4),
+                   groups = poisoned(3 * 64 * 4), ptrs = poisoned(6 * 64 * sizeof(void*)),
+                   xq = poisoned(rows * c.H), xs = poisoned(rows * 4),
+                   raw13 = poisoned(rows * 2 * c.F * 2), aq = poisoned(rows * c.F),
+                   as = poisoned(rows * 4), raw2 = poisoned(rows * c.H * 4),
+                   out = poisoned(size_t(c.T) * c.H * 4);
+      cuda::MoeGroupedFp8Step s;
+      s.T = c.T;
+      s.E = c.E;
+      s.K = c.K;
+      s.H = c.H;
+      s.F = c.F;
+      s.strided = strided;
+      s.h_q = hq.as<uint8_t>();
+      s.h_scale = hs.as<float>();
+      s.experts = ex.as<int32_t>();
+      s.expert_weights = ew.as<float>();
+      s.w13 = w13.as<uint8_t>();
+      s.w13_scale = w13s.as<float>();
+      s.w2 = w2.as<uint8_t>();
+      s.w2_scale = w2s.as<float>();
+      s.counts = counts.as<int32_t>();
+      s.offsets = offsets.as<int32_t>();
+      s.sorted_token = sorted.as<int32_t>();
+      s.pair_pos = pair_pos.as<int32_t>();
+      s.group_expert = groups.as<int32_t>();
+      s.group_count = s.group_expert + 64;
+      s.expert_group = s.group_count + 64;
+      s.ptrs = ptrs.as<const void*>();
+      s.x_q = xq.as<uint8_t>();
+      s.x_scale = xs.as<float>();
+      s.raw13 = raw13.get();
+      s.act_q = aq.as<uint8_t>();
+      s.act_scale = as.as<float>();
+      s.raw2 = raw2.as<float>();
+      s.out = out.as<float>();
+      ASSERT_EQ(s.groups(), G);
+      cuda::moe_grouped_fp8(s, gemm, nullptr);
+      const std::vector<float> got = download<float>(out, size_t(c.T) * c.H);
+      const double err = rel_l2(got, ref);
+      std::printf("[fp8 grouped] %s: rel L2 %.2e\n", what.c_str(), err);
+      // Seen on an H100: 4e-4 to 6.9e-3, and 1.2e-2 for F = 128 (few terms per output, so one
+      // flip weighs more). Not ~1e-6: Hopper's FP8 MMA accumulates with less than float32's
+      // precision between promotions, so a raw sum near a bf16 rounding boundary rounds the
+      // other way, and an activation near an E4M3 boundary then lands one step (6-12%) apart.
+      // A wrong scale, expert, routing weight or row gives errors of order 1.
+      EXPECT_LT(err, 5e-2) << what;
+      // Every pair has a row; the capacity left over is zeros with scale 0.
+      const std::vector<int32_t> gc = download<int32_t>(groups, 3 * 64);
+      const std::vector<float> act_scales = download<float>(as, rows);
+      const std::vector<uint8_t> act = download<uint8_t>(aq, rows * c.F);
+      int total = 0;
+      for (int g = 0; g < G; ++g) {
+        const int n = gc[64 + g];
+        ASSERT_GE(n, 0) << what;
+        ASSERT_LE(n, c.T) << what;
+        total += n;
+        for (int j = n; j < c.T; ++j) {
+          const size_t r = size_t(g) * c.T + j;
+          EXPECT_EQ(act_scales[r], 0.0f) << what << " padding row " << r;
+          EXPECT_TRUE(std::all_of(act.begin() + r * c.F, act.begin() + (r + 1) * c.F,
+                                  [](uint8_t b) { return b == 0; }))
+              << what << " padding row " << r;
+        }
+      }
+      EXPECT_EQ(total, c.T * c.K) << what;
+    }
+  }
+}
+
+constexpr int kBlockSize = 16, kNumBlocks = 256;
+
+std::unique_ptr<cuda::CudaBackend> tiny_fp8(const std::string& preset, bool eager,
+                                            int padded_max_rows = cuda::kPaddedMoeMaxRows) {
+  cuda::CudaBackendOptions o;
+  o.max_num_tokens = 64;
+  o.fp8 = true;
+  o.kv_fp8 = true;
+  o.enforce_eager = eager;
+  o.moe_padded_max_rows = padded_max_rows;
+  auto b = cuda::CudaBackend::synthetic(preset_from_spec(preset), 0, o);
+  b->allocate_kv_cache({kNumBlocks, kBlockSize});
+  return b;
+}
+
+// One decode step per sequence after a prefill of its context (the prefill itself runs too).
+struct DecodeRun {
+  std::vector<std::vector<float>> steps;  // [3][batch, V] logits of three decode steps
+};
+DecodeRun run_decode_steps(Backend& b, int batch, uint32_t seed) {
+  const int V = b.config().vocab_size;
+  std::mt19937 gen(seed);
+  std::uniform_int_distribution<int> tok(0, V - 1);
+  std::vector<SeqSpec> seqs;
+  for (int s = 0; s < batch; ++s) seqs.push_back({23 + (s * 7) % 21, 23 + (s * 7) % 21});
+  BatchPlan prefill = build_plan(seqs, kBlockSize, kNumBlocks, gen);
+  for (int32_t& id : prefill.token_ids) id = tok(gen);
+  std::vector<float> lp(prefill.logits_rows.size() * V);
+  b.forward(prefill, lp);
+  DecodeRun run;
+  for (int step = 0; step < 3; ++step) {
+    BatchPlan d = prefill;
+    d.token_ids.clear();
+    d.positions.clear();
+    d.slot_mapping.clear();
+    d.logits_rows.clear();
+    d.seq_offsets = {0};
+    for (int s = 0; s < batch; ++s) {
+      const int pos = seqs[s].context - 3 + step;
+      d.token_ids.push_back(tok(gen));
+      d.positions.push_back(pos);
+      const int32_t block = d.block_tables[size_t(s) * d.max_blocks_per_seq + pos / kBlockSize];
+      d.slot_mapping.push_back(int64_t{block} * kBlockSize + pos % kBlockSize);
+      d.logits_rows.push_back(s);
+      d.seq_offsets.push_back(s + 1);
+      d.context_lens[s] = pos + 1;
+    }
+    std::vector<float> g(size_t(batch) * V);
+    b.forward(d, g);
+    run.steps.push_back(std::move(g));
+  }
+  return run;
+}
+
+TEST(CudaMoePaddedFp8, DecodeGraphReplayIsBitIdenticalToEager) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  for (const std::string preset : {"tiny", "tiny-e8", "tiny-dense"}) {
+    auto graph = tiny_fp8(preset, false), eager = tiny_fp8(preset, true);
+    for (int batch : {1, 3, 17}) {
+      const DecodeRun g = run_decode_steps(*graph, batch, 7 * batch);
+      const DecodeRun e = run_decode_steps(*eager, batch, 7 * batch);
+      for (int step = 0; step < 3; ++step) {
+        const auto& a = g.steps[step];
+        ASSERT_EQ(std::memcmp(a.data(), e.steps[step].data(), a.size() * 4), 0)
+            << preset << ": decode step " << step << ", batch " << batch;
+        for (float x : a) ASSERT_TRUE(std::isfinite(x)) << preset;
+      }
+      // The bucket's graph was captured (nothing in the FP8 step syncs) and replayed.
+      EXPECT_GE(graph->num_decode_graphs(), 1) << preset << ", batch " << batch;
+      EXPECT_EQ(eager->num_decode_graphs(), 0) << preset << ", batch " << batch;
+    }
+  }
+}
+
+// Agreement of FP8 decode logits with the float32 CPU backend on the same checkpoint, per
+// decode row: |Δ log p| of the CPU's argmax token, and whether the argmaxes agree.
+struct Agreement {
+  double mean_dlogprob = 0;
+  double top1 = 0;
+};
+Agreement agreement(const std::vector<DecodeRun>& got, const std::vector<DecodeRun>& ref, int V) {
+  auto logprob = [&](const float* l, int id) {
+    const float m = *std::max_element(l, l + V);
+    double z = 0;
+    for (int i = 0; i < V; ++i) z += std::exp(double(l[i]) - m);
+    return double(l[id]) - m - std::log(z);
+  };
+  Agreement a;
+  int n = 0, same = 0;
+  for (size_t b = 0; b < ref.size(); ++b) {
+    for (size_t step = 0; step < ref[b].steps.size(); ++step) {
+      const std::vector<float>& r = ref[b].steps[step];
+      for (size_t row = 0; row < r.size() / V; ++row) {
+        const float* rl = r.data() + row * V;
+        const float* gl = got[b].steps[step].data() + row * V;
+        const int best = int(std::max_element(rl, rl + V) - rl);
+        a.mean_dlogprob += std::fabs(logprob(gl, best) - logprob(rl, best));
+        same += std::max_element(gl, gl + V) - gl == best;
+        ++n;
+      }
+    }
+  }
+  a.mean_dlogprob /= n;
+  a.top1 = double(same) / n;
+  return a;
+}
+
+// The grouped FP8 MoE (decode graphs) against the CPU, beside the per-expert FP8 path
+// (--moe-padded-max-rows 0), held to test_cuda_fp8_model.cpp's W8A8 bounds (mean |Δ log p| <
+// 0.8, top-1 >= 70%). Not compared bit for bit with the per-expert path: its GEMMs may be
+// scaled ones (fp16, MIXSERVE_FP8_UNSCALED=0) that round the w1|w3 output after scaling, and
+// the scales are multiplied in another order, so an activation a hair from an E4M3 rounding
+// boundary can land one step apart. (Seen on an H100 with bf16: both paths at mean 0.1678 /
+// 0.4343, top-1 92.1% / 84.1% on tiny / tiny-e8.)
+TEST(CudaMoePaddedFp8, GroupedDecodeAsAccurateAsPerExpertPath) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  testing::TempDir dir("cuda_fp8_grouped");
+  for (const std::string preset : {"tiny", "tiny-e8"}) {
+    MakeModelOptions mo;
+    mo.preset = preset;
+    mo.out = dir.path() / preset;
+    make_model(mo);
+    auto cpu = CpuBackend::load(mo.out, 0);
+    cpu->allocate_kv_cache({kNumBlocks, kBlockSize});
+    cuda::CudaBackendOptions o;
+    o.max_num_tokens = 64;
+    o.fp8 = true;
+    auto grouped = cuda::CudaBackend::load(mo.out, o);
+    o.moe_padded_max_rows = 0;
+    auto per_expert = cuda::CudaBackend::load(mo.out, o);
+    for (auto* b : {grouped.get(), per_expert.get()}) {
+      b->allocate_kv_cache({kNumBlocks, kBlockSize});
+    }
+    std::vector<DecodeRun> ref, g, e;
+    for (int batch : {1, 3, 17}) {
+      ref.push_back(run_decode_steps(*cpu, batch, 13 * batch));
+      g.push_back(run_decode_steps(*grouped, batch, 13 * batch));
+      e.push_back(run_decode_steps(*per_expert, batch, 13 * batch));
+    }
+    EXPECT_GE(grouped->num_decode_graphs(), 1) << preset;
+    EXPECT_EQ(per_expert->num_decode_graphs(), 0) << preset << ": max rows 0 runs eagerly";
+    const int V = cpu->config().vocab_size;
+    const Agreement ag = agreement(g, ref, V), ae = agreement(e, ref, V);
+    std::printf("[fp8 grouped] %s decode vs CPU: grouped mean |dlogp| %.4f top-1 %.1f%%; "
+                "per-expert %.4f, %.1f%%\n",
+                preset.c_str(), ag.mean_dlogprob, 100 * ag.top1, ae.mean_dlogprob, 100 * ae.top1);
+    EXPECT_LT(ag.mean_dlogprob, 0.8) << preset;
+    EXPECT_GE(ag.top1, 0.7) << preset;
+  }
+}
+
+}  // namespace
+}  // namespace mixserve
+
+#endif  // MIXSERVE_HAVE_CUDA
