@@ -1,5 +1,5 @@
 // The fast attention kernels (split-K decode, tensor-core prefill; D = 64 / 128) against the
-// CPU reference and against the generic kernel: T = 1, 3, 17, 257 and chunks crossing key
+// CPU reference and against the generic kernel: T = 1, 3, 17, 257, 620 and chunks crossing key
 // tiles, prefill and decodes mixed in one step, queries at the prefill threshold, GQA ratios
 // 1 / 3 / 4 / 8 / 32, block sizes 16 and 7, shuffled block tables, sliding windows, forced
 // split counts (partials merged by the combine kernel), fp16 and bf16, and an E4M3 (FP8) KV
@@ -159,6 +159,9 @@ TEST(CudaAttentionFast, MatchesReferenceAndGenericKernel) {
   }
   for (const auto& seqs : steps()) check({seqs, {32, 8, 128}, 0, 16, DType::kF16});
   for (const auto& seqs : steps()) check({seqs, {8, 2, 64}, 0, 7, DType::kF16});
+  // Five 128-query tiles after 500 cached keys: warps skip and mask on diagonal tiles.
+  check({{{1100, 600}, {50, 20}}, {32, 8, 128}});
+  check({{{1100, 600}, {50, 20}}, {8, 2, 64}, 300, 7, DType::kF16});
 }
 
 TEST(CudaAttentionFast, SlidingWindow) {
