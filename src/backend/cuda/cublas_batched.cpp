@@ -2,31 +2,16 @@
 
 #include <cublas_v2.h>
 
+#include "backend/cuda/cublas_util.h"
 #include "backend/cuda/cuda_check.h"
 #include "util/error.h"
 
 namespace mixserve::cuda {
 namespace {
 
-cudaDataType_t cuda_type(DType t) {
-  switch (t) {
-    case DType::kBF16:
-      return CUDA_R_16BF;
-    case DType::kF16:
-      return CUDA_R_16F;
-    case DType::kF32:
-      return CUDA_R_32F;
-    default:
-      throw_error("cuBLAS batched GEMM: unsupported dtype ", dtype_name(t));
-  }
-}
+cudaDataType_t cuda_type(DType t) { return cublas_data_type(t, "cuBLAS batched GEMM"); }
 
-void check(cublasStatus_t st, const char* what) {
-  if (st != CUBLAS_STATUS_SUCCESS) {
-    throw_error("cuBLAS error: ", what, " failed: ", cublasGetStatusName(st), " (",
-                cublasGetStatusString(st), ")");
-  }
-}
+void check(cublasStatus_t st, const char* what) { check_cublas(st, "cuBLAS", what); }
 
 }  // namespace
 

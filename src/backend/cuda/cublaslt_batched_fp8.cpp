@@ -2,6 +2,7 @@
 
 #include <cublasLt.h>
 
+#include "backend/cuda/cublas_util.h"
 #include "backend/cuda/cuda_check.h"
 #include "util/error.h"
 
@@ -9,24 +10,10 @@ namespace mixserve::cuda {
 namespace {
 
 void check(cublasStatus_t st, const char* what) {
-  if (st != CUBLAS_STATUS_SUCCESS) {
-    throw_error("cuBLASLt batched FP8 GEMM: ", what, " failed: ", cublasLtGetStatusName(st), " (",
-                cublasLtGetStatusString(st), ")");
-  }
+  check_cublas(st, "cuBLASLt batched FP8 GEMM", what);
 }
 
-cudaDataType_t out_type(DType t) {
-  switch (t) {
-    case DType::kBF16:
-      return CUDA_R_16BF;
-    case DType::kF16:
-      return CUDA_R_16F;
-    case DType::kF32:
-      return CUDA_R_32F;
-    default:
-      throw_error("cuBLASLt batched FP8 GEMM: unsupported output dtype ", dtype_name(t));
-  }
-}
+cudaDataType_t out_type(DType t) { return cublas_data_type(t, "cuBLASLt batched FP8 GEMM"); }
 
 }  // namespace
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cuda/cublas_util.h"
 #include "backend/cuda/cuda_check.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -14,33 +15,12 @@
 namespace mixserve::cuda {
 namespace {
 
-#define MIXSERVE_CUBLAS_CHECK(call)                                                       \
-  do {                                                                                    \
-    const cublasStatus_t st_ = (call);                                                    \
-    if (st_ != CUBLAS_STATUS_SUCCESS) {                                                   \
-      ::mixserve::throw_error("cuBLASLt error at ", __FILE__, ":", __LINE__, ": ", #call, \
-                              " failed: ", cublasLtGetStatusName(st_), " (",              \
-                              cublasLtGetStatusString(st_), ")");                         \
-    }                                                                                     \
-  } while (0)
+#define MIXSERVE_CUBLAS_CHECK(call) ::mixserve::cuda::check_cublas((call), "cuBLASLt GEMM", #call)
 
 // Plan keys mark unscaled FP8 GEMMs with this offset on the input type.
 constexpr int kUnscaledFp8 = 1000;
 
-cudaDataType_t cuda_type(DType t) {
-  switch (t) {
-    case DType::kBF16:
-      return CUDA_R_16BF;
-    case DType::kF16:
-      return CUDA_R_16F;
-    case DType::kF32:
-      return CUDA_R_32F;
-    case DType::kF8E4M3:
-      return CUDA_R_8F_E4M3;
-    default:
-      throw_error("cuBLASLt GEMM: unsupported dtype ", dtype_name(t));
-  }
-}
+cudaDataType_t cuda_type(DType t) { return cublas_data_type(t, "cuBLASLt GEMM"); }
 
 // Largest power of two (<= 256) dividing every address, as cuBLASLt's alignment preference.
 int alignment_of(const void* a, const void* b, const void* c) {

@@ -7,15 +7,13 @@
 #include <cuda_fp8.h>
 
 #include "backend/cuda/dtype_traits.cuh"
+#include "backend/cuda/fp8_pack.cuh"
 #include "backend/cuda/fp8_kernels.h"
 
 namespace mixserve::cuda {
 
 constexpr int kQuantThreads = 256;
 
-__device__ __forceinline__ uint8_t to_e4m3(float v) {
-  return static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
-}
 
 // Block-wide reduction (sum or max) of one float per thread; every thread gets the result.
 template <bool kMax>
@@ -33,6 +31,22 @@ __device__ __forceinline__ float block_reduce(float v) {
 // (scale, inverse) of a row with max |value| amax.
 __device__ __forceinline__ float2 fp8_row_scale(float amax) {
   return amax > 0.0f ? make_float2(amax / kFp8Max, kFp8Max / amax) : make_float2(1.0f, 0.0f);
+}
+
+// The block's row of kChunks × 8 register values per thread (chunk c of thread t is the row's
+// chunk c * kQuantThreads + t, `chunks` in all), quantized with the row's scale and stored as
+// E4M3; returns (scale, inverse). amax: this thread's max |value|.
+template <int kChunks>
+__device__ __forceinline__ float2 store_row_e4m3(const float (&v)[kChunks][8], float amax,
+                                                 int chunks, uint8_t* q_row) {
+  const float2 si = fp8_row_scale(block_reduce<true>(amax));
+  uint2* d = reinterpret_cast<uint2*>(q_row);
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = c * kQuantThreads + threadIdx.x;
+    if (i < chunks) d[i] = pack_e4m3x8(v[c], si.y);
+  }
+  return si;
 }
 
 // Padded scale index of sorted MoE row r (fp8_kernels.h); offsets: [E + 1] or null.
@@ -81,22 +95,7 @@ __global__ void quantize_rows_fp8_vec_kernel(const T* src, int C, uint8_t* q, fl
       }
     }
   }
-  const float2 si = fp8_row_scale(block_reduce<true>(amax));
-  uint2* d = reinterpret_cast<uint2*>(q + r * C);
-#pragma unroll
-  for (int c = 0; c < kChunks; ++c) {
-    const int i = c * kQuantThreads + threadIdx.x;
-    if (i < chunks) {
-      uint32_t w[2];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        w[h] = 0;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) w[h] |= uint32_t{to_e4m3(v[c][4 * h + j] * si.y)} << (8 * j);
-      }
-      d[i] = make_uint2(w[0], w[1]);
-    }
-  }
+  const float2 si = store_row_e4m3<kChunks>(v, amax, chunks, q + r * C);
   if (threadIdx.x == 0) scales[r] = si.x;
 }
 
@@ -253,22 +252,7 @@ __global__ void silu_mul_fp8_vec_kernel(const T* gate_up, int F, uint8_t* q, flo
       }
     }
   }
-  const float2 si = fp8_row_scale(block_reduce<true>(amax));
-  uint2* d = reinterpret_cast<uint2*>(q + r * F);
-#pragma unroll
-  for (int c = 0; c < kChunks; ++c) {
-    const int i = c * kQuantThreads + threadIdx.x;
-    if (i < chunks) {
-      uint32_t w[2];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        w[h] = 0;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) w[h] |= uint32_t{to_e4m3(v[c][4 * h + j] * si.y)} << (8 * j);
-      }
-      d[i] = make_uint2(w[0], w[1]);
-    }
-  }
+  const float2 si = store_row_e4m3<kChunks>(v, amax, chunks, q + r * F);
   if (threadIdx.x == 0) scales[padded_row(r, offsets, E)] = si.x;
 }
 

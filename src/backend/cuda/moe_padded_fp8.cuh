@@ -6,6 +6,7 @@
 
 #include "backend/cuda/dtype_traits.cuh"
 #include "backend/cuda/fp8_kernels.h"
+#include "backend/cuda/fp8_pack.cuh"
 #include "backend/cuda/moe_groups.cuh"
 #include "backend/cuda/moe_padded_fp8.h"
 
@@ -133,20 +134,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int c = 0; c < kChunks; ++c) {
     const int i = c * kThreads + threadIdx.x;
-    if (i < chunks) {
-      uint32_t w[2];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        w[h] = 0;
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const uint32_t b = __nv_cvt_float_to_fp8(v[c][4 * h + k] * inv, __NV_SATFINITE,
-                                                   __NV_E4M3);
-          w[h] |= b << (8 * k);
-        }
-      }
-      d[i] = make_uint2(w[0], w[1]);
-    }
+    if (i < chunks) d[i] = pack_e4m3x8(v[c], inv);
   }
   if (threadIdx.x == 0) scales[r] = scale;
 }
