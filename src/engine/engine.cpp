@@ -1,7 +1,9 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
+#include <optional>
 #include <random>
 
 #include "engine/block_manager.h"
@@ -30,6 +32,8 @@ struct EngineSequence {
   int32_t sample_index = 0;
   std::unique_ptr<TextOutput> text;
   bool cache_hit_counted = false;
+  // When the scheduler first gave this sequence tokens to compute (for Usage::queue_time_s).
+  std::optional<std::chrono::steady_clock::time_point> first_scheduled;
 };
 
 Engine::Engine(std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer> tokenizer,
@@ -179,6 +183,9 @@ void Engine::finish(EngineSequence& es, const std::string& reason, StreamEvent e
   if (es.text && reason != "stop") event.text += es.text->finish();
   event.finish_reason = reason;
   event.usage = Usage{s.num_prompt_tokens, s.num_output_tokens(), s.num_cached_prompt_tokens};
+  const auto scheduled = es.first_scheduled.value_or(std::chrono::steady_clock::now());
+  event.usage->queue_time_s =
+      std::max(0.0, std::chrono::duration<double>(scheduled - es.req->request.arrival).count());
   es.req->stream->push(std::move(event));
   scheduler_->remove(&es.seq);
   ++counters_.requests_finished;
@@ -240,6 +247,7 @@ void Engine::run_step(const ScheduleResult& sched) {
     std::copy(s.kv.blocks.begin(), s.kv.blocks.end(), row.begin());
     plan.block_tables.insert(plan.block_tables.end(), row.begin(), row.end());
     EngineSequence* es = live_.at(s.seq_id).get();
+    if (!es->first_scheduled) es->first_scheduled = std::chrono::steady_clock::now();
     if (c.sample) {
       plan.logits_rows.push_back(plan.num_tokens() - 1);
       sampled.push_back(es);

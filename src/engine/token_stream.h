@@ -34,6 +34,9 @@ struct Usage {
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
   int32_t cached_prompt_tokens = 0;  // prompt tokens whose KV came from the prefix cache
+  // Seconds from Request::arrival until the engine first scheduled this sample's tokens
+  // (parsing, tokenization and the wait for a batch slot); until finish if it never was.
+  double queue_time_s = 0.0;
 };
 
 struct StreamEvent {

@@ -275,7 +275,6 @@ HttpResponse ApiService::generate(std::string_view path, std::string_view body,
     release();
     throw ApiError(draining_.load() ? 503 : 400, e.what());
   }
-  metrics_.observe_queue_time(std::chrono::duration<double>(Clock::now() - arrival).count());
 
   ResponseFormatter fmt(req.kind, id,
                         std::chrono::duration_cast<std::chrono::seconds>(

@@ -90,6 +90,7 @@ void CompletionJob::on_event(size_t pi, StreamEvent& ev, std::string& out) {
     if (ev.sample_index == 0) {
       usage_.prompt_tokens += ev.usage->prompt_tokens;
       usage_.cached_prompt_tokens += ev.usage->cached_prompt_tokens;
+      if (metrics_) metrics_->observe_queue_time(ev.usage->queue_time_s);
     }
     usage_.completion_tokens += ev.usage->completion_tokens;
     pp.max_completion_tokens = std::max(pp.max_completion_tokens, ev.usage->completion_tokens);

@@ -74,8 +74,8 @@ ServerMetrics::ServerMetrics(std::string model_name)
   impl_->e2e = hist("mixserve:e2e_request_latency_seconds",
                     "Time from arrival to the last output token", latency_buckets());
   impl_->queue = hist("mixserve:request_queue_time_seconds",
-                      "Time from arrival until the engine accepted the request (parsing, "
-                      "tokenization, chat template)",
+                      "Time from arrival until the engine first scheduled the request (parsing, "
+                      "tokenization, chat template, waiting for a batch slot)",
                       latency_buckets());
   impl_->running = gauge("mixserve:num_requests_running", "Sequences in the running batch");
   impl_->waiting = gauge("mixserve:num_requests_waiting", "Sequences waiting to be scheduled");

@@ -325,6 +325,23 @@ TEST(Engine, TinyCacheNeverDeadlocks) {
   EXPECT_EQ(h.engine->stats().num_free_kv_blocks, 6);
 }
 
+// Usage::queue_time_s runs from arrival to the first scheduled step: with one sequence at a
+// time, the second request waits for the whole first one.
+TEST(Engine, QueueTimeIncludesTheWaitForABatchSlot) {
+  EngineConfig cfg = small_config();
+  cfg.max_num_seqs = 1;
+  Harness h = make(cfg);
+  const auto results = run_staggered(
+      *h.engine, {make_request("a", fake_prompt(5, 1), 6), make_request("b", fake_prompt(7, 2), 6)},
+      {0, 0});
+  const Usage& a = results[0].samples[0].usage;
+  const Usage& b = results[1].samples[0].usage;
+  EXPECT_GE(a.queue_time_s, 0.0);
+  EXPECT_GT(b.queue_time_s, a.queue_time_s);
+  EXPECT_EQ(a.completion_tokens, 6);
+  EXPECT_EQ(b.completion_tokens, 6);
+}
+
 TEST(Engine, LogprobsAndNoTokenizer) {
   Harness h = make(small_config(), -1000.0f, /*with_tokenizer=*/false);
   Request r = make_request("lp", fake_prompt(9, 4), 5);
