@@ -75,11 +75,10 @@ int run(const OfflineArgs& a) {
   for (size_t run = 0; run < batches.size(); ++run) {
     const int32_t b = int32_t(batches[run]);
     MIXSERVE_CHECK(double(b) == batches[run], "--max-batch ", batches[run], " is not a whole number");
-    // A fresh engine per batch size: max_num_seqs is fixed at construction. The backend's
-    // workspace is sized for the largest step before the KV cache takes the rest of the memory.
-    BackendOptions backend_options = a.engine.backend;
-    backend_options.max_num_tokens = std::max(a.engine.engine.max_num_batched_tokens, b);
-    std::unique_ptr<Backend> backend = create_backend(backend_options);
+    // A fresh engine per batch size: max_num_seqs is fixed at construction. A step must hold a
+    // full batch of decodes.
+    const int32_t step_tokens = std::max(a.engine.engine.max_num_batched_tokens, b);
+    std::unique_ptr<Backend> backend = create_backend(a.engine.backend_for_steps(step_tokens));
     // A worker rank of a multi-process launch served this batch size's run for rank 0 (which
     // starts a fresh rendezvous per batch size); it writes no report.
     if (!backend) continue;
@@ -101,8 +100,7 @@ int run(const OfflineArgs& a) {
     }
     EngineConfig cfg = a.engine.engine;
     cfg.max_num_seqs = b;
-    // A step must hold a full batch of decodes.
-    cfg.max_num_batched_tokens = std::max(cfg.max_num_batched_tokens, b);
+    cfg.max_num_batched_tokens = step_tokens;
     Engine engine(std::move(backend), nullptr, cfg);
     const std::string label = "max_batch=" + std::to_string(b);
     log::info(label, ": ", items.size(), " requests (", warmup.size(), " warm-up), KV cache ",

@@ -94,15 +94,20 @@ void EngineFlags::add_to(CLI::App& app, bool model_required) {
       ->capture_default_str();
 }
 
+BackendOptions EngineFlags::backend_for_steps(int32_t max_step_tokens) const {
+  BackendOptions o = backend;
+  o.max_num_tokens = max_step_tokens;
+  return o;
+}
+
 EngineBundle make_engine(const EngineFlags& flags) {
   EngineBundle bundle;
   const std::filesystem::path dir(flags.backend.model);
   if (flags.backend.model.rfind("synthetic:", 0) != 0 && std::filesystem::exists(dir / "tokenizer.json")) {
     bundle.tokenizer = Tokenizer::from_dir(dir);
   }
-  BackendOptions backend_options = flags.backend;
-  backend_options.max_num_tokens = flags.engine.max_num_batched_tokens;
-  std::unique_ptr<Backend> backend = create_backend(backend_options);
+  std::unique_ptr<Backend> backend =
+      create_backend(flags.backend_for_steps(flags.engine.max_num_batched_tokens));
   if (!backend) return bundle;  // a worker process: rank 0 has shut it down
   log::info("model ", flags.backend.model, " on ", backend->name());
   bundle.engine = std::make_unique<Engine>(std::move(backend), bundle.tokenizer, flags.engine);

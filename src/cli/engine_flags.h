@@ -25,6 +25,10 @@ struct EngineFlags {
   // --max-num-batched-tokens, --max-model-len, --no-prefix-caching, --scheduler-policy, and the
   // parallelism flags (add_parallel_flags).
   void add_to(CLI::App& app, bool model_required = true);
+
+  // The backend's options, its workspace sized for steps of max_step_tokens (the backend takes
+  // it before the KV cache takes the rest of the memory).
+  BackendOptions backend_for_steps(int32_t max_step_tokens) const;
 };
 
 // Adds --tensor-parallel (-tp), --expert-parallel, --nnodes, --node-rank, --master-addr,

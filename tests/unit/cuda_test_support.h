@@ -20,15 +20,22 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
+#include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "backend/batch_plan.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/device_buffer.h"
 #include "backend/device.h"
+#include "model/make_model.h"
+#include "temp_dir.h"
 #include "model/dtype.h"
 
 namespace mixserve::cuda_test {
@@ -122,6 +129,55 @@ inline double rel_l2(const std::vector<float>& got, const std::vector<float>& re
     den += double(ref[i]) * ref[i];
   }
   return std::sqrt(num / std::max(den, 1e-30));
+}
+
+// A checkpoint of `preset` (make-model, BF16) in dir/preset.
+inline std::filesystem::path write_model(const testing::TempDir& dir, const std::string& preset) {
+  MakeModelOptions mo;
+  mo.preset = preset;
+  mo.out = dir / preset;
+  mo.dtype = DType::kBF16;
+  make_model(mo);
+  return mo.out;
+}
+
+// n token ids drawn from [3, V) (no <unk>, <s>, </s>).
+inline std::vector<int32_t> random_tokens(int n, int V) {
+  std::vector<int32_t> ids(n);
+  for (int32_t& id : ids) id = 3 + int(rng()() % (V - 3));
+  return ids;
+}
+
+// Greedy decode of one sequence: the prompt in one step, then one token a step; `blocks` is its
+// block table (block_size tokens a block), forward(plan) returns the logits of the plan's one
+// row. all_logits (optional) collects every step's logits.
+inline std::vector<int32_t> greedy_decode(
+    const std::function<std::vector<float>(const BatchPlan&)>& forward,
+    const std::vector<int32_t>& prompt, int steps, const std::vector<int32_t>& blocks,
+    int block_size, std::vector<std::vector<float>>* all_logits) {
+  std::vector<int32_t> seq = prompt, out;
+  int computed = 0;
+  for (int step = 0; step < steps; ++step) {
+    BatchPlan p;
+    p.max_blocks_per_seq = int(blocks.size());
+    p.block_tables = blocks;
+    p.seq_offsets = {0};
+    for (int pos = computed; pos < int(seq.size()); ++pos) {
+      p.token_ids.push_back(seq[pos]);
+      p.positions.push_back(pos);
+      p.slot_mapping.push_back(int64_t{blocks[pos / block_size]} * block_size + pos % block_size);
+    }
+    p.seq_offsets.push_back(p.num_tokens());
+    p.context_lens = {int(seq.size())};
+    p.logits_rows = {p.num_tokens() - 1};
+    const std::vector<float> logits = forward(p);
+    computed = int(seq.size());
+    const int best = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    if (all_logits) all_logits->push_back(logits);
+    out.push_back(best);
+    seq.push_back(best);
+  }
+  return out;
 }
 
 }  // namespace mixserve::cuda_test

@@ -201,8 +201,9 @@ TEST(CudaAttentionFast, SplitPlanUsesTheMachine) {
   a.num_kv_heads = 8;
   a.head_dim = 128;
   a.max_context = 4096;
-  int dummy = 0;
-  a.workspace = &dummy;  // only its size is read by the planner
+  // The planner never touches the workspace: it checks that there is one and reads its size.
+  alignas(16) static char workspace_stand_in[16];
+  a.workspace = workspace_stand_in;
   a.workspace_bytes = cuda::kAttentionWorkspaceBytes;
   const cuda::DecodeSplitPlan one = cuda::plan_decode_splits(a, 132);
   EXPECT_EQ(one.num_splits, 64);  // 8 blocks of 64 keys each would idle the card otherwise

@@ -34,21 +34,6 @@ cuda::CudaBackendOptions small_options(DType dt) {
   return o;
 }
 
-std::filesystem::path write_model(const testing::TempDir& dir, const std::string& preset) {
-  MakeModelOptions mo;
-  mo.preset = preset;
-  mo.out = dir / preset;
-  mo.dtype = DType::kBF16;
-  make_model(mo);
-  return mo.out;
-}
-
-std::vector<int32_t> random_tokens(int n, int V) {
-  std::vector<int32_t> ids(n);
-  for (int32_t& id : ids) id = 3 + int(rng()() % (V - 3));
-  return ids;
-}
-
 // Two steps over the same shuffled blocks: prefills of 5, 37 and 23 tokens, then decodes of
 // the first two and a 17-token chunk of the third (40 tokens of context, crossing blocks).
 // Every row's logits are compared: rows at or after a token of their sequence where the CPU saw
@@ -140,30 +125,13 @@ std::vector<int32_t> greedy(Backend& be, const std::vector<int32_t>& prompt, int
                             const std::vector<int32_t>& blocks,
                             std::vector<std::vector<float>>* all_logits) {
   const int V = be.config().vocab_size;
-  std::vector<int32_t> seq = prompt, out;
-  int computed = 0;
-  for (int step = 0; step < steps; ++step) {
-    BatchPlan p;
-    p.max_blocks_per_seq = int(blocks.size());
-    p.block_tables = blocks;
-    p.seq_offsets = {0};
-    for (int pos = computed; pos < int(seq.size()); ++pos) {
-      p.token_ids.push_back(seq[pos]);
-      p.positions.push_back(pos);
-      p.slot_mapping.push_back(int64_t{blocks[pos / kBlockSize]} * kBlockSize + pos % kBlockSize);
-    }
-    p.seq_offsets.push_back(p.num_tokens());
-    p.context_lens = {int(seq.size())};
-    p.logits_rows = {p.num_tokens() - 1};
-    std::vector<float> logits(V);
-    be.forward(p, logits);
-    computed = int(seq.size());
-    const int best = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    if (all_logits) all_logits->push_back(logits);
-    out.push_back(best);
-    seq.push_back(best);
-  }
-  return out;
+  return greedy_decode(
+      [&](const BatchPlan& p) {
+        std::vector<float> logits(V);
+        be.forward(p, logits);
+        return logits;
+      },
+      prompt, steps, blocks, kBlockSize, all_logits);
 }
 
 TEST(CudaBackend, GreedyDecodeMatchesCpu) {

@@ -52,15 +52,6 @@ cuda::CudaBackendOptions small_options(DType dt, bool fp8) {
   return o;
 }
 
-std::filesystem::path write_model(const testing::TempDir& dir, const std::string& preset) {
-  MakeModelOptions mo;
-  mo.preset = preset;
-  mo.out = dir / preset;
-  mo.dtype = DType::kBF16;
-  make_model(mo);
-  return mo.out;
-}
-
 // fn(rank) on kRanks threads; rethrows the first failure.
 void on_ranks(const std::function<void(int)>& fn) {
   std::exception_ptr error;
@@ -110,12 +101,6 @@ Shards make_shards(const std::filesystem::path& model, const cuda::CudaBackendOp
     s.rank[r]->allocate_kv_cache({kNumBlocks, kBlockSize});
   });
   return s;
-}
-
-std::vector<int32_t> random_tokens(int n, int V) {
-  std::vector<int32_t> ids(n);
-  for (int32_t& id : ids) id = 3 + int(rng()() % (V - 3));
-  return ids;
 }
 
 std::vector<float> log_softmax(const float* l, int V) {
@@ -217,37 +202,6 @@ TEST(CudaTensorParallel, ShardLogitsMatchUnsharded) {
   }
 }
 
-// Greedy decode of 16 tokens: prefill then one token a step (decode buckets; the unsharded
-// backend replays CUDA graphs, the staged shards run eagerly). `forward` runs one step.
-std::vector<int32_t> greedy(const std::function<std::vector<float>(const BatchPlan&)>& forward,
-                            int V, const std::vector<int32_t>& prompt, int steps,
-                            const std::vector<int32_t>& blocks,
-                            std::vector<std::vector<float>>* all_logits) {
-  std::vector<int32_t> seq = prompt, out;
-  int computed = 0;
-  for (int step = 0; step < steps; ++step) {
-    BatchPlan p;
-    p.max_blocks_per_seq = int(blocks.size());
-    p.block_tables = blocks;
-    p.seq_offsets = {0};
-    for (int pos = computed; pos < int(seq.size()); ++pos) {
-      p.token_ids.push_back(seq[pos]);
-      p.positions.push_back(pos);
-      p.slot_mapping.push_back(int64_t{blocks[pos / kBlockSize]} * kBlockSize + pos % kBlockSize);
-    }
-    p.seq_offsets.push_back(p.num_tokens());
-    p.context_lens = {int(seq.size())};
-    p.logits_rows = {p.num_tokens() - 1};
-    const std::vector<float> logits = forward(p);
-    computed = int(seq.size());
-    const int best = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    if (all_logits) all_logits->push_back(logits);
-    out.push_back(best);
-    seq.push_back(best);
-  }
-  return out;
-}
-
 TEST(CudaTensorParallel, GreedyDecodeMatchesUnsharded) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   testing::TempDir dir("cuda_tp_greedy");
@@ -267,15 +221,17 @@ TEST(CudaTensorParallel, GreedyDecodeMatchesUnsharded) {
         blocks.resize(4);
         const std::vector<int32_t> prompt = random_tokens(21, V);
         std::vector<std::vector<float>> ref_logits;
-        const auto want = greedy(
+        // Prefill then one token a step (decode buckets: the unsharded backend replays CUDA
+        // graphs, the staged shards run eagerly).
+        const auto want = greedy_decode(
             [&](const BatchPlan& p) {
               std::vector<float> l(V);
               ref->forward(p, l);
               return l;
             },
-            V, prompt, 16, blocks, &ref_logits);
-        const auto got = greedy([&](const BatchPlan& p) { return shards.forward(p); }, V, prompt,
-                                16, blocks, nullptr);
+            prompt, 16, blocks, kBlockSize, &ref_logits);
+        const auto got = greedy_decode([&](const BatchPlan& p) { return shards.forward(p); },
+                                       prompt, 16, blocks, kBlockSize, nullptr);
         EXPECT_GT(ref->num_decode_graphs(), 0) << "the unsharded backend replays graphs";
         const std::string label = preset + (ep ? " EP=2 " : " TP=2 ") +
                                   (dt == DType::kBF16 ? "bf16" : "fp16");

@@ -173,8 +173,9 @@ void CublasLtGemm::run(Plan& p, const Key& key, const void* x, const void* w, vo
                           &beta, y, p.c, y, p.c, &algo, lane_workspace(lane), workspace_bytes_,
                           stream);
   };
+  // Settled plans (every call after a shape's first) go straight to the launch.
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  MIXSERVE_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  if (!p.settled) MIXSERVE_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
   if (!p.settled && capture == cudaStreamCaptureStatusNone) {
     // Time every candidate on these operands (y is overwritten by the real call below).
     cudaEvent_t e0, e1;

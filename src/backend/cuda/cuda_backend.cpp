@@ -91,6 +91,9 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
   if (const char* env = std::getenv("MIXSERVE_FP8_UNSCALED"); env != nullptr) {
     moe_fp8_unscaled_ = std::string(env) != "0";
   }
+  if (const char* env = std::getenv("MIXSERVE_FP8_GROUPED"); env != nullptr) {
+    fp8_grouped_forced_ = env;
+  }
   batched_ = std::make_unique<CublasBatched>();
   if (options.fp8) batched_fp8_ = std::make_unique<CublasLtBatchedFp8>();
   moe_groups_.reset(3 * kMaxExperts * sizeof(int32_t) + 6 * kMaxExperts * sizeof(void*));

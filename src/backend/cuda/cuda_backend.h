@@ -24,6 +24,7 @@
 
 #include <array>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -132,6 +133,8 @@ class CudaBackend : public Backend {
   // step does not qualify and nothing was enqueued).
   enum class Fp8Grouped { kNone, kPointerArray, kStrided };
   Fp8Grouped fp8_grouped_mode(int T) const;
+  mutable std::map<int, Fp8Grouped> fp8_grouped_by_tokens_;  // fp8_grouped_mode's answers
+  std::string fp8_grouped_forced_;  // MIXSERVE_FP8_GROUPED: "", "strided" or "pointers"
   bool moe_padded_fp8(int layer, int T);
   // Expert GEMMs of large MoE steps: experts round-robin over `lanes` streams forked from
   // stream_ (cuda_moe_lanes.cpp). A lane runs w13 -> SiLU·mul -> w2 of its experts.
@@ -150,6 +153,14 @@ class CudaBackend : public Backend {
   // sorts into (E; EP: local experts + 1); local_experts() the experts computed here.
   int localize_experts(int T);
   int local_experts() const;
+  // Every MoE path's start (cuda_forward.cpp): router GEMM over ws_.h, top-k into ws_.experts /
+  // ws_.expert_weights, then localize_experts. Returns its bucket count.
+  int route_tokens(int layer, int T);
+  // Large MoE steps: routes, sorts the pairs by expert (ws_.counts / offsets / sorted_token /
+  // pair_pos), runs gather(buckets) — the precision's row gather — then copies the local
+  // experts' row counts to the host (the one sync of the layer) and returns them.
+  const int32_t* route_sort_and_read_counts(int layer, int T,
+                                            const std::function<cudaError_t(int)>& gather);
   void combine_experts(int T);  // moe_combine of the local pairs into ws_.delta
   void* kv_pool(int layer, int which) const;
   size_t kv_element_bytes() const { return options_.kv_fp8 ? 1 : dtype_size(options_.dtype); }

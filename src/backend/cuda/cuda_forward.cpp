@@ -113,23 +113,15 @@ void CudaBackend::feed_forward(int l, int T) {
     gemm_->matmul(ws_.act, w.w2, ws_.delta, T, H, F, dt, DType::kF32, stream_);
     return;
   }
-  const int E = c.num_local_experts, K = c.num_experts_per_tok;
+  const int K = c.num_experts_per_tok;
   const size_t grouped_rows = size_t(std::min(local_experts(), T * K)) * T;
   if (T * K <= options_.moe_padded_max_rows && grouped_rows <= size_t(ws_tokens_) * K) {
     return moe_padded(l, T);
   }
-  gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, E, H, dt, DType::kF32, stream_);
-  MIXSERVE_CUDA_CHECK(
-      moe_topk(ws_.router_logits, T, E, K, ws_.experts, ws_.expert_weights, stream_));
-  const int Es = localize_experts(T), El = local_experts();  // E, E unless EP
-  MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, K, Es, ws_.counts, ws_.offsets, ws_.sorted_token,
-                               ws_.pair_pos, stream_));
-  MIXSERVE_CUDA_CHECK(gather_rows(ws_.h, ws_.sorted_token, T * K, H, ws_.gathered, dt, stream_));
-  // The expert GEMMs need each expert's row count on the host: one sync per MoE layer.
-  MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.get(), ws_.counts, sizeof(int32_t) * El,
-                                      cudaMemcpyDeviceToHost, stream_));
-  MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  const int32_t* counts = counts_host_.as<int32_t>();
+  const int El = local_experts();  // E unless EP
+  const int32_t* counts = route_sort_and_read_counts(l, T, [&](int) {
+    return gather_rows(ws_.h, ws_.sorted_token, T * K, H, ws_.gathered, dt, stream_);
+  });
   const char* gathered = static_cast<const char*>(ws_.gathered);
   char* gate_up = static_cast<char*>(ws_.gate_up);
   char* act = static_cast<char*>(ws_.act);
@@ -164,13 +156,10 @@ void CudaBackend::moe_padded(int l, int T) {
   const ModelConfig& c = config_;
   const CudaLayerWeights w = weights_.layer(l);
   const int H = c.hidden_size, F = c.intermediate_size;
-  const int E = c.num_local_experts, K = c.num_experts_per_tok;
+  const int K = c.num_experts_per_tok;
   const int El = local_experts(), G = std::min(El, T * K);
   const DType dt = options_.dtype;
-  gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, E, H, dt, DType::kF32, stream_);
-  MIXSERVE_CUDA_CHECK(
-      moe_topk(ws_.router_logits, T, E, K, ws_.experts, ws_.expert_weights, stream_));
-  const int Es = localize_experts(T);  // E unless EP
+  const int Es = route_tokens(l, T);  // E unless EP
   MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, K, Es, ws_.counts, ws_.offsets, ws_.sorted_token,
                                ws_.pair_pos, stream_));
   int32_t* group_expert = moe_groups_.as<int32_t>();
@@ -207,6 +196,34 @@ void CudaBackend::moe_padded(int l, int T) {
   batched_->matmul(ptrs + 3 * G, ptrs + 4 * G, const_cast<void* const*>(ptrs + 5 * G), T, H, F, G,
                    dt, DType::kF32, stream_);
   combine_experts(T);
+}
+
+}  // namespace mixserve::cuda
+
+namespace mixserve::cuda {
+
+int CudaBackend::route_tokens(int l, int T) {
+  const ModelConfig& c = config_;
+  const int E = c.num_local_experts, K = c.num_experts_per_tok;  // the router sees every expert
+  gemm_->matmul(ws_.h, weights_.layer(l).router, ws_.router_logits, T, E, c.hidden_size,
+                options_.dtype, DType::kF32, stream_);
+  MIXSERVE_CUDA_CHECK(
+      moe_topk(ws_.router_logits, T, E, K, ws_.experts, ws_.expert_weights, stream_));
+  return localize_experts(T);
+}
+
+const int32_t* CudaBackend::route_sort_and_read_counts(
+    int l, int T, const std::function<cudaError_t(int)>& gather) {
+  const int Es = route_tokens(l, T);
+  MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, config_.num_experts_per_tok, Es, ws_.counts,
+                               ws_.offsets, ws_.sorted_token, ws_.pair_pos, stream_));
+  MIXSERVE_CUDA_CHECK(gather(Es));
+  // The expert GEMMs need each expert's row count on the host: one sync per MoE layer.
+  MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.get(), ws_.counts,
+                                      sizeof(int32_t) * local_experts(), cudaMemcpyDeviceToHost,
+                                      stream_));
+  MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return counts_host_.as<int32_t>();
 }
 
 }  // namespace mixserve::cuda

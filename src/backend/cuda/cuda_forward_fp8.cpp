@@ -74,20 +74,11 @@ void CudaBackend::feed_forward_fp8(int l, int T) {
     return;
   }
   if (moe_padded_fp8(l, T)) return;  // small steps: grouped, no host sync
-  const int E = c.num_local_experts, K = c.num_experts_per_tok;
-  gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, E, H, dt, DType::kF32, stream_);
-  MIXSERVE_CUDA_CHECK(
-      moe_topk(ws_.router_logits, T, E, K, ws_.experts, ws_.expert_weights, stream_));
-  const int Es = localize_experts(T), El = local_experts();  // E, E unless EP
-  MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, K, Es, ws_.counts, ws_.offsets, ws_.sorted_token,
-                               ws_.pair_pos, stream_));
-  MIXSERVE_CUDA_CHECK(gather_rows_fp8(ws_.h_q, ws_.h_scale, ws_.sorted_token, T * K, H, ws_.offsets,
-                                      Es, ws_.gathered_q, ws_.gathered_scale, stream_));
-  // The expert GEMMs need each expert's row count on the host: one sync per MoE layer.
-  MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.get(), ws_.counts, sizeof(int32_t) * El,
-                                      cudaMemcpyDeviceToHost, stream_));
-  MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  const int32_t* counts = counts_host_.as<int32_t>();
+  const int K = c.num_experts_per_tok, El = local_experts();  // E unless EP
+  const int32_t* counts = route_sort_and_read_counts(l, T, [&](int Es) {
+    return gather_rows_fp8(ws_.h_q, ws_.h_scale, ws_.sorted_token, T * K, H, ws_.offsets, Es,
+                           ws_.gathered_q, ws_.gathered_scale, stream_);
+  });
   char* gate_up = static_cast<char*>(ws_.gate_up);
   const int lanes = moe_lanes(static_cast<int>(std::count_if(counts, counts + El,
                                                              [](int32_t n) { return n > 0; })));

@@ -5,8 +5,6 @@
 // Shapes: T tokens of the step (also the capacity C of each group), E experts, K top-k,
 // G groups, H hidden, F FFN size.
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "backend/cuda/cublaslt_batched_fp8.h"
@@ -77,11 +75,13 @@ CudaBackend::Fp8Grouped CudaBackend::fp8_grouped_mode(int T) const {
   const int E = local_experts(), K = c.num_experts_per_tok, H = c.hidden_size;
   const int F = c.intermediate_size;
   if (T <= 0 || T * K > options_.moe_padded_max_rows) return Fp8Grouped::kNone;
-  // MIXSERVE_FP8_GROUPED=strided|pointers forces one kind of batch (for measurements).
-  static const std::string forced = [] {
-    const char* env = std::getenv("MIXSERVE_FP8_GROUPED");
-    return std::string(env != nullptr ? env : "");
-  }();
+  // The mode depends on T only: decided once per step size, not once per layer.
+  if (auto it = fp8_grouped_by_tokens_.find(T); it != fp8_grouped_by_tokens_.end()) {
+    return it->second;
+  }
+  Fp8Grouped& mode = fp8_grouped_by_tokens_[T];
+  mode = Fp8Grouped::kNone;
+  const std::string& forced = fp8_grouped_forced_;  // MIXSERVE_FP8_GROUPED, for measurements
   using Mode = CublasLtBatchedFp8::Mode;
   auto both = [&](Mode m, int G) {
     return batched_fp8_->supported(m, T, 2 * F, H, G, DType::kBF16) &&
@@ -90,10 +90,11 @@ CudaBackend::Fp8Grouped CudaBackend::fp8_grouped_mode(int T) const {
   // Pointer arrays read only the routed experts' weights (G = min(E, T*K)); strided batches
   // (G = E, every expert) are the fallback once every expert is likely to have rows.
   if (forced != "strided" && both(Mode::kPointerArray, std::min(E, T * K))) {
-    return Fp8Grouped::kPointerArray;
+    mode = Fp8Grouped::kPointerArray;
+  } else if (forced != "pointers" && T * K >= E && both(Mode::kStrided, E)) {
+    mode = Fp8Grouped::kStrided;
   }
-  if (forced != "pointers" && T * K >= E && both(Mode::kStrided, E)) return Fp8Grouped::kStrided;
-  return Fp8Grouped::kNone;
+  return mode;
 }
 
 bool CudaBackend::moe_padded_fp8(int l, int T) {
@@ -106,13 +107,8 @@ bool CudaBackend::moe_padded_fp8(int l, int T) {
   const int G = mode == Fp8Grouped::kStrided ? E : std::min(E, T * K);
   if (size_t(G) * T > size_t(ws_tokens_) * K) return false;
   const CudaLayerWeights w = weights_.layer(l);
-  const DType dt = options_.dtype;
-  const int Er = c.num_local_experts;  // the router's experts (all of them)
-  gemm_->matmul(ws_.h, w.router, ws_.router_logits, T, Er, H, dt, DType::kF32, stream_);
-  MIXSERVE_CUDA_CHECK(
-      moe_topk(ws_.router_logits, T, Er, K, ws_.experts, ws_.expert_weights, stream_));
   MoeGroupedFp8Step s;
-  s.sort_buckets = localize_experts(T);  // Er, or E + 1 under expert parallelism
+  s.sort_buckets = route_tokens(l, T);  // all experts, or E + 1 under expert parallelism
   s.T = T;
   s.E = E;
   s.K = K;
