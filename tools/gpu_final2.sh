@@ -16,7 +16,7 @@ off OFF-128 --output-len 128 --num-requests 3072 --warmup 64 --max-batch 1536 --
 off LAT-1 --output-len 128 --num-requests 8 --warmup 1 --max-batch 1
 $B serve $F --port 8011 --max-num-batched-tokens 8192 --gpu-memory-fraction 0.93 > $R/$TAG-serve.log 2>&1 &
 SRV=$!
-for i in $(seq 1 120); do curl -sf http://127.0.0.1:8011/v1/models > /dev/null && break; sleep 1; done
+for i in $(seq 1 120); do curl -sf http://127.0.0.1:8011/health > /dev/null && break; sleep 1; done
 timeout 220 $B bench serve --base-url http://127.0.0.1:8011 --input-len 512 --output-len 256 \
   --num-requests 128 --request-rate 2,4,8,16,inf --warmup 8 --workload-id ON-STREAM \
   --device-name "NVIDIA H100 80GB HBM3" --precision fp8 --tpot-budget-ms 25 \

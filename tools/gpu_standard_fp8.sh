@@ -27,7 +27,7 @@ off OFF-2K OFF-2K --output-len 2048 --num-requests 192 --warmup 0 --max-batch 19
 # ON-STREAM: 512 in / 256 out, Poisson arrivals, rate sweep against the OpenAI server.
 $B serve $F --port 8011 --max-num-batched-tokens 8192 --gpu-memory-fraction 0.93 > $R/$TAG-serve.log 2>&1 &
 SRV=$!
-for i in $(seq 1 120); do curl -sf http://127.0.0.1:8011/v1/models > /dev/null && break; sleep 1; done
+for i in $(seq 1 120); do curl -sf http://127.0.0.1:8011/health > /dev/null && break; sleep 1; done
 timeout 260 $B bench serve --base-url http://127.0.0.1:8011 --input-len 512 --output-len 256 \
   --num-requests 128 --request-rate 4,16,32,inf --warmup 8 --workload-id ON-STREAM \
   --device-name "$(head -1 $R/gpu.txt | cut -d, -f1)" --precision fp8 --tpot-budget-ms 16 \

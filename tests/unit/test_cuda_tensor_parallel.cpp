@@ -6,7 +6,8 @@
 // decoding of 16 tokens identical (up to a checked near-tie). FP8: per-token activation
 // scales are taken over each rank's columns, so TP=2 is another quantization of the same
 // model; held to the W8A8 bounds of test_cuda_fp8_model.cpp (mean |Δ logprob|, top-1).
-// The NCCL path needs two GPUs: it is not run here.
+// With two GPUs and NCCL, the same greedy comparison runs with one rank per GPU, the sums
+// through NCCL and the shards' decode steps captured into CUDA graphs (NcclTwoGpus tests).
 #include "cuda_test_support.h"
 
 #ifdef MIXSERVE_HAVE_CUDA
@@ -75,6 +76,7 @@ void on_ranks(const std::function<void(int)>& fn) {
 struct Shards {
   std::vector<std::unique_ptr<dist::Communicator>> host;
   std::vector<std::unique_ptr<Backend>> rank;
+  std::vector<cuda::CudaBackend*> cuda;  // rank[r] as a CudaBackend, where it is one
 
   // Every rank runs the step; rank 0's logits come back.
   std::vector<float> forward(const BatchPlan& plan) {
@@ -85,23 +87,43 @@ struct Shards {
   }
 };
 
-// Shards of a checkpoint (CudaBackend::load with a shard and the staged communicator), or,
-// with `options`, of whatever make_cuda_shard_backend makes of them.
+// Where the ranks run: all on GPU 0 summing through host memory, or rank r on GPU r summing
+// through NCCL.
+enum class Placement { kStagedOneGpu, kNcclOneGpuEach };
+
+// Shards of a checkpoint (CudaBackend::load with a shard and the placement's communicator).
 Shards make_shards(const std::filesystem::path& model, const cuda::CudaBackendOptions& o,
-                   bool ep) {
+                   bool ep, Placement where = Placement::kStagedOneGpu) {
   Shards s;
   s.host = dist::make_thread_group(kRanks);
   s.rank.resize(kRanks);
+  s.cuda.resize(kRanks);
   const ModelConfig full = open_model_dir(model).config;
   on_ranks([&](int r) {
     cuda::CudaBackendOptions ro = o;
     ro.shard = dist::make_shard(full, {kRanks, ep}, r);
-    ro.comm = cuda::make_staged_communicator(*s.host[r]);
-    s.rank[r] = cuda::CudaBackend::load(model, ro);
-    s.rank[r]->allocate_kv_cache({kNumBlocks, kBlockSize});
+    if (where == Placement::kNcclOneGpuEach) {
+      ro.device = r;
+      ro.comm = cuda::make_nccl_communicator(*s.host[r], r);
+    } else {
+      ro.comm = cuda::make_staged_communicator(*s.host[r]);
+    }
+    auto be = cuda::CudaBackend::load(model, ro);
+    be->allocate_kv_cache({kNumBlocks, kBlockSize});
+    s.cuda[r] = be.get();
+    s.rank[r] = std::move(be);
   });
   return s;
 }
+
+// Skips unless this machine has two GPUs and NCCL loads.
+#define SKIP_WITHOUT_TWO_GPUS_AND_NCCL()                                                    \
+  do {                                                                                      \
+    MIXSERVE_SKIP_WITHOUT_GPU();                                                            \
+    if (cuda_device_count() < 2)                                                            \
+      GTEST_SKIP() << "needs 2 GPUs, this machine has " << cuda_device_count();             \
+    if (std::string why; !cuda::nccl_available(&why)) GTEST_SKIP() << "NCCL: " << why;     \
+  } while (0)
 
 std::vector<float> log_softmax(const float* l, int V) {
   const float m = *std::max_element(l, l + V);
@@ -202,6 +224,55 @@ TEST(CudaTensorParallel, ShardLogitsMatchUnsharded) {
   }
 }
 
+// Greedy decoding of 16 tokens by the shards against the unsharded backend (identical, up to
+// a checked near-tie). With NCCL the shards' decode steps run as CUDA graphs too.
+void check_greedy(const std::filesystem::path& path, const std::string& preset, DType dt,
+                  bool ep, Placement where) {
+  const cuda::CudaBackendOptions o = small_options(dt, false);
+  auto ref = cuda::CudaBackend::load(path, o);
+  ref->allocate_kv_cache({kNumBlocks, kBlockSize});
+  Shards shards = make_shards(path, o, ep, where);
+  const int V = ref->config().vocab_size;
+  std::vector<int32_t> blocks(kNumBlocks);
+  std::iota(blocks.begin(), blocks.end(), 0);
+  std::shuffle(blocks.begin(), blocks.end(), rng());
+  blocks.resize(4);
+  const std::vector<int32_t> prompt = random_tokens(21, V);
+  std::vector<std::vector<float>> ref_logits;
+  // Prefill then one token a step (decode buckets: the unsharded backend replays CUDA graphs;
+  // staged shards run eagerly, NCCL shards replay graphs).
+  const auto want = greedy_decode(
+      [&](const BatchPlan& p) {
+        std::vector<float> l(V);
+        ref->forward(p, l);
+        return l;
+      },
+      prompt, 16, blocks, kBlockSize, &ref_logits);
+  const auto got = greedy_decode([&](const BatchPlan& p) { return shards.forward(p); }, prompt,
+                                 16, blocks, kBlockSize, nullptr);
+  const bool nccl = where == Placement::kNcclOneGpuEach;
+  const std::string label = preset + (ep ? " EP=2 " : " TP=2 ") +
+                            (dt == DType::kBF16 ? "bf16" : "fp16") +
+                            (nccl ? " (2 GPUs, NCCL)" : "");
+  EXPECT_GT(ref->num_decode_graphs(), 0) << "the unsharded backend replays graphs";
+  if (nccl) {
+    for (int r = 0; r < kRanks; ++r)
+      EXPECT_GT(shards.cuda[r]->num_decode_graphs(), 0)
+          << label << ": rank " << r << " captured no decode graph through NCCL";
+  }
+  size_t diverge = 0;
+  while (diverge < want.size() && got[diverge] == want[diverge]) ++diverge;
+  if (diverge == want.size()) {
+    std::printf("[cuda tp] %s greedy: 16 tokens identical\n", label.c_str());
+    return;
+  }
+  const std::vector<float>& l = ref_logits[diverge];
+  const float gap = l[want[diverge]] - l[got[diverge]];
+  std::printf("[cuda tp] %s greedy: identical for %zu tokens, then a near-tie (unsharded logit "
+              "gap %.4f)\n", label.c_str(), diverge, gap);
+  EXPECT_LT(gap, kGreedyTieLogitGap) << label << ": token " << diverge << " differs";
+}
+
 TEST(CudaTensorParallel, GreedyDecodeMatchesUnsharded) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   testing::TempDir dir("cuda_tp_greedy");
@@ -210,42 +281,43 @@ TEST(CudaTensorParallel, GreedyDecodeMatchesUnsharded) {
     for (DType dt : {DType::kBF16, DType::kF16}) {
       for (bool ep : {false, true}) {
         if (ep && preset == "tiny-dense") continue;  // no experts to place
-        const cuda::CudaBackendOptions o = small_options(dt, false);
+        check_greedy(path, preset, dt, ep, Placement::kStagedOneGpu);
+      }
+    }
+  }
+}
+
+// TP=2 and EP=2 across two GPUs through NCCL equal TP=1 greedy (issue 9), decode graphs
+// captured with the all-reduce inside.
+TEST(CudaTensorParallel, GreedyDecodeMatchesUnshardedNcclTwoGpus) {
+  SKIP_WITHOUT_TWO_GPUS_AND_NCCL();
+  testing::TempDir dir("cuda_tp_greedy_nccl");
+  for (const std::string preset : {"tiny", "tiny-e8", "tiny-dense"}) {
+    const auto path = write_model(dir, preset);
+    for (DType dt : {DType::kBF16, DType::kF16}) {
+      for (bool ep : {false, true}) {
+        if (ep && preset == "tiny-dense") continue;
+        check_greedy(path, preset, dt, ep, Placement::kNcclOneGpuEach);
+      }
+    }
+  }
+}
+
+// Every logits row of two steps on two GPUs (NCCL) against the unsharded backend, BF16 and FP8.
+TEST(CudaTensorParallel, ShardLogitsMatchUnshardedNcclTwoGpus) {
+  SKIP_WITHOUT_TWO_GPUS_AND_NCCL();
+  testing::TempDir dir("cuda_tp_nccl");
+  for (const std::string preset : {"tiny", "tiny-e8"}) {
+    const auto path = write_model(dir, preset);
+    for (bool ep : {false, true}) {
+      for (const auto& [dt, fp8] : {std::pair{DType::kBF16, false}, std::pair{DType::kBF16, true}}) {
+        const cuda::CudaBackendOptions o = small_options(dt, fp8);
         auto ref = cuda::CudaBackend::load(path, o);
         ref->allocate_kv_cache({kNumBlocks, kBlockSize});
-        Shards shards = make_shards(path, o, ep);
-        const int V = ref->config().vocab_size;
-        std::vector<int32_t> blocks(kNumBlocks);
-        std::iota(blocks.begin(), blocks.end(), 0);
-        std::shuffle(blocks.begin(), blocks.end(), rng());
-        blocks.resize(4);
-        const std::vector<int32_t> prompt = random_tokens(21, V);
-        std::vector<std::vector<float>> ref_logits;
-        // Prefill then one token a step (decode buckets: the unsharded backend replays CUDA
-        // graphs, the staged shards run eagerly).
-        const auto want = greedy_decode(
-            [&](const BatchPlan& p) {
-              std::vector<float> l(V);
-              ref->forward(p, l);
-              return l;
-            },
-            prompt, 16, blocks, kBlockSize, &ref_logits);
-        const auto got = greedy_decode([&](const BatchPlan& p) { return shards.forward(p); },
-                                       prompt, 16, blocks, kBlockSize, nullptr);
-        EXPECT_GT(ref->num_decode_graphs(), 0) << "the unsharded backend replays graphs";
-        const std::string label = preset + (ep ? " EP=2 " : " TP=2 ") +
-                                  (dt == DType::kBF16 ? "bf16" : "fp16");
-        size_t diverge = 0;
-        while (diverge < want.size() && got[diverge] == want[diverge]) ++diverge;
-        if (diverge == want.size()) {
-          std::printf("[cuda tp] %s greedy: 16 tokens identical\n", label.c_str());
-          continue;
-        }
-        const std::vector<float>& l = ref_logits[diverge];
-        const float gap = l[want[diverge]] - l[got[diverge]];
-        std::printf("[cuda tp] %s greedy: identical for %zu tokens, then a near-tie (unsharded "
-                    "logit gap %.4f)\n", label.c_str(), diverge, gap);
-        EXPECT_LT(gap, kGreedyTieLogitGap) << label << ": token " << diverge << " differs";
+        Shards shards = make_shards(path, o, ep, Placement::kNcclOneGpuEach);
+        compare_steps(path, *ref, shards, fp8, kBf16ModelTol,
+                      preset + (ep ? " EP=2 " : " TP=2 ") + (fp8 ? "fp8" : "bf16") +
+                          " (2 GPUs, NCCL)");
       }
     }
   }

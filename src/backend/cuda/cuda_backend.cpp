@@ -130,6 +130,7 @@ void CudaBackend::load_kv_scales(const Checkpoint& ckpt) {
 }
 
 CudaBackend::~CudaBackend() {
+  (void)cudaSetDevice(options_.device);  // free on this backend's device, whatever the thread
   for (cudaEvent_t e : lane_events_) {
     if (e) cudaEventDestroy(e);
   }
@@ -204,6 +205,7 @@ void CudaBackend::allocate_kv_cache(const KvCacheSpec& spec) {
                  "num_blocks > 0 and block_size > 0 (got ",
                  spec.num_blocks, " and ", spec.block_size, ")");
   const size_t bytes = size_t(spec.num_blocks) * spec.block_size * kv_bytes_per_token();
+  MIXSERVE_CUDA_CHECK(cudaSetDevice(options_.device));
   graphs_.clear();  // they hold pointers into the cache
   kv_cache_.release();
   try {

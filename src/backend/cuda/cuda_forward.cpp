@@ -29,6 +29,9 @@ void CudaBackend::forward(const BatchPlan& plan, std::span<float> logits_out) {
 }
 
 void CudaBackend::run_model(const BatchPlan& plan) {
+  // The calling thread may not be the one that made this backend (the engine's loop, a
+  // rank's worker thread): kernels go to this backend's device.
+  MIXSERVE_CUDA_CHECK(cudaSetDevice(options_.device));
   const int V = config_.vocab_size;
   MIXSERVE_CHECK(kv_cache_.get() != nullptr, "CUDA backend: forward() before allocate_kv_cache()");
   plan.validate(kv_spec_.block_size, kv_spec_.num_blocks);
