@@ -1,6 +1,10 @@
 // Dispatch point of the FP8 quantization kernels (fp8_quant.cuh).
 #include "backend/cuda/fp8_quant.cuh"
 
+#include <algorithm>
+
+#include "backend/cuda/silu_fp8_bulk.cuh"
+
 namespace mixserve::cuda {
 
 cudaError_t quantize_rows_fp8(const void* src, DType dt, int64_t R, int C, uint8_t* q,
@@ -63,32 +67,100 @@ cudaError_t add_rms_norm_fp8(float* x, const float* delta, int R, int H, const v
   });
 }
 
+// silu_mul_fp8_vec_kernel with per_thread (1, 2, 4 or 8) chunks a thread.
+template <typename T, bool kUnscaled>
+cudaError_t launch_silu_mul_fp8_vec(int per_thread, int n, int threads, const T* src, int F,
+                                    uint8_t* q, float* scales, const int32_t* offsets, int E,
+                                    const float* in_row, const float* in_col,
+                                    cudaStream_t stream) {
+  if (per_thread == 1) {
+    silu_mul_fp8_vec_kernel<T, 1, 2, kUnscaled>
+        <<<n, threads, 0, stream>>>(src, F, q, scales, offsets, E, in_row, in_col);
+  } else if (per_thread == 2) {
+    silu_mul_fp8_vec_kernel<T, 2, 2, kUnscaled>
+        <<<n, threads, 0, stream>>>(src, F, q, scales, offsets, E, in_row, in_col);
+  } else if (per_thread == 4) {
+    silu_mul_fp8_vec_kernel<T, 4, kSiluFp8MinBlocks4, kUnscaled>
+        <<<n, threads, 0, stream>>>(src, F, q, scales, offsets, E, in_row, in_col);
+  } else {
+    silu_mul_fp8_vec_kernel<T, 8, 1, kUnscaled>
+        <<<n, threads, 0, stream>>>(src, F, q, scales, offsets, E, in_row, in_col);
+  }
+  return cudaGetLastError();
+}
+
+// silu_mul_fp8_bulk_kernel on one block an SM, as many rows in flight as fit in its shared
+// memory (up to kSiluBulkMaxStages), kChunks = chunks / kSiluBulkThreads rounded up to 1, 2, 4.
+// Returns cudaErrorNotSupported (nothing launched) where it does not apply: fewer than two
+// rows an SM, fewer than two rows of shared memory, or rows too wide.
+template <typename T, bool kUnscaled>
+cudaError_t launch_silu_mul_fp8_bulk(int n, const T* src, int F, uint8_t* q, float* scales,
+                                     const int32_t* offsets, int E, const float* in_row,
+                                     const float* in_col, cudaStream_t stream) {
+  int device = 0, sms = 0, smem_optin = 0;
+  cudaError_t e = cudaGetDevice(&device);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  if (e == cudaSuccess) {
+    e = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  }
+  if (e != cudaSuccess) return e;
+  const int row_bytes = 4 * F, chunks = F / 8;
+  const int stages = std::min(kSiluBulkMaxStages, (smem_optin - 1024) / row_bytes);
+  if (n < 2 * sms || stages < 2 || chunks > 4 * kSiluBulkThreads) return cudaErrorNotSupported;
+  const int smem = stages * row_bytes;
+  const auto run = [&](auto kernel) {
+    cudaError_t err =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (err != cudaSuccess) return err;
+    kernel<<<sms, kSiluBulkThreads, smem, stream>>>(src, n, F, stages, q, scales, offsets, E,
+                                                     in_row, in_col);
+    return cudaGetLastError();
+  };
+  if (chunks <= kSiluBulkThreads) return run(silu_mul_fp8_bulk_kernel<T, 1, kUnscaled>);
+  if (chunks <= 2 * kSiluBulkThreads) return run(silu_mul_fp8_bulk_kernel<T, 2, kUnscaled>);
+  return run(silu_mul_fp8_bulk_kernel<T, 4, kUnscaled>);
+}
+
 cudaError_t silu_mul_fp8(const void* gate_up, int n, int F, uint8_t* q, float* scales,
                          const int32_t* offsets, int E, DType dt, cudaStream_t stream,
                          const float* in_row, const float* in_col) {
   if (n <= 0) return cudaSuccess;
   if ((in_row == nullptr) != (in_col == nullptr)) return cudaErrorInvalidValue;
-  // Rows of 8-element chunks that fit the registers take the one-pass kernel.
-  const int chunks_per_thread = (F / 8 + kQuantThreads - 1) / kQuantThreads;
-  const bool vec = F % 8 == 0 && reinterpret_cast<uintptr_t>(gate_up) % 16 == 0 &&
-                   reinterpret_cast<uintptr_t>(q) % 8 == 0 && chunks_per_thread <= 8;
+  // Rows of 8-element chunks that fit the registers take the one-pass kernel: kChunks the
+  // fewest of 1, 2, 4, 8 that fit the row in kSiluFp8MaxThreads threads (F = 14336: 4 chunks,
+  // 448 threads).
+  const int chunks = F / 8;
+  const auto aligned = [](const void* p, uintptr_t a) {
+    return reinterpret_cast<uintptr_t>(p) % a == 0;
+  };
+  const bool vec = F % 8 == 0 && chunks <= 8 * kSiluFp8MaxThreads && aligned(gate_up, 16) &&
+                   aligned(q, 8) && aligned(in_col, 16);
+  int per_thread = 1;
+  while (per_thread < 8 && chunks > per_thread * kSiluFp8MaxThreads) per_thread *= 2;
+  const int threads = std::max(32, ((chunks + per_thread - 1) / per_thread + 31) / 32 * 32);
   return dispatch_half_type(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* src = static_cast<const T*>(gate_up);
     if (!vec) {
       if (in_row != nullptr) return cudaErrorInvalidValue;  // unscaled input: vector path only
       silu_mul_fp8_kernel<T><<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E);
-    } else if (chunks_per_thread <= 2) {
-      silu_mul_fp8_vec_kernel<T, 2>
-          <<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E, in_row, in_col);
-    } else if (chunks_per_thread <= 4) {
-      silu_mul_fp8_vec_kernel<T, 4>
-          <<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E, in_row, in_col);
-    } else {
-      silu_mul_fp8_vec_kernel<T, 8>
-          <<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E, in_row, in_col);
+      return cudaGetLastError();
     }
-    return cudaGetLastError();
+    if (kSiluFp8Bulk) {
+      const cudaError_t e =
+          in_row != nullptr
+              ? launch_silu_mul_fp8_bulk<T, true>(n, src, F, q, scales, offsets, E, in_row,
+                                                  in_col, stream)
+              : launch_silu_mul_fp8_bulk<T, false>(n, src, F, q, scales, offsets, E, in_row,
+                                                   in_col, stream);
+      if (e != cudaErrorNotSupported) return e;
+    }
+    if (in_row != nullptr) {
+      return launch_silu_mul_fp8_vec<T, true>(per_thread, n, threads, src, F, q, scales, offsets,
+                                              E, in_row, in_col, stream);
+    }
+    return launch_silu_mul_fp8_vec<T, false>(per_thread, n, threads, src, F, q, scales, offsets, E,
+                                             in_row, in_col, stream);
   });
 }
 
@@ -109,7 +181,7 @@ cudaError_t scale_rows_cols(float* y, int64_t R, int N, const float* row, const 
       reinterpret_cast<uintptr_t>(col) % 16 != 0 || R > 0x7fffffff) {
     return cudaErrorInvalidValue;
   }
-  scale_rows_cols_kernel<<<static_cast<unsigned>(R), 256, 0, stream>>>(y, N, row, col);
+  scale_rows_cols_kernel<<<static_cast<unsigned>(R), kScaleThreads, 0, stream>>>(y, N, row, col);
   return cudaGetLastError();
 }
 

@@ -216,43 +216,89 @@ __global__ void silu_mul_fp8_kernel(const T* gate_up, int F, uint8_t* q, float* 
   if (threadIdx.x == 0) scales[padded_row(r, offsets, E)] = si.x;
 }
 
+// Block-wide reduction (sum or max) of one float per thread for blocks of any multiple of 32
+// threads up to 1024; every thread gets the result.
+template <bool kMax>
+__device__ __forceinline__ float block_reduce_any(float v) {
+  __shared__ float partial[32];
+  v = kMax ? warp_max(v) : warp_sum(v);
+  __syncthreads();  // partial may still be read by a previous reduction
+  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
+  __syncthreads();
+  float r = partial[0];
+  for (int i = 1; i < static_cast<int>(blockDim.x / 32); ++i) {
+    r = kMax ? fmaxf(r, partial[i]) : r + partial[i];
+  }
+  return r;
+}
+
 // The same with the row held in registers: one read pass of 16-byte loads (8 gate and 8 up
-// values per chunk), kChunks chunks per thread, so F <= 8 * kChunks * kQuantThreads; F % 8 == 0.
-// The two-pass kernel above re-reads the row with 2-byte loads and ran at ~25% of the copy
-// rate (docs/perf/NOTES.md).
-template <typename T, int kChunks>
-// in_row / in_col (both null, or both set): gate_up holds unscaled FP8 GEMM sums; the true
-// values are gate_up[r, j] * in_row[r] * in_col[j] (j < 2F), applied before SiLU.
-__global__ void silu_mul_fp8_vec_kernel(const T* gate_up, int F, uint8_t* q, float* scales,
-                                        const int32_t* offsets, int E, const float* in_row,
-                                        const float* in_col) {
+// values per chunk), F % 8 == 0. The block has just enough threads (a multiple of 32, at most
+// kSiluFp8MaxThreads) for kChunks chunks each, and every thread issues all its loads (kChunks
+// * 32 bytes) before any math. kMinBlocks: blocks an SM must hold (the register budget);
+// with two or more, one block's loads overlap another's math and reduction. The first version
+// (256 threads, up to 8 chunks each, ~1 block an SM) ran at ~1.9 TB/s (docs/perf/NOTES.md).
+constexpr int kSiluFp8MaxThreads = 448;
+// Blocks an SM must hold at 4 chunks a thread (F = 14336): 2 caps the kernel at 72 registers.
+constexpr int kSiluFp8MinBlocks4 = 2;
+// kUnscaled: gate_up holds unscaled FP8 GEMM sums; the true values are gate_up[r, j] *
+// in_row[r] * in_col[j] (j < 2F), applied before SiLU (in_col 16-byte aligned). Else in_row
+// and in_col are null.
+template <typename T, int kChunks, int kMinBlocks, bool kUnscaled>
+__global__ void __launch_bounds__(kSiluFp8MaxThreads, kMinBlocks)
+    silu_mul_fp8_vec_kernel(const T* __restrict__ gate_up, int F, uint8_t* __restrict__ q,
+                            float* __restrict__ scales, const int32_t* offsets, int E,
+                            const float* __restrict__ in_row, const float* __restrict__ in_col) {
   const int64_t r = blockIdx.x;
-  const float rs = in_row != nullptr ? in_row[r] : 1.0f;
   const uint4* g = reinterpret_cast<const uint4*>(gate_up + r * 2 * F);
   const uint4* u = reinterpret_cast<const uint4*>(gate_up + r * 2 * F + F);
   const int chunks = F / 8;
+  uint4 gv[kChunks], uv[kChunks];
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = c * blockDim.x + threadIdx.x;
+    if (i < chunks) {
+      gv[c] = g[i];
+      uv[c] = u[i];
+    }
+  }
+  const float rs = kUnscaled ? in_row[r] : 1.0f;
   float v[kChunks][8];
   float amax = 0.0f;
 #pragma unroll
   for (int c = 0; c < kChunks; ++c) {
-    const int i = c * kQuantThreads + threadIdx.x;
+    const int i = c * blockDim.x + threadIdx.x;
     if (i < chunks) {
-      const uint4 gv = g[i], uv = u[i];
-      const T* gt = reinterpret_cast<const T*>(&gv);
-      const T* ut = reinterpret_cast<const T*>(&uv);
+      const T* gt = reinterpret_cast<const T*>(&gv[c]);
+      const T* ut = reinterpret_cast<const T*>(&uv[c]);
+      float gc[8], uc[8];
+      if constexpr (kUnscaled) {
+        const float4* cg = reinterpret_cast<const float4*>(in_col + 8 * i);
+        const float4* cu = reinterpret_cast<const float4*>(in_col + F + 8 * i);
+        *reinterpret_cast<float4*>(gc) = cg[0];
+        *reinterpret_cast<float4*>(gc + 4) = cg[1];
+        *reinterpret_cast<float4*>(uc) = cu[0];
+        *reinterpret_cast<float4*>(uc + 4) = cu[1];
+      }
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
         float a = to_float(gt[j]), b = to_float(ut[j]);
-        if (in_col != nullptr) {
-          a *= rs * in_col[8 * i + j];
-          b *= rs * in_col[F + 8 * i + j];
+        if constexpr (kUnscaled) {
+          a *= rs * gc[j];
+          b *= rs * uc[j];
         }
         v[c][j] = a / (1.0f + expf(-a)) * b;
         amax = fmaxf(amax, fabsf(v[c][j]));
       }
     }
   }
-  const float2 si = store_row_e4m3<kChunks>(v, amax, chunks, q + r * F);
+  const float2 si = fp8_row_scale(block_reduce_any<true>(amax));
+  uint2* d = reinterpret_cast<uint2*>(q + r * F);
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = c * blockDim.x + threadIdx.x;
+    if (i < chunks) d[i] = pack_e4m3x8(v[c], si.y);
+  }
   if (threadIdx.x == 0) scales[padded_row(r, offsets, E)] = si.x;
 }
 
@@ -268,20 +314,37 @@ __global__ void gather_rows_fp8_kernel(const uint8_t* src_q, const float* src_sc
   if (threadIdx.x == 0) dst_scales[padded_row(r, offsets, E)] = src_scales[from];
 }
 
-// y[r, n] *= row[r] * col[n].  y: [R, N] float
-__global__ void scale_rows_cols_kernel(float* y, int N, const float* row, const float* col) {
+// y[r, n] *= row[r] * col[n].  y: [R, N] float. A thread loads kScaleUnroll float4 of the
+// row (and of col) before it stores any.
+constexpr int kScaleThreads = 256, kScaleUnroll = 4;
+__global__ void __launch_bounds__(kScaleThreads)
+    scale_rows_cols_kernel(float* y, int N, const float* __restrict__ row,
+                           const float* __restrict__ col) {
   const int64_t r = blockIdx.x;
   const float rs = row[r];
   float4* yr = reinterpret_cast<float4*>(y + r * N);
   const float4* c4 = reinterpret_cast<const float4*>(col);
-  for (int i = threadIdx.x; i < N / 4; i += blockDim.x) {
-    float4 v = yr[i];
-    const float4 c = c4[i];
-    v.x *= rs * c.x;
-    v.y *= rs * c.y;
-    v.z *= rs * c.z;
-    v.w *= rs * c.w;
-    yr[i] = v;
+  const int chunks = N / 4;
+  for (int base = threadIdx.x; base < chunks; base += kScaleThreads * kScaleUnroll) {
+    float4 v[kScaleUnroll], c[kScaleUnroll];
+#pragma unroll
+    for (int k = 0; k < kScaleUnroll; ++k) {
+      const int i = base + k * kScaleThreads;
+      if (i < chunks) {
+        v[k] = yr[i];
+        c[k] = c4[i];
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kScaleUnroll; ++k) {
+      const int i = base + k * kScaleThreads;
+      if (i >= chunks) continue;
+      v[k].x *= rs * c[k].x;
+      v[k].y *= rs * c[k].y;
+      v[k].z *= rs * c[k].z;
+      v[k].w *= rs * c[k].w;
+      yr[i] = v[k];
+    }
   }
 }
 
