@@ -218,19 +218,29 @@ void bench_silu(Ctx& ctx, int T) {
   for (float& v : in_row) v += 1.0f;
   for (float& v : in_col) v += 1.0f;
   DeviceBuffer drow = upload(in_row), dcol = upload(in_col);
-  const double fp8_bytes = double(n) * (5.0 * kF + 4);
-  for (const bool unscaled : {false, true}) {
+  // Cases: all n rows; one expert's share (n / 8 rows, uniform routing over 8 experts: the
+  // size of the model's per-expert launches); all rows from an unscaled GEMM.
+  struct Case {
+    const char* name;
+    int rows;
+    bool unscaled;
+  };
+  for (const Case c : {Case{"silu_mul_fp8", n, false}, Case{"silu_mul_fp8 rows/8", n / 8, false},
+                       Case{"silu_mul_fp8 unscaled", n, true}}) {
+    if (c.rows < 1) continue;
     auto launch = [&] {
-      return cuda::silu_mul_fp8(gu.get(), n, kF, q.as<uint8_t>(), s.as<float>(), nullptr, 0,
-                                DType::kBF16, nullptr, unscaled ? drow.as<float>() : nullptr,
-                                unscaled ? dcol.as<float>() : nullptr);
+      return cuda::silu_mul_fp8(gu.get(), c.rows, kF, q.as<uint8_t>(), s.as<float>(), nullptr, 0,
+                                DType::kBF16, nullptr, c.unscaled ? drow.as<float>() : nullptr,
+                                c.unscaled ? dcol.as<float>() : nullptr);
     };
+    MIXSERVE_CUDA_CHECK(cudaMemset(q.get(), 0xff, size_t(R) * kF));  // NaN poison
     MIXSERVE_CUDA_CHECK(launch());
-    std::vector<float> ref(size_t(R) * kF);
-    for (int r = 0; r < R; ++r) {
+    const int Rc = std::min(R, c.rows);
+    std::vector<float> ref(size_t(Rc) * kF);
+    for (int r = 0; r < Rc; ++r) {
       for (int f = 0; f < kF; ++f) {
         float a = in[size_t(r) * 2 * kF + f], b = in[size_t(r) * 2 * kF + kF + f];
-        if (unscaled) {
+        if (c.unscaled) {
           a *= in_row[r] * in_col[f];
           b *= in_row[r] * in_col[kF + f];
         }
@@ -238,10 +248,10 @@ void bench_silu(Ctx& ctx, int T) {
       }
     }
     const std::vector<float> got =
-        dequant(download<uint8_t>(q.get(), ref.size()), download<float>(s.get(), R), R, kF);
-    report(ctx, unscaled ? "silu_mul_fp8 unscaled" : "silu_mul_fp8", T, n,
-           fp8_bytes + (unscaled ? 4.0 * n + 8.0 * kF : 0.0), time_us(ctx, launch),
-           rel_l2(got, quant_dequant(ref, R, kF)), 1e-2);
+        dequant(download<uint8_t>(q.get(), ref.size()), download<float>(s.get(), Rc), Rc, kF);
+    report(ctx, c.name, T, c.rows,
+           double(c.rows) * (5.0 * kF + 4) + (c.unscaled ? 4.0 * c.rows + 8.0 * kF : 0.0),
+           time_us(ctx, launch), rel_l2(got, quant_dequant(ref, Rc, kF)), 1e-2);
   }
   auto launch = [&] { return cuda::silu_mul(gu.get(), n, kF, act.get(), DType::kBF16, nullptr); };
   MIXSERVE_CUDA_CHECK(launch());

@@ -11,7 +11,7 @@
 
 namespace mixserve::cuda {
 
-constexpr int kSiluBulkThreads = 896, kSiluBulkMaxStages = 4;
+constexpr int kSiluBulkThreads = 896, kSiluBulkMaxStages = 3;
 // Whether silu_mul_fp8 takes this kernel where it applies (large steps).
 constexpr bool kSiluFp8Bulk = true;
 
