@@ -276,6 +276,7 @@ void Engine::run_step(const ScheduleResult& sched) {
   }
   std::vector<int32_t> ids(sampled.size());
   std::vector<TokenLogprobs> lps(sampled.size());
+  const auto forward_start = std::chrono::steady_clock::now();
   try {
     if (backend_->supports_device_sampling()) {
       // The backend samples on its device with the same semantics (sampler.h); only rows that
@@ -309,6 +310,8 @@ void Engine::run_step(const ScheduleResult& sched) {
       finish(*live_.at(c.seq->seq_id), std::string("error: ") + e.what(), StreamEvent{});
     return;
   }
+  counters_.forward_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - forward_start).count();
   scheduler_->on_computed(sched);
   for (size_t r = 0; r < sampled.size(); ++r) postprocess(*sampled[r], ids[r], std::move(lps[r]));
 }
@@ -320,6 +323,7 @@ bool Engine::step() {
 }
 
 bool Engine::do_step() {
+  const auto start = std::chrono::steady_clock::now();
   admit_new_requests();
   handle_cancellations();
   ScheduleResult sched = scheduler_->schedule();
@@ -328,6 +332,8 @@ bool Engine::do_step() {
   if (did) {
     ++counters_.steps;
     run_step(sched);
+    counters_.step_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   publish_stats();
   return did;

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <string>
 
+#include "backend/cuda/comm_timer.h"
+#include "backend/cuda/device_buffer.h"
 #include "backend/cuda/nccl_communicator.h"
 #include "dist/communicator.h"
 #include "dist_test_support.h"
@@ -130,6 +132,43 @@ TEST(DistCudaCommunicator, NcclLoadsOrSaysHowToFindIt) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("LD_LIBRARY_PATH"), std::string::npos) << e.what();
   }
+}
+
+// MIXSERVE_COMM_TIMING's timer: events around the step and each collective, folded into the
+// sums at the next step or the summary; calls outside a step are ignored.
+TEST(DistCudaCommunicator, CommTimerSumsEagerSteps) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  cuda::CommTimer off;
+  off.begin_step(nullptr);
+  off.before(nullptr);
+  off.after(nullptr);
+  off.end_step(nullptr);
+  EXPECT_NE(off.summary().find("0 eager steps: 0 all-reduces"), std::string::npos);
+  cuda::CommTimer t;
+  t.enable();
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  cuda::DeviceBuffer buf(size_t{64} << 20);
+  t.before(s);  // outside a step: not counted
+  t.after(s);
+  for (int step = 0; step < 2; ++step) {
+    t.begin_step(s);
+    for (int call = 0; call < 3; ++call) {
+      t.before(s);
+      ASSERT_EQ(cudaMemsetAsync(buf.get(), call, buf.bytes(), s), cudaSuccess);
+      t.after(s);
+    }
+    ASSERT_EQ(cudaMemsetAsync(buf.get(), 7, buf.bytes(), s), cudaSuccess);  // not a collective
+    t.end_step(s);
+  }
+  const std::string sum = t.summary();
+  std::printf("[comm timer] %s\n", sum.c_str());
+  EXPECT_NE(sum.find("2 eager steps: 6 all-reduces"), std::string::npos) << sum;
+  // Three of the four 64 MiB memsets of a step are inside the timed calls: 60-90% of it.
+  const double pct = std::stod(sum.substr(sum.find('(') + 1));
+  EXPECT_GT(pct, 55.0) << sum;
+  EXPECT_LT(pct, 95.0) << sum;
+  cudaStreamDestroy(s);
 }
 
 TEST(DistCudaCommunicator, NcclTwoGpus) {

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda/comm_timer.h"
 #include "backend/cuda/cublas_batched.h"
 #include "backend/cuda/cublaslt_batched_fp8.h"
 #include "backend/cuda/cublaslt_gemm.h"
@@ -217,6 +218,7 @@ class CudaBackend : public Backend {
   std::array<cudaStream_t, CublasLtGemm::kMaxLanes> lanes_{};
   std::array<cudaEvent_t, CublasLtGemm::kMaxLanes> lane_events_{};
   int max_moe_lanes_ = CublasLtGemm::kMaxLanes;  // MIXSERVE_MOE_LANES overrides (1 to 4)
+  CommTimer comm_timer_;  // a shard's all-reduce time (MIXSERVE_COMM_TIMING=1)
   // FP8 experts of large steps as unscaled GEMMs, the per-token x per-channel scales applied
   // in SiLU·mul and after w2 (BF16 only); MIXSERVE_FP8_UNSCALED=0 keeps cuBLASLt's scales.
   bool moe_fp8_unscaled_ = true;

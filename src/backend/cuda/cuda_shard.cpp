@@ -36,8 +36,10 @@ std::string CudaBackend::shard_label() const {
 
 void CudaBackend::all_reduce_delta(int T) {
   if (options_.shard.size <= 1) return;
+  comm_timer_.before(stream_);
   options_.comm->all_reduce_sum(ws_.delta, size_t(T) * config_.hidden_size, DType::kF32,
                                 stream_);
+  comm_timer_.after(stream_);
 }
 
 bool CudaBackend::graphs_allowed() const {
