@@ -276,7 +276,9 @@ void Engine::run_step(const ScheduleResult& sched) {
   }
   std::vector<int32_t> ids(sampled.size());
   std::vector<TokenLogprobs> lps(sampled.size());
-  const auto forward_start = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  // The backend's call alone: building its inputs and host sampling count as host time.
+  Clock::time_point forward_start{}, forward_end{};
   try {
     if (backend_->supports_device_sampling()) {
       // The backend samples on its device with the same semantics (sampler.h); only rows that
@@ -285,7 +287,9 @@ void Engine::run_step(const ScheduleResult& sched) {
       for (size_t r = 0; r < sampled.size(); ++r)
         append_sampling_row(sampled[r]->req->request.params, contexts[r], &batch);
       SampledTokens out;
+      forward_start = Clock::now();
       backend_->forward_and_sample(plan, batch, &out);
+      forward_end = Clock::now();
       for (size_t r = 0, k = 0; r < sampled.size(); ++r) {
         ids[r] = out.ids[r];
         const int32_t n = sampled[r]->req->request.params.logprobs;
@@ -296,7 +300,9 @@ void Engine::run_step(const ScheduleResult& sched) {
       }
     } else {
       logits_.resize(plan.logits_rows.size() * size_t(vocab_size_));
+      forward_start = Clock::now();
       backend_->forward(plan, logits_);
+      forward_end = Clock::now();
       for (size_t r = 0; r < sampled.size(); ++r) {
         std::span<float> row(logits_.data() + r * size_t(vocab_size_), size_t(vocab_size_));
         SampleResult res = sample_token(row, sampled[r]->req->request.params, contexts[r]);
@@ -310,8 +316,7 @@ void Engine::run_step(const ScheduleResult& sched) {
       finish(*live_.at(c.seq->seq_id), std::string("error: ") + e.what(), StreamEvent{});
     return;
   }
-  counters_.forward_seconds +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - forward_start).count();
+  counters_.forward_seconds += std::chrono::duration<double>(forward_end - forward_start).count();
   scheduler_->on_computed(sched);
   for (size_t r = 0; r < sampled.size(); ++r) postprocess(*sampled[r], ids[r], std::move(lps[r]));
 }
