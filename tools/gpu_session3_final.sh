@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Session 3's closing GPU run on a two-GPU machine: every CUDA / dist test (NCCL included), the
+# element-wise kernel benchmark, OFF-128 on one GPU (host share of the step in the log), and on
+# two GPUs with MIXSERVE_COMM_TIMING=1 (the all-reduces' share of each eager step), then the
+# ON-STREAM rates around the 16 ms budget on two GPUs. Reports in $OUT/results.tgz.
+set -uo pipefail
+B=.devcarry/bin/mixserve; T=.devcarry/bin/mixserve_tests
+OUT=${OUT:-/tmp/out}; R=$OUT/r; mkdir -p $R; TAG=${TAG:-h100x2-s3}
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+NCCL_DIR=$(python3 -c 'import nvidia.nccl as n; print(list(n.__path__)[0] + "/lib")' 2>/dev/null)
+export LD_LIBRARY_PATH=$NCCL_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $R/gpu.txt
+M=synthetic:mixtral-8x7b
+FP8="--model $M --device cuda --quantization fp8 --kv-cache-dtype fp8"
+off() {  # file, flags...
+  local name=$1; shift
+  timeout ${LIMIT:-150} $B bench offline --input-len 128 --out $R/$TAG-$name.json "$@" > $R/$TAG-$name.log 2>&1
+  echo "== $name: rc=$?"; grep -A4 "^run " $R/$TAG-$name.log | grep -v "^\[" | head -3 | cut -c1-130
+  grep -hE "engine steps|all-reduces took" $R/$TAG-$name.log | sed 's/^\[[^]]*\] //' | head -4
+}
+timeout 300 $T --gtest_filter="${TESTS:-Cuda*:Dist*:TensorParallel*}" > $R/$TAG-gpu-tests.log 2>&1; echo "tests rc=$?"
+grep -E "^\[  FAILED|^\[  PASSED|^\[  SKIPPED|comm timer" $R/$TAG-gpu-tests.log | head -12
+if [ -n "${KERNELS:-}" ]; then
+  CUDA_VISIBLE_DEVICES=0 timeout 60 $B bench-kernels $KERNELS --out $R/h100-bench-kernels-s3.json > $R/bench-kernels.log 2>&1
+  echo "== bench-kernels rc=$?"; tail -25 $R/bench-kernels.log
+fi
+export CUDA_VISIBLE_DEVICES=0
+off OFF-128-tp1 $FP8 --output-len 128 --num-requests 3072 --warmup 64 --max-batch 1536 \
+  --max-num-batched-tokens 8192 --gpu-memory-fraction 0.95 --workload-id OFF-128
+unset CUDA_VISIBLE_DEVICES
+export MIXSERVE_COMM_TIMING=1
+off OFF-BS-1024-tp2-commtiming $FP8 -tp 2 --output-len 128 --num-requests 1024 --warmup 32 --max-batch 1024 \
+  --max-num-batched-tokens 8192 --workload-id OFF-BS
+off OFF-128-tp2-commtiming $FP8 -tp 2 --output-len 128 --num-requests 6144 --warmup 64 --max-batch 3072 \
+  --max-num-batched-tokens 12288 --gpu-memory-fraction 0.95 --workload-id OFF-128
+unset MIXSERVE_COMM_TIMING
+if [ -n "${STREAM:-}" ]; then
+  $B serve $FP8 -tp 2 --port 8011 --max-num-batched-tokens 8192 --gpu-memory-fraction 0.93 > $R/$TAG-serve.log 2>&1 &
+  SRV=$!
+  for i in $(seq 1 200); do grep -q "ready: serving" $R/$TAG-serve.log && break; sleep 1; done
+  timeout 200 $B bench serve --base-url http://127.0.0.1:8011 --input-len 512 --output-len 256 \
+    --num-requests 128 --request-rate $STREAM --warmup 8 --workload-id ON-STREAM \
+    --device-name "2x $(head -1 $R/gpu.txt | cut -d, -f1)" --precision fp8 --tpot-budget-ms 16 \
+    --out $R/$TAG-ON-STREAM-tp2-fine.json > $R/$TAG-ON-STREAM-tp2-fine.log 2>&1
+  echo "== ON-STREAM tp2"; grep -A8 "^run " $R/$TAG-ON-STREAM-tp2-fine.log | grep -v "^\[" | head -8 | cut -c1-130
+  grep -m1 "sweet" $R/$TAG-ON-STREAM-tp2-fine.log
+  kill $SRV; wait $SRV 2>/dev/null
+fi
+tar czf $OUT/results.tgz -C $R .; rm -rf $R
