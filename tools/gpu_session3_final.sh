@@ -2,7 +2,8 @@
 # Session 3's closing GPU run on a two-GPU machine: every CUDA / dist test (NCCL included), the
 # element-wise kernel benchmark, OFF-128 on one GPU (host share of the step in the log), and on
 # two GPUs with MIXSERVE_COMM_TIMING=1 (the all-reduces' share of each eager step), then the
-# ON-STREAM rates around the 16 ms budget on two GPUs. Reports in $OUT/results.tgz.
+# ON-STREAM rates around the 16 ms budget on two GPUs; OFF-128 with both all-reduce dtypes
+# (MIXSERVE_TP_REDUCE). Reports in $OUT/results.tgz.
 set -uo pipefail
 B=.devcarry/bin/mixserve; T=.devcarry/bin/mixserve_tests
 OUT=${OUT:-/tmp/out}; R=$OUT/r; mkdir -p $R; TAG=${TAG:-h100x2-s3}
@@ -29,13 +30,13 @@ off OFF-128-tp1 $FP8 --output-len 128 --num-requests 3072 --warmup 64 --max-batc
   --max-num-batched-tokens 8192 --gpu-memory-fraction 0.95 --workload-id OFF-128
 unset CUDA_VISIBLE_DEVICES
 export MIXSERVE_COMM_TIMING=1
-off OFF-BS-1024-tp2-commtiming $FP8 -tp 2 --output-len 128 --num-requests 1024 --warmup 32 --max-batch 1024 \
-  --max-num-batched-tokens 8192 --workload-id OFF-BS
-off OFF-128-tp2-commtiming $FP8 -tp 2 --output-len 128 --num-requests 6144 --warmup 64 --max-batch 3072 \
-  --max-num-batched-tokens 12288 --gpu-memory-fraction 0.95 --workload-id OFF-128
+for red in f32 bf16; do
+  MIXSERVE_TP_REDUCE=$red off OFF-128-tp2-reduce-$red $FP8 -tp 2 --output-len 128 --num-requests 6144 \
+    --warmup 64 --max-batch 3072 --max-num-batched-tokens 12288 --gpu-memory-fraction 0.95 --workload-id OFF-128
+done
 unset MIXSERVE_COMM_TIMING
 if [ -n "${STREAM:-}" ]; then
-  $B serve $FP8 -tp 2 --port 8011 --max-num-batched-tokens 8192 --gpu-memory-fraction 0.93 > $R/$TAG-serve.log 2>&1 &
+  MIXSERVE_TP_REDUCE=${STREAM_REDUCE:-f32} $B serve $FP8 -tp 2 --port 8011 --max-num-batched-tokens 8192 --gpu-memory-fraction 0.93 > $R/$TAG-serve.log 2>&1 &
   SRV=$!
   for i in $(seq 1 200); do grep -q "ready: serving" $R/$TAG-serve.log && break; sleep 1; done
   timeout 200 $B bench serve --base-url http://127.0.0.1:8011 --input-len 512 --output-len 256 \

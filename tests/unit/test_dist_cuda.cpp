@@ -11,6 +11,7 @@
 #include "backend/cuda/comm_timer.h"
 #include "backend/cuda/device_buffer.h"
 #include "backend/cuda/nccl_communicator.h"
+#include "backend/cuda/tp_reduce.h"
 #include "dist/communicator.h"
 #include "dist_test_support.h"
 
@@ -169,6 +170,30 @@ TEST(DistCudaCommunicator, CommTimerSumsEagerSteps) {
   EXPECT_GT(pct, 55.0) << sum;
   EXPECT_LT(pct, 95.0) << sum;
   cudaStreamDestroy(s);
+}
+
+// MIXSERVE_TP_REDUCE=bf16's conversions: round to nearest even, and back exactly; counts that
+// end in the scalar tail (not multiples of 8) included.
+TEST(DistCudaCommunicator, Bf16ReduceConversionsAreExact) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  for (size_t n : {size_t{1}, size_t{7}, size_t{8}, size_t{1003}, size_t{4096 * 17}}) {
+    std::vector<float> x(n);
+    std::normal_distribution<float> dist(0.0f, 30.0f);
+    for (float& v : x) v = dist(rng());
+    cuda::DeviceBuffer dx(n * 4), dh(n * 2), dy(n * 4);
+    ASSERT_EQ(cudaMemcpy(dx.get(), x.data(), n * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cuda::round_to_bf16(dx.as<float>(), dh.get(), n, nullptr), cudaSuccess);
+    ASSERT_EQ(cuda::widen_bf16(dh.get(), dy.as<float>(), n, nullptr), cudaSuccess);
+    std::vector<uint16_t> h(n);
+    std::vector<float> y(n);
+    ASSERT_EQ(cudaMemcpy(h.data(), dh.get(), n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(y.data(), dy.get(), n * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    const std::vector<uint16_t> want = to_half(x, DType::kBF16);
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(h[i], want[i]) << "n " << n << " element " << i << " value " << x[i];
+      ASSERT_EQ(y[i], bf16_to_float(want[i])) << "n " << n << " element " << i;
+    }
+  }
 }
 
 TEST(DistCudaCommunicator, NcclTwoGpus) {

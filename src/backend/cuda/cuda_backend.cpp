@@ -267,6 +267,9 @@ void CudaBackend::ensure_workspace(int T) {
       {&ws_.final_rows, t * H * el},
       {reinterpret_cast<void**>(&ws_.logits), t * V * 4},
   };
+  if (options_.shard.size > 1 && options_.tp_reduce_bf16) {
+    parts.push_back({&ws_.delta_bf16, t * H * 2});
+  }
   if (options_.fp8) {
     const std::vector<std::pair<void**, size_t>> q = {
         {reinterpret_cast<void**>(&ws_.h_q), t * H},

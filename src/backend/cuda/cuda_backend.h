@@ -68,6 +68,8 @@ struct CudaBackendOptions {
   // and the all-reduce over its ranks (needed when shard.size > 1; see cuda_shard.cpp).
   dist::ShardSpec shard;
   std::shared_ptr<DeviceCommunicator> comm;
+  // Carry the all-reduced partial sums in BF16 instead of float32 (MIXSERVE_TP_REDUCE=bf16).
+  bool tp_reduce_bf16 = false;
 };
 
 // Largest step (T * top_k pairs) whose experts run as min(E, T*K) groups padded to T rows each
@@ -172,6 +174,7 @@ class CudaBackend : public Backend {
   struct Workspace {
     float* x = nullptr;               // [T, H] residual stream
     float* delta = nullptr;           // [T, H] attention / FFN output before the residual add
+    void* delta_bf16 = nullptr;       // [T, H] bf16: delta as all-reduced (tp_reduce_bf16 only)
     void* h = nullptr;                // [T, H] normed
     void* qkv = nullptr;              // [T, (Hq + 2 Hkv) D]
     void* attn = nullptr;             // [T, Hq D]
