@@ -26,6 +26,12 @@ if [ -n "${KERNELS:-}" ]; then
   echo "== bench-kernels rc=$?"; tail -25 $R/bench-kernels.log
 fi
 export CUDA_VISIBLE_DEVICES=0
+if [ -n "${PROFILE:-}" ]; then  # where a batch-256 FP8 decode step goes (2 layers, ncu)
+  timeout 90 ncu --csv --print-units base --metrics gpu__time_duration.sum,dram__bytes.sum --clock-control none \
+    --profile-from-start off $B bench-step --model "$M?layers=2" --device cuda --quantization fp8 \
+    --kv-cache-dtype fp8 --batch 256 --context 192 --iters 2 > $R/h100-fp8-decode256-ncu.csv 2>/dev/null
+  echo "== decode 256 x ctx 192, 2 layers, per step"; python3 tools/ncu_summary.py $R/h100-fp8-decode256-ncu.csv 2 | head -14
+fi
 off OFF-128-tp1 $FP8 --output-len 128 --num-requests 3072 --warmup 64 --max-batch 1536 \
   --max-num-batched-tokens 8192 --gpu-memory-fraction 0.95 --workload-id OFF-128
 unset CUDA_VISIBLE_DEVICES
