@@ -31,6 +31,16 @@ if [ -n "${PROFILE:-}" ]; then  # where a batch-256 FP8 decode step goes (2 laye
     --profile-from-start off $B bench-step --model "$M?layers=2" --device cuda --quantization fp8 \
     --kv-cache-dtype fp8 --batch 256 --context 192 --iters 2 > $R/h100-fp8-decode256-ncu.csv 2>/dev/null
   echo "== decode 256 x ctx 192, 2 layers, per step"; python3 tools/ncu_summary.py $R/h100-fp8-decode256-ncu.csv 2 | head -14
+  # Decode attention at 1,024 x 193 keys (E4M3 cache; session 2: 0.666 ms per 2 layers).
+  timeout 60 ncu --csv --print-units base --metrics gpu__time_duration.sum --clock-control none \
+    --profile-from-start off -k regex:attention_decode $B bench-step --model "$M?layers=2" \
+    --device cuda --quantization fp8 --kv-cache-dtype fp8 --batch 1024 --context 192 --iters 2 \
+    > $R/h100-fp8-attn1024-ncu.csv 2>/dev/null
+  echo "== decode attention 1024 x 193"; python3 tools/ncu_summary.py $R/h100-fp8-attn1024-ncu.csv 2 | head -3
+  for b in 64 1024; do
+    timeout 60 $B bench-step --model $M --device cuda --quantization fp8 --kv-cache-dtype fp8 \
+      --batch $b --context 192 --iters 10 2>/dev/null | tail -1
+  done
 fi
 off OFF-128-tp1 $FP8 --output-len 128 --num-requests 3072 --warmup 64 --max-batch 1536 \
   --max-num-batched-tokens 8192 --gpu-memory-fraction 0.95 --workload-id OFF-128
