@@ -27,6 +27,8 @@ if [ -n "${KERNELS:-}" ]; then
 fi
 export CUDA_VISIBLE_DEVICES=0
 if [ -n "${PROFILE:-}" ]; then  # where a batch-256 FP8 decode step goes (2 layers, ncu)
+  echo "== decode attention registers / stack (count, REG, STACK)"
+  cuobjdump -res-usage $B 2>/dev/null | grep -A1 "attention_decode_kernel" | grep -oE "REG:[0-9]+|STACK:[0-9]+" | paste - - | sort | uniq -c
   timeout 90 ncu --csv --print-units base --metrics gpu__time_duration.sum,dram__bytes.sum --clock-control none \
     --profile-from-start off $B bench-step --model "$M?layers=2" --device cuda --quantization fp8 \
     --kv-cache-dtype fp8 --batch 256 --context 192 --iters 2 > $R/h100-fp8-decode256-ncu.csv 2>/dev/null
