@@ -110,6 +110,8 @@ OfflineResult run_offline(Engine& engine, const std::vector<WorkloadItem>& warmu
   result.stats.generated_tokens -= before.generated_tokens;
   result.stats.preemptions -= before.preemptions;
   result.stats.requests_finished -= before.requests_finished;
+  result.stats.step_seconds -= before.step_seconds;
+  result.stats.forward_seconds -= before.forward_seconds;
   if (progress) {
     progress->update(int64_t(items.size()));
     progress->finish();

@@ -117,6 +117,19 @@ int run(const OfflineArgs& a) {
     m.extra["engine_cached_prompt_tokens"] = double(res.stats.cached_prompt_tokens);
     m.extra["generated_tokens_per_step"] =
         res.stats.steps > 0 ? double(res.stats.generated_tokens) / double(res.stats.steps) : 0.0;
+    const EngineStats& st = res.stats;
+    if (st.steps > 0) {
+      // Host time the device does not overlap: the step minus the backend's forward call.
+      const double step_ms = 1e3 * st.step_seconds / double(st.steps);
+      const double fwd_ms = 1e3 * st.forward_seconds / double(st.steps);
+      m.extra["engine_step_ms_mean"] = step_ms;
+      m.extra["engine_forward_ms_mean"] = fwd_ms;
+      m.extra["engine_host_fraction"] =
+          st.step_seconds > 0 ? 1.0 - st.forward_seconds / st.step_seconds : 0.0;
+      log::info(label, ": ", st.steps, " engine steps, ", step_ms, " ms each, of which ",
+                fwd_ms, " ms in the backend's forward (host outside it: ", step_ms - fwd_ms,
+                " ms a step)");
+    }
     report.runs.push_back(std::move(m));
   }
   if (!runs_rank_zero(a.engine.backend)) return 0;

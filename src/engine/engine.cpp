@@ -276,6 +276,9 @@ void Engine::run_step(const ScheduleResult& sched) {
   }
   std::vector<int32_t> ids(sampled.size());
   std::vector<TokenLogprobs> lps(sampled.size());
+  using Clock = std::chrono::steady_clock;
+  // The backend's call alone: building its inputs and host sampling count as host time.
+  Clock::time_point forward_start{}, forward_end{};
   try {
     if (backend_->supports_device_sampling()) {
       // The backend samples on its device with the same semantics (sampler.h); only rows that
@@ -284,7 +287,9 @@ void Engine::run_step(const ScheduleResult& sched) {
       for (size_t r = 0; r < sampled.size(); ++r)
         append_sampling_row(sampled[r]->req->request.params, contexts[r], &batch);
       SampledTokens out;
+      forward_start = Clock::now();
       backend_->forward_and_sample(plan, batch, &out);
+      forward_end = Clock::now();
       for (size_t r = 0, k = 0; r < sampled.size(); ++r) {
         ids[r] = out.ids[r];
         const int32_t n = sampled[r]->req->request.params.logprobs;
@@ -295,7 +300,9 @@ void Engine::run_step(const ScheduleResult& sched) {
       }
     } else {
       logits_.resize(plan.logits_rows.size() * size_t(vocab_size_));
+      forward_start = Clock::now();
       backend_->forward(plan, logits_);
+      forward_end = Clock::now();
       for (size_t r = 0; r < sampled.size(); ++r) {
         std::span<float> row(logits_.data() + r * size_t(vocab_size_), size_t(vocab_size_));
         SampleResult res = sample_token(row, sampled[r]->req->request.params, contexts[r]);
@@ -309,6 +316,7 @@ void Engine::run_step(const ScheduleResult& sched) {
       finish(*live_.at(c.seq->seq_id), std::string("error: ") + e.what(), StreamEvent{});
     return;
   }
+  counters_.forward_seconds += std::chrono::duration<double>(forward_end - forward_start).count();
   scheduler_->on_computed(sched);
   for (size_t r = 0; r < sampled.size(); ++r) postprocess(*sampled[r], ids[r], std::move(lps[r]));
 }
@@ -320,6 +328,7 @@ bool Engine::step() {
 }
 
 bool Engine::do_step() {
+  const auto start = std::chrono::steady_clock::now();
   admit_new_requests();
   handle_cancellations();
   ScheduleResult sched = scheduler_->schedule();
@@ -328,6 +337,8 @@ bool Engine::do_step() {
   if (did) {
     ++counters_.steps;
     run_step(sched);
+    counters_.step_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   publish_stats();
   return did;

@@ -54,6 +54,11 @@ struct EngineStats {
   int32_t num_kv_blocks = 0;
   int32_t num_free_kv_blocks = 0;
   float kv_usage = 0.0f;                // fraction of blocks in use
+  // Wall time of the steps that ran (admission, scheduling, plan, model, sampling, output)
+  // and the part of it spent inside the backend's forward call; the difference is the host's
+  // share that the device does not overlap.
+  double step_seconds = 0.0;
+  double forward_seconds = 0.0;
 };
 
 struct SampleOutput {

@@ -133,6 +133,8 @@ HttpResponse ApiService::route(std::string_view method, std::string_view path,
   }
   if (path == "/v1/models" || path.rfind("/v1/models/", 0) == 0) {
     if (!get) throw ApiError(405, "use GET for " + std::string(path));
+    // Clients poll the model list to learn that a server is up: list it once it can serve.
+    if (!ready_.load(std::memory_order_acquire)) throw ApiError(503, "the model is loading");
     if (path != "/v1/models" && path.substr(11) != options_.served_model_name) {
       throw ApiError(404, "the model '" + std::string(path.substr(11)) + "' does not exist",
                      "model", "", "model_not_found");

@@ -93,7 +93,8 @@ enum class Placement { kStagedOneGpu, kNcclOneGpuEach };
 
 // Shards of a checkpoint (CudaBackend::load with a shard and the placement's communicator).
 Shards make_shards(const std::filesystem::path& model, const cuda::CudaBackendOptions& o,
-                   bool ep, Placement where = Placement::kStagedOneGpu) {
+                   bool ep, Placement where = Placement::kStagedOneGpu,
+                   bool reduce_bf16 = false) {
   Shards s;
   s.host = dist::make_thread_group(kRanks);
   s.rank.resize(kRanks);
@@ -102,6 +103,7 @@ Shards make_shards(const std::filesystem::path& model, const cuda::CudaBackendOp
   on_ranks([&](int r) {
     cuda::CudaBackendOptions ro = o;
     ro.shard = dist::make_shard(full, {kRanks, ep}, r);
+    ro.tp_reduce_bf16 = reduce_bf16;
     if (where == Placement::kNcclOneGpuEach) {
       ro.device = r;
       ro.comm = cuda::make_nccl_communicator(*s.host[r], r);
@@ -227,11 +229,11 @@ TEST(CudaTensorParallel, ShardLogitsMatchUnsharded) {
 // Greedy decoding of 16 tokens by the shards against the unsharded backend (identical, up to
 // a checked near-tie). With NCCL the shards' decode steps run as CUDA graphs too.
 void check_greedy(const std::filesystem::path& path, const std::string& preset, DType dt,
-                  bool ep, Placement where) {
+                  bool ep, Placement where, bool reduce_bf16 = false) {
   const cuda::CudaBackendOptions o = small_options(dt, false);
   auto ref = cuda::CudaBackend::load(path, o);
   ref->allocate_kv_cache({kNumBlocks, kBlockSize});
-  Shards shards = make_shards(path, o, ep, where);
+  Shards shards = make_shards(path, o, ep, where, reduce_bf16);
   const int V = ref->config().vocab_size;
   std::vector<int32_t> blocks(kNumBlocks);
   std::iota(blocks.begin(), blocks.end(), 0);
@@ -253,7 +255,8 @@ void check_greedy(const std::filesystem::path& path, const std::string& preset, 
   const bool nccl = where == Placement::kNcclOneGpuEach;
   const std::string label = preset + (ep ? " EP=2 " : " TP=2 ") +
                             (dt == DType::kBF16 ? "bf16" : "fp16") +
-                            (nccl ? " (2 GPUs, NCCL)" : "");
+                            (nccl ? " (2 GPUs, NCCL)" : "") +
+                            (reduce_bf16 ? " bf16 all-reduce" : "");
   EXPECT_GT(ref->num_decode_graphs(), 0) << "the unsharded backend replays graphs";
   if (nccl) {
     for (int r = 0; r < kRanks; ++r)
@@ -287,8 +290,21 @@ TEST(CudaTensorParallel, GreedyDecodeMatchesUnsharded) {
   }
 }
 
+// The partial sums all-reduced in BF16 (MIXSERVE_TP_REDUCE=bf16), on one GPU (staged sums).
+TEST(CudaTensorParallel, GreedyDecodeWithBf16AllReduce) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  testing::TempDir dir("cuda_tp_greedy_bf16");
+  for (const std::string preset : {"tiny", "tiny-dense"}) {
+    const auto path = write_model(dir, preset);
+    for (bool ep : {false, true}) {
+      if (ep && preset == "tiny-dense") continue;
+      check_greedy(path, preset, DType::kBF16, ep, Placement::kStagedOneGpu, true);
+    }
+  }
+}
+
 // TP=2 and EP=2 across two GPUs through NCCL equal TP=1 greedy (issue 9), decode graphs
-// captured with the all-reduce inside.
+// captured with the all-reduce inside; float32 and BF16 all-reduces.
 TEST(CudaTensorParallel, GreedyDecodeMatchesUnshardedNcclTwoGpus) {
   SKIP_WITHOUT_TWO_GPUS_AND_NCCL();
   testing::TempDir dir("cuda_tp_greedy_nccl");
@@ -297,7 +313,8 @@ TEST(CudaTensorParallel, GreedyDecodeMatchesUnshardedNcclTwoGpus) {
     for (DType dt : {DType::kBF16, DType::kF16}) {
       for (bool ep : {false, true}) {
         if (ep && preset == "tiny-dense") continue;
-        check_greedy(path, preset, dt, ep, Placement::kNcclOneGpuEach);
+        for (bool bf16_reduce : {false, true})
+          check_greedy(path, preset, dt, ep, Placement::kNcclOneGpuEach, bf16_reduce);
       }
     }
   }
@@ -314,10 +331,12 @@ TEST(CudaTensorParallel, ShardLogitsMatchUnshardedNcclTwoGpus) {
         const cuda::CudaBackendOptions o = small_options(dt, fp8);
         auto ref = cuda::CudaBackend::load(path, o);
         ref->allocate_kv_cache({kNumBlocks, kBlockSize});
-        Shards shards = make_shards(path, o, ep, Placement::kNcclOneGpuEach);
-        compare_steps(path, *ref, shards, fp8, kBf16ModelTol,
-                      preset + (ep ? " EP=2 " : " TP=2 ") + (fp8 ? "fp8" : "bf16") +
-                          " (2 GPUs, NCCL)");
+        for (bool bf16_reduce : {false, true}) {
+          Shards shards = make_shards(path, o, ep, Placement::kNcclOneGpuEach, bf16_reduce);
+          compare_steps(path, *ref, shards, fp8, kBf16ModelTol,
+                        preset + (ep ? " EP=2 " : " TP=2 ") + (fp8 ? "fp8" : "bf16") +
+                            " (2 GPUs, NCCL" + (bf16_reduce ? ", bf16 all-reduce)" : ")"));
+        }
       }
     }
   }

@@ -8,7 +8,10 @@
 #include <cstring>
 #include <string>
 
+#include "backend/cuda/comm_timer.h"
+#include "backend/cuda/device_buffer.h"
 #include "backend/cuda/nccl_communicator.h"
+#include "backend/cuda/tp_reduce.h"
 #include "dist/communicator.h"
 #include "dist_test_support.h"
 
@@ -129,6 +132,67 @@ TEST(DistCudaCommunicator, NcclLoadsOrSaysHowToFindIt) {
     ADD_FAILURE() << "made an NCCL communicator without NCCL";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("LD_LIBRARY_PATH"), std::string::npos) << e.what();
+  }
+}
+
+// MIXSERVE_COMM_TIMING's timer: events around the step and each collective, folded into the
+// sums at the next step or the summary; calls outside a step are ignored.
+TEST(DistCudaCommunicator, CommTimerSumsEagerSteps) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  cuda::CommTimer off;
+  off.begin_step(nullptr);
+  off.before(nullptr);
+  off.after(nullptr);
+  off.end_step(nullptr);
+  EXPECT_NE(off.summary().find("0 eager steps: 0 all-reduces"), std::string::npos);
+  cuda::CommTimer t;
+  t.enable();
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  cuda::DeviceBuffer buf(size_t{64} << 20);
+  t.before(s);  // outside a step: not counted
+  t.after(s);
+  for (int step = 0; step < 2; ++step) {
+    t.begin_step(s);
+    for (int call = 0; call < 3; ++call) {
+      t.before(s);
+      ASSERT_EQ(cudaMemsetAsync(buf.get(), call, buf.bytes(), s), cudaSuccess);
+      t.after(s);
+    }
+    ASSERT_EQ(cudaMemsetAsync(buf.get(), 7, buf.bytes(), s), cudaSuccess);  // not a collective
+    t.end_step(s);
+  }
+  const std::string sum = t.summary();
+  std::printf("[comm timer] %s\n", sum.c_str());
+  EXPECT_NE(sum.find("2 eager steps: 6 all-reduces"), std::string::npos) << sum;
+  // Three of the four 64 MiB memsets of a step are inside the timed calls: 60-90% of it.
+  const double pct = std::stod(sum.substr(sum.find('(') + 1));
+  EXPECT_GT(pct, 55.0) << sum;
+  EXPECT_LT(pct, 95.0) << sum;
+  cudaStreamDestroy(s);
+}
+
+// MIXSERVE_TP_REDUCE=bf16's conversions: round to nearest even, and back exactly; counts that
+// end in the scalar tail (not multiples of 8) included.
+TEST(DistCudaCommunicator, Bf16ReduceConversionsAreExact) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  for (size_t n : {size_t{1}, size_t{7}, size_t{8}, size_t{1003}, size_t{4096 * 17}}) {
+    std::vector<float> x(n);
+    std::normal_distribution<float> dist(0.0f, 30.0f);
+    for (float& v : x) v = dist(rng());
+    cuda::DeviceBuffer dx(n * 4), dh(n * 2), dy(n * 4);
+    ASSERT_EQ(cudaMemcpy(dx.get(), x.data(), n * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cuda::round_to_bf16(dx.as<float>(), dh.get(), n, nullptr), cudaSuccess);
+    ASSERT_EQ(cuda::widen_bf16(dh.get(), dy.as<float>(), n, nullptr), cudaSuccess);
+    std::vector<uint16_t> h(n);
+    std::vector<float> y(n);
+    ASSERT_EQ(cudaMemcpy(h.data(), dh.get(), n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(y.data(), dy.get(), n * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    const std::vector<uint16_t> want = to_half(x, DType::kBF16);
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(h[i], want[i]) << "n " << n << " element " << i << " value " << x[i];
+      ASSERT_EQ(y[i], bf16_to_float(want[i])) << "n " << n << " element " << i;
+    }
   }
 }
 

@@ -342,6 +342,21 @@ TEST(Engine, QueueTimeIncludesTheWaitForABatchSlot) {
   EXPECT_EQ(b.completion_tokens, 6);
 }
 
+// Step time and the backend's share of it accumulate per step that ran (bench offline reports
+// the host time outside forward from them).
+TEST(Engine, StepAndForwardTimesAccumulate) {
+  Harness h = make(small_config());
+  const EngineStats before = h.engine->stats();
+  EXPECT_EQ(before.step_seconds, 0.0);
+  h.engine->generate({make_request("t", fake_prompt(9, 3), 4)});
+  const EngineStats after = h.engine->stats();
+  ASSERT_GT(after.steps, 0);
+  EXPECT_GT(after.forward_seconds, 0.0);
+  EXPECT_GE(after.step_seconds, after.forward_seconds);
+  h.engine->step();  // nothing to do: no time added
+  EXPECT_EQ(h.engine->stats().step_seconds, after.step_seconds);
+}
+
 TEST(Engine, LogprobsAndNoTokenizer) {
   Harness h = make(small_config(), -1000.0f, /*with_tokenizer=*/false);
   Request r = make_request("lp", fake_prompt(9, 4), 5);

@@ -52,11 +52,13 @@ struct Fixture {
 
 json body_json(const HttpResponse& r) { return json::parse(r.body); }
 
-TEST(ServerApi, HealthIs503UntilReadyThen200) {
+TEST(ServerApi, HealthAndModelsAre503UntilReadyThen200) {
   Fixture f;
   EXPECT_EQ(f.service.handle("GET", "/health", "", "").status, 503);
   EXPECT_EQ(f.post("/v1/completions", R"({"prompt": [1, 2]})").status, 503);
+  EXPECT_EQ(f.service.handle("GET", "/v1/models", "", "").status, 503);  // not listed yet
   f.ready();
+  EXPECT_EQ(f.service.handle("GET", "/v1/models", "", "").status, 200);
   EXPECT_EQ(f.service.handle("GET", "/health", "", "").status, 200);
   EXPECT_EQ(f.service.handle("GET", "/health?x=1", "", "").status, 200);
   f.service.set_draining();

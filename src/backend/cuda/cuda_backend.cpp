@@ -88,6 +88,10 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
                    ": expected 1 to ", CublasLtGemm::kMaxLanes);
     max_moe_lanes_ = n;
   }
+  if (const char* env = std::getenv("MIXSERVE_COMM_TIMING");
+      env != nullptr && std::string(env) == "1" && options.shard.size > 1) {
+    comm_timer_.enable();
+  }
   if (const char* env = std::getenv("MIXSERVE_FP8_UNSCALED"); env != nullptr) {
     moe_fp8_unscaled_ = std::string(env) != "0";
   }
@@ -131,6 +135,14 @@ void CudaBackend::load_kv_scales(const Checkpoint& ckpt) {
 
 CudaBackend::~CudaBackend() {
   (void)cudaSetDevice(options_.device);  // free on this backend's device, whatever the thread
+  if (comm_timer_.enabled()) {
+    try {
+      log::info("rank ", options_.shard.rank, " of ", options_.shard.size, ": ",
+                comm_timer_.summary());
+    } catch (const std::exception& e) {
+      log::warn("MIXSERVE_COMM_TIMING: ", e.what());
+    }
+  }
   for (cudaEvent_t e : lane_events_) {
     if (e) cudaEventDestroy(e);
   }
@@ -255,6 +267,9 @@ void CudaBackend::ensure_workspace(int T) {
       {&ws_.final_rows, t * H * el},
       {reinterpret_cast<void**>(&ws_.logits), t * V * 4},
   };
+  if (options_.shard.size > 1 && options_.tp_reduce_bf16) {
+    parts.push_back({&ws_.delta_bf16, t * H * 2});
+  }
   if (options_.fp8) {
     const std::vector<std::pair<void**, size_t>> q = {
         {reinterpret_cast<void**>(&ws_.h_q), t * H},

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda/comm_timer.h"
 #include "backend/cuda/cublas_batched.h"
 #include "backend/cuda/cublaslt_batched_fp8.h"
 #include "backend/cuda/cublaslt_gemm.h"
@@ -67,6 +68,8 @@ struct CudaBackendOptions {
   // and the all-reduce over its ranks (needed when shard.size > 1; see cuda_shard.cpp).
   dist::ShardSpec shard;
   std::shared_ptr<DeviceCommunicator> comm;
+  // Carry the all-reduced partial sums in BF16 instead of float32 (MIXSERVE_TP_REDUCE=bf16).
+  bool tp_reduce_bf16 = false;
 };
 
 // Largest step (T * top_k pairs) whose experts run as min(E, T*K) groups padded to T rows each
@@ -171,6 +174,7 @@ class CudaBackend : public Backend {
   struct Workspace {
     float* x = nullptr;               // [T, H] residual stream
     float* delta = nullptr;           // [T, H] attention / FFN output before the residual add
+    void* delta_bf16 = nullptr;       // [T, H] bf16: delta as all-reduced (tp_reduce_bf16 only)
     void* h = nullptr;                // [T, H] normed
     void* qkv = nullptr;              // [T, (Hq + 2 Hkv) D]
     void* attn = nullptr;             // [T, Hq D]
@@ -217,6 +221,7 @@ class CudaBackend : public Backend {
   std::array<cudaStream_t, CublasLtGemm::kMaxLanes> lanes_{};
   std::array<cudaEvent_t, CublasLtGemm::kMaxLanes> lane_events_{};
   int max_moe_lanes_ = CublasLtGemm::kMaxLanes;  // MIXSERVE_MOE_LANES overrides (1 to 4)
+  CommTimer comm_timer_;  // a shard's all-reduce time (MIXSERVE_COMM_TIMING=1)
   // FP8 experts of large steps as unscaled GEMMs, the per-token x per-channel scales applied
   // in SiLU·mul and after w2 (BF16 only); MIXSERVE_FP8_UNSCALED=0 keeps cuBLASLt's scales.
   bool moe_fp8_unscaled_ = true;

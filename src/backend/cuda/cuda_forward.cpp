@@ -47,7 +47,9 @@ void CudaBackend::run_model(const BatchPlan& plan) {
   attn_step_ = AttentionArgs{};
   attn_step_.seq_offsets = plan_.seq_offsets;  // long query runs take the tensor-core kernel
   set_attention_plan_fields(attn_step_, plan);
+  comm_timer_.begin_step(stream_);
   enqueue_forward(T, static_cast<int>(plan.logits_rows.size()), plan.max_blocks_per_seq);
+  comm_timer_.end_step(stream_);
 }
 
 // Enqueues only (no sync, no allocation, no host read-back for T * K <= kPaddedMoeMaxRows), so

@@ -7,6 +7,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/moe_expert_parallel.h"
 #include "backend/cuda/nccl_communicator.h"
+#include "backend/cuda/tp_reduce.h"
 #include "util/error.h"
 
 namespace mixserve::cuda {
@@ -36,8 +37,16 @@ std::string CudaBackend::shard_label() const {
 
 void CudaBackend::all_reduce_delta(int T) {
   if (options_.shard.size <= 1) return;
-  options_.comm->all_reduce_sum(ws_.delta, size_t(T) * config_.hidden_size, DType::kF32,
-                                stream_);
+  const size_t n = size_t(T) * config_.hidden_size;
+  comm_timer_.before(stream_);
+  if (options_.tp_reduce_bf16) {
+    MIXSERVE_CUDA_CHECK(round_to_bf16(ws_.delta, ws_.delta_bf16, n, stream_));
+    options_.comm->all_reduce_sum(ws_.delta_bf16, n, DType::kBF16, stream_);
+    MIXSERVE_CUDA_CHECK(widen_bf16(ws_.delta_bf16, ws_.delta, n, stream_));
+  } else {
+    options_.comm->all_reduce_sum(ws_.delta, n, DType::kF32, stream_);
+  }
+  comm_timer_.after(stream_);
 }
 
 bool CudaBackend::graphs_allowed() const {

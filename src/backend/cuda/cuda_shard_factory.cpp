@@ -17,6 +17,15 @@ bool same_device_mode() {
   return env != nullptr && std::string(env) == "1";
 }
 
+// MIXSERVE_TP_REDUCE: the dtype the ranks' partial sums are all-reduced in.
+bool reduce_in_bf16() {
+  const char* env = std::getenv("MIXSERVE_TP_REDUCE");
+  const std::string v = env != nullptr ? env : "";
+  MIXSERVE_CHECK(v.empty() || v == "f32" || v == "bf16", "MIXSERVE_TP_REDUCE=", v,
+                 ": expected f32 or bf16");
+  return v == "bf16";
+}
+
 }  // namespace
 
 std::unique_ptr<Backend> make_cuda_shard_backend(const BackendOptions& options,
@@ -29,6 +38,7 @@ std::unique_ptr<Backend> make_cuda_shard_backend(const BackendOptions& options,
   cuda::CudaBackendOptions co = cuda_backend_options(options);
   co.shard = shard;
   co.device = device;
+  co.tp_reduce_bf16 = reduce_in_bf16();
   if (shard.size > 1) {
     if (same_device_mode()) {
       // Every rank on device 0, each with its share of the memory; sums through host memory.
