@@ -2,12 +2,14 @@
 // Mixtral 8x7B sizes (hidden 4096, FFN 14336, 32 q / 8 kv heads of 128, top-2), through the
 // same launch functions the model calls (kernels.h, fp8_kernels.h), BF16 activations.
 //
-// Method: CUDA events around each launch; before every timed launch a 256 MB memset evicts the
-// 50 MB L2, so each launch reads its inputs from HBM (the forward pass may find part of a
-// GEMM's output still in L2: these rates are the cold-cache ones). Warm-up launches, then the
-// median of --iters. Rate = logical bytes / time, counting every byte the kernel must read or
-// write once (per-row tensors once per row, per-launch vectors such as norm weights once), the
-// way a device-to-device copy counts read + write.
+// Method: CUDA events around each launch; before every timed launch a 256 MB read
+// (l2_flush.h) evicts the 50 MB L2, clean, so each launch reads its inputs from HBM and writes
+// back no dirty lines but its own (the forward pass may find part of a GEMM's output still in
+// L2: these rates are the cold-cache ones). Warm-up launches, then the median of --iters.
+// Rate = logical bytes / time, counting every byte the kernel must read or write once
+// (per-row tensors once per row, per-launch vectors such as norm weights once), the way a
+// device-to-device copy counts read + write; such a copy (cudaMemcpyAsync), timed the same
+// way, is reported as the reference rate.
 //
 // Check: the first launch of each kernel is compared with a host reference on its first rows
 // (tokens) before the timing; a mismatch is reported and the command exits with status 1.
@@ -31,6 +33,7 @@
 #include "backend/cuda/device_buffer.h"
 #include "backend/cuda/fp8_kernels.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/l2_flush.h"
 #include "cli/command.h"
 #include "model/dtype.h"
 #include "model/fp8_quant.h"
@@ -48,7 +51,7 @@ constexpr size_t kFlushBytes = size_t(256) << 20;
 
 struct Ctx {
   int iters = 50;
-  DeviceBuffer flush{kFlushBytes};
+  DeviceBuffer flush{kFlushBytes}, sink{4};
   json results = json::array();
   bool all_ok = true;
 };
@@ -132,7 +135,8 @@ double time_us(Ctx& ctx, const std::function<cudaError_t()>& launch) {
   for (int i = 0; i < 3; ++i) MIXSERVE_CUDA_CHECK(launch());
   std::vector<double> us;
   for (int i = 0; i < ctx.iters; ++i) {
-    MIXSERVE_CUDA_CHECK(cudaMemsetAsync(ctx.flush.get(), i & 0xff, kFlushBytes));
+    MIXSERVE_CUDA_CHECK(
+        cuda::read_through(ctx.flush.get(), kFlushBytes, ctx.sink.as<uint32_t>(), nullptr));
     MIXSERVE_CUDA_CHECK(cudaEventRecord(e0));
     MIXSERVE_CUDA_CHECK(launch());
     MIXSERVE_CUDA_CHECK(cudaEventRecord(e1));
@@ -253,6 +257,12 @@ void bench_silu(Ctx& ctx, int T) {
            double(c.rows) * (5.0 * kF + 4) + (c.unscaled ? 4.0 * c.rows + 8.0 * kF : 0.0),
            time_us(ctx, launch), rel_l2(got, quant_dequant(ref, Rc, kF)), 1e-2);
   }
+  // The copy rate of this method: n * F * 2 bytes copied, read + written counted.
+  const size_t copy_bytes = size_t(n) * kF * 2;
+  auto copy = [&] {
+    return cudaMemcpyAsync(act.get(), gu.get(), copy_bytes, cudaMemcpyDeviceToDevice, nullptr);
+  };
+  report(ctx, "copy d2d (reference)", T, n, 2.0 * copy_bytes, time_us(ctx, copy), 0.0, 0.0);
   auto launch = [&] { return cuda::silu_mul(gu.get(), n, kF, act.get(), DType::kBF16, nullptr); };
   MIXSERVE_CUDA_CHECK(launch());
   std::vector<float> ref(size_t(R) * kF);
@@ -431,6 +441,7 @@ const CommandRegistrar kBenchKernels(
                     "rate");
         Ctx ctx;
         ctx.iters = a->iters;
+        MIXSERVE_CUDA_CHECK(cudaMemset(ctx.flush.get(), 0, kFlushBytes));
         for (const int T : a->tokens) {
           bench_norm(ctx, T);
           bench_silu(ctx, T);
