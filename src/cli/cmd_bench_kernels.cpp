@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -112,6 +113,22 @@ double rel_l2(const std::vector<float>& got, const std::vector<float>& ref) {
   return std::sqrt(num / std::max(den, 1e-30));
 }
 
+// A kernel's check: relative L2 error of its output against the host reference, and an
+// FNV-1a hash of the output's float bits (equal hashes from two builds: the same results).
+struct Check {
+  double err = 0;
+  uint64_t hash = 0;
+};
+Check check(const std::vector<float>& got, const std::vector<float>& ref) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const float f : got) {
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    h = (h ^ bits) * 0x100000001b3ull;
+  }
+  return {rel_l2(got, ref), h};
+}
+
 std::vector<float> dequant(const std::vector<uint8_t>& q, const std::vector<float>& s, int64_t R,
                            int64_t C) {
   std::vector<float> out(q.size());
@@ -153,7 +170,8 @@ double time_us(Ctx& ctx, const std::function<cudaError_t()>& launch) {
 
 // Records one kernel's result. err: the check's relative L2 error, ok: whether it is in bounds.
 void report(Ctx& ctx, const std::string& kernel, int tokens, int64_t rows, double bytes,
-            double us, double err, double tol) {
+            double us, const Check& c, double tol) {
+  const double err = c.err;
   const bool ok = err <= tol;
   const double tbs = bytes / (us * 1e-6) / 1e12;
   std::printf("%-26s %6d %7lld %9.1f MB %9.1f us %6.2f TB/s  check %.2e %s\n", kernel.c_str(),
@@ -167,6 +185,7 @@ void report(Ctx& ctx, const std::string& kernel, int tokens, int64_t rows, doubl
                          {"median_us", us},
                          {"tb_per_s", tbs},
                          {"check_rel_l2", err},
+                         {"output_hash", c.hash},
                          {"check_tol", tol},
                          {"check_ok", ok}});
 }
@@ -202,8 +221,9 @@ void bench_norm(Ctx& ctx, int T) {
   }
   const std::vector<float> got =
       dequant(download<uint8_t>(dq.get(), ref.size()), download<float>(ds.get(), R), R, kH);
-  const double err = std::max(rel_l2(got, quant_dequant(ref, R, kH)),
-                              rel_l2(bf16_download(dh.get(), ref.size()), ref));
+  const Check cq = check(got, quant_dequant(ref, R, kH)),
+              ch = check(bf16_download(dh.get(), ref.size()), ref);
+  const Check err{std::max(cq.err, ch.err), cq.hash * 31 + ch.hash};
   const double bytes = double(T) * (15.0 * kH + 4) + 2.0 * kH;
   report(ctx, "add_rms_norm_fp8", T, T, bytes, time_us(ctx, launch), err, 1e-2);
 }
@@ -255,14 +275,14 @@ void bench_silu(Ctx& ctx, int T) {
         dequant(download<uint8_t>(q.get(), ref.size()), download<float>(s.get(), Rc), Rc, kF);
     report(ctx, c.name, T, c.rows,
            double(c.rows) * (5.0 * kF + 4) + (c.unscaled ? 4.0 * c.rows + 8.0 * kF : 0.0),
-           time_us(ctx, launch), rel_l2(got, quant_dequant(ref, Rc, kF)), 1e-2);
+           time_us(ctx, launch), check(got, quant_dequant(ref, Rc, kF)), 1e-2);
   }
   // The copy rate of this method: n * F * 2 bytes copied, read + written counted.
   const size_t copy_bytes = size_t(n) * kF * 2;
   auto copy = [&] {
     return cudaMemcpyAsync(act.get(), gu.get(), copy_bytes, cudaMemcpyDeviceToDevice, nullptr);
   };
-  report(ctx, "copy d2d (reference)", T, n, 2.0 * copy_bytes, time_us(ctx, copy), 0.0, 0.0);
+  report(ctx, "copy d2d (reference)", T, n, 2.0 * copy_bytes, time_us(ctx, copy), Check{}, 0.0);
   auto launch = [&] { return cuda::silu_mul(gu.get(), n, kF, act.get(), DType::kBF16, nullptr); };
   MIXSERVE_CUDA_CHECK(launch());
   std::vector<float> ref(size_t(R) * kF);
@@ -273,7 +293,7 @@ void bench_silu(Ctx& ctx, int T) {
     }
   }
   report(ctx, "silu_mul bf16", T, n, 6.0 * n * kF, time_us(ctx, launch),
-         rel_l2(bf16_download(act.get(), ref.size()), ref), 1e-2);
+         check(bf16_download(act.get(), ref.size()), ref), 1e-2);
 }
 
 // Weighted combine of each token's K = 2 expert rows (float) in ascending expert order.
@@ -312,7 +332,7 @@ void bench_combine(Ctx& ctx, int T) {
     }
   }
   report(ctx, "moe_combine", T, T, double(T) * (4.0 * kH * (kK + 1) + 12.0 * kK),
-         time_us(ctx, launch), rel_l2(download<float>(dout.get(), ref.size()), ref), 1e-6);
+         time_us(ctx, launch), check(download<float>(dout.get(), ref.size()), ref), 1e-6);
 
   std::vector<float> rs = host_random(n, 1e-3f, 12), cs = host_random(kH, 1e-3f, 13);
   for (float& v : rs) v += 1.0f;  // near 1: the timed launches scale y again and again
@@ -327,7 +347,7 @@ void bench_combine(Ctx& ctx, int T) {
     for (int h = 0; h < kH; ++h) sref[size_t(r) * kH + h] = y[size_t(r) * kH + h] * (rs[r] * cs[h]);
   }
   report(ctx, "scale_rows_cols", T, n, double(n) * (8.0 * kH + 4) + 4.0 * kH, time_us(ctx, scale),
-         rel_l2(download<float>(dy.get(), sref.size()), sref), 1e-6);
+         check(download<float>(dy.get(), sref.size()), sref), 1e-6);
 }
 
 // RoPE on q and k in place, k and v into a paged cache at shuffled slots (BF16 and E4M3
@@ -388,7 +408,7 @@ void bench_rope(Ctx& ctx, int T) {
     const double cache_el = fp8 ? 1.0 : 2.0;
     const double bytes = double(T) * (2.0 * W + 2.0 * kHq * kD + 2.0 * kHkv * kD * cache_el + 12);
     report(ctx, fp8 ? "rope_write_kv e4m3 cache" : "rope_write_kv bf16 cache", T, T, bytes,
-           time_us(ctx, launch), rel_l2(got, ref), fp8 ? 5e-2 : 1e-2);
+           time_us(ctx, launch), check(got, ref), fp8 ? 5e-2 : 1e-2);
   }
 }
 
@@ -409,7 +429,7 @@ void bench_quantize(Ctx& ctx, int T) {
   const std::vector<float> got =
       dequant(download<uint8_t>(q.get(), ref.size()), download<float>(s.get(), R), R, C);
   report(ctx, "quantize_rows_fp8", T, T, double(T) * (3.0 * C + 4), time_us(ctx, launch),
-         rel_l2(got, quant_dequant(ref, R, C)), 1e-2);
+         check(got, quant_dequant(ref, R, C)), 1e-2);
 }
 
 const CommandRegistrar kBenchKernels(
