@@ -3,8 +3,6 @@
 
 #include <algorithm>
 
-#include "backend/cuda/silu_fp8_bulk.cuh"
-
 namespace mixserve::cuda {
 
 cudaError_t quantize_rows_fp8(const void* src, DType dt, int64_t R, int C, uint8_t* q,
@@ -89,38 +87,6 @@ cudaError_t launch_silu_mul_fp8_vec(int per_thread, int n, int threads, const T*
   return cudaGetLastError();
 }
 
-// silu_mul_fp8_bulk_kernel on one block an SM, as many rows in flight as fit in its shared
-// memory (up to kSiluBulkMaxStages), kChunks = chunks / kSiluBulkThreads rounded up to 1, 2, 4.
-// Returns cudaErrorNotSupported (nothing launched) where it does not apply: fewer than two
-// rows an SM, fewer than two rows of shared memory, or rows too wide.
-template <typename T, bool kUnscaled>
-cudaError_t launch_silu_mul_fp8_bulk(int n, const T* src, int F, uint8_t* q, float* scales,
-                                     const int32_t* offsets, int E, const float* in_row,
-                                     const float* in_col, cudaStream_t stream) {
-  int device = 0, sms = 0, smem_optin = 0;
-  cudaError_t e = cudaGetDevice(&device);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  if (e == cudaSuccess) {
-    e = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  }
-  if (e != cudaSuccess) return e;
-  const int row_bytes = 4 * F, chunks = F / 8;
-  const int stages = std::min(kSiluBulkMaxStages, (smem_optin - 1024) / row_bytes);
-  if (n < 2 * sms || stages < 2 || chunks > 4 * kSiluBulkThreads) return cudaErrorNotSupported;
-  const int smem = stages * row_bytes;
-  const auto run = [&](auto kernel) {
-    cudaError_t err =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    if (err != cudaSuccess) return err;
-    kernel<<<sms, kSiluBulkThreads, smem, stream>>>(src, n, F, stages, q, scales, offsets, E,
-                                                     in_row, in_col);
-    return cudaGetLastError();
-  };
-  if (chunks <= kSiluBulkThreads) return run(silu_mul_fp8_bulk_kernel<T, 1, kUnscaled>);
-  if (chunks <= 2 * kSiluBulkThreads) return run(silu_mul_fp8_bulk_kernel<T, 2, kUnscaled>);
-  return run(silu_mul_fp8_bulk_kernel<T, 4, kUnscaled>);
-}
-
 cudaError_t silu_mul_fp8(const void* gate_up, int n, int F, uint8_t* q, float* scales,
                          const int32_t* offsets, int E, DType dt, cudaStream_t stream,
                          const float* in_row, const float* in_col) {
@@ -145,15 +111,6 @@ cudaError_t silu_mul_fp8(const void* gate_up, int n, int F, uint8_t* q, float* s
       if (in_row != nullptr) return cudaErrorInvalidValue;  // unscaled input: vector path only
       silu_mul_fp8_kernel<T><<<n, kQuantThreads, 0, stream>>>(src, F, q, scales, offsets, E);
       return cudaGetLastError();
-    }
-    if (kSiluFp8Bulk) {
-      const cudaError_t e =
-          in_row != nullptr
-              ? launch_silu_mul_fp8_bulk<T, true>(n, src, F, q, scales, offsets, E, in_row,
-                                                  in_col, stream)
-              : launch_silu_mul_fp8_bulk<T, false>(n, src, F, q, scales, offsets, E, in_row,
-                                                   in_col, stream);
-      if (e != cudaErrorNotSupported) return e;
     }
     if (in_row != nullptr) {
       return launch_silu_mul_fp8_vec<T, true>(per_thread, n, threads, src, F, q, scales, offsets,
