@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <vector>
 
@@ -16,7 +17,9 @@
 #include "backend/cpu/cpu_moe.h"
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cpu/cpu_weights.h"
+#include "cuda_test_support.h"
 #include "model/config.h"
+#include "model/loader.h"
 
 namespace mixserve::cuda_test {
 
@@ -29,6 +32,20 @@ class RouterGapReference {
         pool_(size_t(num_blocks) * block_size * c.num_key_value_heads * c.head_dim),
         kv_(size_t(c.num_hidden_layers) * 2 * pool_),
         inv_freq_(cpu::rope_inv_freq(c.head_dim, c.rope_theta)) {}
+
+  // The reference of a checkpoint folder (its weights read again for the CPU).
+  static RouterGapReference for_model(const std::filesystem::path& dir, int block_size,
+                                      int num_blocks) {
+    ModelFiles files = open_model_dir(dir);
+    return RouterGapReference(files.config, load_cpu_weights(files.config, *files.checkpoint),
+                              block_size, num_blocks);
+  }
+
+  // The smallest gap of the step's tokens (a greedy path's step: run() and take the minimum).
+  float min_gap(const BatchPlan& plan) {
+    const std::vector<float> g = run(plan);
+    return g.empty() ? INFINITY : *std::min_element(g.begin(), g.end());
+  }
 
   // gaps: [T] smallest K-th vs (K+1)-th router logit gap over the layers (+inf when dense).
   std::vector<float> run(const BatchPlan& plan) {
@@ -82,5 +99,37 @@ class RouterGapReference {
   std::vector<float> kv_;
   std::vector<float> inv_freq_;
 };
+
+// One step's logits rows [T, V] against the reference's, split at each sequence's first
+// router near-tie: rows at or after it (the same sequence, through the KV cache) may differ
+// by a flipped expert; the others only by rounding.
+struct RowErrors {
+  double worst_clean = 0, worst_tie = 0;  // largest relative L2 error of a row
+  int tie_rows = 0;
+};
+// tie_pos[s]: the first position of sequence s that saw a router near-tie so far (INT_MAX:
+// none yet), carried from step to step and updated from this step's gaps.
+inline RowErrors row_errors(const BatchPlan& plan, const std::vector<float>& gaps,
+                            const std::vector<float>& got, const std::vector<float>& ref, int V,
+                            std::vector<int>& tie_pos) {
+  RowErrors r;
+  for (int s = 0; s < plan.num_seqs(); ++s) {
+    for (int t = plan.seq_offsets[s]; t < plan.seq_offsets[s + 1]; ++t) {
+      if (gaps[t] < kRouterTieGap) tie_pos[s] = std::min(tie_pos[s], plan.positions[t]);
+    }
+    for (int t = plan.seq_offsets[s]; t < plan.seq_offsets[s + 1]; ++t) {
+      const std::vector<float> g(got.begin() + size_t(t) * V, got.begin() + size_t(t + 1) * V);
+      const std::vector<float> e(ref.begin() + size_t(t) * V, ref.begin() + size_t(t + 1) * V);
+      const double err = rel_l2(g, e);
+      if (plan.positions[t] >= tie_pos[s]) {
+        ++r.tie_rows;
+        r.worst_tie = std::max(r.worst_tie, err);
+      } else {
+        r.worst_clean = std::max(r.worst_clean, err);
+      }
+    }
+  }
+  return r;
+}
 
 }  // namespace mixserve::cuda_test

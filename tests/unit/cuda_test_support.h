@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -119,6 +120,15 @@ inline std::vector<float> random_vector(size_t n, float scale = 1.0f) {
   std::vector<float> v(n);
   for (float& x : v) x = d(rng());
   return v;
+}
+
+// T distinct cache slots out of [0, N), in random order (RoPE + KV-write tests).
+inline std::vector<int64_t> random_slots(int T, int N) {
+  std::vector<int64_t> slots(N);
+  std::iota(slots.begin(), slots.end(), 0);
+  std::shuffle(slots.begin(), slots.end(), rng());
+  slots.resize(T);
+  return slots;
 }
 
 inline double rel_l2(const std::vector<float>& got, const std::vector<float>& ref) {

@@ -41,9 +41,7 @@ cuda::CudaBackendOptions small_options(DType dt) {
 void compare_steps(const std::filesystem::path& model, Backend& cpu, Backend& gpu, double tol,
                    const std::string& label) {
   const int V = cpu.config().vocab_size;
-  ModelFiles files = open_model_dir(model);
-  RouterGapReference gaps_ref(files.config, load_cpu_weights(files.config, *files.checkpoint),
-                              kBlockSize, kNumBlocks);
+  RouterGapReference gaps_ref = RouterGapReference::for_model(model, kBlockSize, kNumBlocks);
   std::mt19937 gen1 = rng(), gen2 = gen1;  // the same shuffle: the same blocks in both steps
   rng().discard(1);
   const std::vector<std::vector<SeqSpec>> steps = {{{5, 5}, {37, 37}, {23, 23}},
@@ -57,31 +55,14 @@ void compare_steps(const std::filesystem::path& model, Backend& cpu, Backend& gp
     std::vector<float> ref(n), got(n, NAN);
     cpu.forward(plan, ref);
     gpu.forward(plan, got);
-    const std::vector<float> gaps = gaps_ref.run(plan);
-    double worst_clean = 0, worst_tie = 0;
-    int tie_rows = 0;
-    for (int s = 0; s < plan.num_seqs(); ++s) {
-      for (int t = plan.seq_offsets[s]; t < plan.seq_offsets[s + 1]; ++t) {
-        if (gaps[t] < kRouterTieGap) tie_pos[s] = std::min(tie_pos[s], plan.positions[t]);
-      }
-      for (int t = plan.seq_offsets[s]; t < plan.seq_offsets[s + 1]; ++t) {
-        const std::vector<float> g(got.begin() + size_t(t) * V, got.begin() + size_t(t + 1) * V);
-        const std::vector<float> e(ref.begin() + size_t(t) * V, ref.begin() + size_t(t + 1) * V);
-        const double err = rel_l2(g, e);
-        if (plan.positions[t] >= tie_pos[s]) {
-          ++tie_rows;
-          worst_tie = std::max(worst_tie, err);
-        } else {
-          worst_clean = std::max(worst_clean, err);
-        }
-      }
-    }
+    const RowErrors r = row_errors(plan, gaps_ref.run(plan), got, ref, V, tie_pos);
     std::printf(
         "[cuda e2e] %s step %d: %d tokens, logits relative L2 error %.3g; worst row %.3g "
         "(%d rows after a router near-tie: worst %.3g)\n",
-        label.c_str(), step, plan.num_tokens(), rel_l2(got, ref), worst_clean, tie_rows, worst_tie);
-    EXPECT_LT(worst_clean, tol) << label << " step " << step;
-    EXPECT_LT(worst_tie, kModelRowMax) << label << " step " << step;
+        label.c_str(), step, plan.num_tokens(), rel_l2(got, ref), r.worst_clean, r.tie_rows,
+        r.worst_tie);
+    EXPECT_LT(r.worst_clean, tol) << label << " step " << step;
+    EXPECT_LT(r.worst_tie, kModelRowMax) << label << " step " << step;
   }
 }
 
@@ -147,9 +128,7 @@ TEST(CudaBackend, GreedyDecodeMatchesCpu) {
     auto gpu = cuda::CudaBackend::load(path, small_options(DType::kBF16));
     cpu->allocate_kv_cache({kNumBlocks, kBlockSize});
     gpu->allocate_kv_cache({kNumBlocks, kBlockSize});
-    ModelFiles files = open_model_dir(path);
-    RouterGapReference gaps_ref(files.config, load_cpu_weights(files.config, *files.checkpoint),
-                                kBlockSize, kNumBlocks);
+    RouterGapReference gaps_ref = RouterGapReference::for_model(path, kBlockSize, kNumBlocks);
     std::vector<int32_t> blocks(kNumBlocks);
     std::iota(blocks.begin(), blocks.end(), 0);
     std::shuffle(blocks.begin(), blocks.end(), rng());
@@ -161,8 +140,7 @@ TEST(CudaBackend, GreedyDecodeMatchesCpu) {
         [&](const BatchPlan& p) {
           std::vector<float> logits(cpu->config().vocab_size);
           cpu->forward(p, logits);
-          const std::vector<float> g = gaps_ref.run(p);
-          step_gap.push_back(*std::min_element(g.begin(), g.end()));
+          step_gap.push_back(gaps_ref.min_gap(p));
           return logits;
         },
         prompt, 16, blocks, kBlockSize, &cpu_logits);

@@ -30,6 +30,25 @@ std::vector<float> quant_dequant(const std::vector<float>& v, int64_t R, int64_t
   return out;
 }
 
+// SiLU(gate) * up of rows [n, 2F] (gate first); `unscaled`: each input first times
+// row[r] * col[column], as the unscaled FP8 GEMM sums are.
+std::vector<float> silu_mul_reference(const std::vector<float>& gu, int n, int F, bool unscaled,
+                                      const std::vector<float>& row,
+                                      const std::vector<float>& col) {
+  std::vector<float> act(size_t(n) * F);
+  for (int r = 0; r < n; ++r) {
+    for (int f = 0; f < F; ++f) {
+      float a = gu[size_t(r) * 2 * F + f], b = gu[size_t(r) * 2 * F + F + f];
+      if (unscaled) {
+        a *= row[r] * col[f];
+        b *= row[r] * col[F + f];
+      }
+      act[size_t(r) * F + f] = a / (1.0f + std::exp(-a)) * b;
+    }
+  }
+  return act;
+}
+
 TEST(CudaElementwise, SiluMulFp8WideRowsAndUnscaledInput) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   const DType dt = DType::kBF16;
@@ -45,17 +64,7 @@ TEST(CudaElementwise, SiluMulFp8WideRowsAndUnscaledInput) {
         std::vector<float> row(n), col(2 * F);
         for (float& v : row) v = 0.5f + float(rng()() % 1000) / 1000.0f;
         for (float& v : col) v = 0.5f + float(rng()() % 1000) / 1000.0f;
-        std::vector<float> act(size_t(n) * F);
-        for (int r = 0; r < n; ++r) {
-          for (int f = 0; f < F; ++f) {
-            float a = gu[size_t(r) * 2 * F + f], b = gu[size_t(r) * 2 * F + F + f];
-            if (unscaled) {
-              a *= row[r] * col[f];
-              b *= row[r] * col[F + f];
-            }
-            act[size_t(r) * F + f] = a / (1.0f + std::exp(-a)) * b;
-          }
-        }
+        const std::vector<float> act = silu_mul_reference(gu, n, F, unscaled, row, col);
         DeviceBuffer dgu = upload(to_half(gu, dt)), drow = upload(row), dcol = upload(col),
                      q(size_t(n) * F), s(size_t(n) * 4);
         MIXSERVE_CUDA_CHECK(cudaMemset(q.get(), 0xff, size_t(n) * F));  // NaN poison
@@ -103,17 +112,7 @@ TEST(CudaElementwise, SiluMulFp8ManyRowsPaddedScales) {
         }
         padded[r] = r + pad;
       }
-      std::vector<float> act(size_t(n) * F);
-      for (int r = 0; r < n; ++r) {
-        for (int f = 0; f < F; ++f) {
-          float a = gu[size_t(r) * 2 * F + f], b = gu[size_t(r) * 2 * F + F + f];
-          if (unscaled) {
-            a *= row[r] * col[f];
-            b *= row[r] * col[F + f];
-          }
-          act[size_t(r) * F + f] = a / (1.0f + std::exp(-a)) * b;
-        }
-      }
+      const std::vector<float> act = silu_mul_reference(gu, n, F, unscaled, row, col);
       DeviceBuffer dgu = upload(to_half(gu, dt)), drow = upload(row), dcol = upload(col),
                    doff = upload(offsets), q(size_t(n) * F), s(size_t(n + 3 * E) * 4);
       MIXSERVE_CUDA_CHECK(cudaMemset(q.get(), 0xff, size_t(n) * F));  // NaN poison
@@ -245,10 +244,7 @@ TEST(CudaElementwise, RopeCachesPaddingSlotsAndFallbacks) {
       const std::vector<float> qkv = rounded(random_vector(size_t(T) * W), dt);
       std::vector<int32_t> pos(T);
       for (int& p : pos) p = int(rng()() % 30000);
-      std::vector<int64_t> slots(N);
-      std::iota(slots.begin(), slots.end(), 0);
-      std::shuffle(slots.begin(), slots.end(), rng());
-      slots.resize(T);
+      std::vector<int64_t> slots = random_slots(T, N);
       slots[2] = slots[11] = -1;
       const std::vector<float> inv = cpu::rope_inv_freq(s.D, 1e6);
       const size_t shift = s.misaligned ? 4 : 0;  // elements: 8 bytes off 16-byte alignment

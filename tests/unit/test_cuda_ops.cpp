@@ -92,10 +92,7 @@ TEST(CudaOps, RopeAndKvWriteMatchCpu) {
       const std::vector<float> qkv = rounded(random_vector(size_t(T) * W), dt);
       std::vector<int32_t> pos(T);
       for (int& p : pos) p = int(rng()() % 20000);
-      std::vector<int64_t> slots(N);
-      std::iota(slots.begin(), slots.end(), 0);
-      std::shuffle(slots.begin(), slots.end(), rng());
-      slots.resize(T);
+      std::vector<int64_t> slots = random_slots(T, N);
       const std::vector<float> inv = cpu::rope_inv_freq(s.D, 1e6);
       DeviceBuffer d_qkv = upload(to_half(qkv, dt)), d_pos = upload(pos), d_slots = upload(slots);
       DeviceBuffer d_inv = upload(inv);

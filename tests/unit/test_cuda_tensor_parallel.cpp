@@ -141,9 +141,7 @@ std::vector<float> log_softmax(const float* l, int V) {
 void compare_steps(const std::filesystem::path& model, Backend& ref_be, Shards& shards,
                    bool fp8, double tol, const std::string& label) {
   const int V = ref_be.config().vocab_size;
-  ModelFiles files = open_model_dir(model);
-  RouterGapReference gaps_ref(files.config, load_cpu_weights(files.config, *files.checkpoint),
-                              kBlockSize, kNumBlocks);
+  RouterGapReference gaps_ref = RouterGapReference::for_model(model, kBlockSize, kNumBlocks);
   std::mt19937 gen1 = rng(), gen2 = gen1;
   rng().discard(1);
   const std::vector<std::vector<SeqSpec>> steps = {{{5, 5}, {37, 37}, {23, 23}},
@@ -157,37 +155,23 @@ void compare_steps(const std::filesystem::path& model, Backend& ref_be, Shards& 
     std::vector<float> ref(plan.logits_rows.size() * size_t(V));
     ref_be.forward(plan, ref);
     const std::vector<float> got = shards.forward(plan);
-    const std::vector<float> gaps = gaps_ref.run(plan);
-    double worst_clean = 0, worst_tie = 0;
-    int tie_rows = 0;
-    for (int s = 0; s < plan.num_seqs(); ++s) {
-      for (int t = plan.seq_offsets[s]; t < plan.seq_offsets[s + 1]; ++t) {
-        if (gaps[t] < kRouterTieGap) tie_pos[s] = std::min(tie_pos[s], plan.positions[t]);
-      }
-      for (int t = plan.seq_offsets[s]; t < plan.seq_offsets[s + 1]; ++t) {
-        const float* g = got.data() + size_t(t) * V;
-        const float* e = ref.data() + size_t(t) * V;
-        const double err = rel_l2(std::vector<float>(g, g + V), std::vector<float>(e, e + V));
-        if (plan.positions[t] >= tie_pos[s]) {
-          ++tie_rows;
-          worst_tie = std::max(worst_tie, err);
-        } else {
-          worst_clean = std::max(worst_clean, err);
-        }
-        const int a = int(std::max_element(e, e + V) - e);
-        dlp_sum += std::abs(log_softmax(g, V)[a] - log_softmax(e, V)[a]);
-        top1 += int(std::max_element(g, g + V) - g) == a;
-        ++rows;
-      }
+    const RowErrors r = row_errors(plan, gaps_ref.run(plan), got, ref, V, tie_pos);
+    for (int t = 0; t < plan.num_tokens(); ++t) {  // FP8: agreement on the reference's top-1
+      const float* g = got.data() + size_t(t) * V;
+      const float* e = ref.data() + size_t(t) * V;
+      const int a = int(std::max_element(e, e + V) - e);
+      dlp_sum += std::abs(log_softmax(g, V)[a] - log_softmax(e, V)[a]);
+      top1 += int(std::max_element(g, g + V) - g) == a;
+      ++rows;
     }
     std::printf(
         "[cuda tp] %s step %d: %d tokens, logits relative L2 vs unsharded %.3g; worst row %.3g "
         "(%d rows after a router near-tie: worst %.3g)\n",
-        label.c_str(), step, plan.num_tokens(), rel_l2(got, ref), worst_clean, tie_rows,
-        worst_tie);
+        label.c_str(), step, plan.num_tokens(), rel_l2(got, ref), r.worst_clean, r.tie_rows,
+        r.worst_tie);
     if (!fp8) {
-      EXPECT_LT(worst_clean, tol) << label << " step " << step;
-      EXPECT_LT(worst_tie, kModelRowMax) << label << " step " << step;
+      EXPECT_LT(r.worst_clean, tol) << label << " step " << step;
+      EXPECT_LT(r.worst_tie, kModelRowMax) << label << " step " << step;
     }
   }
   std::printf("[cuda tp] %s: mean |d logprob| of the unsharded top-1 %.4f, top-1 agreement "
@@ -243,9 +227,7 @@ void check_greedy(const std::filesystem::path& path, const std::string& preset, 
   std::vector<std::vector<float>> ref_logits;
   // The router gaps along the unsharded path (CPU reference, cuda_router_gaps.h): a sum in
   // another order may send a near-tie token to another expert (see GreedyDecodeMatchesCpu).
-  ModelFiles files = open_model_dir(path);
-  RouterGapReference gaps_ref(files.config, load_cpu_weights(files.config, *files.checkpoint),
-                              kBlockSize, kNumBlocks);
+  RouterGapReference gaps_ref = RouterGapReference::for_model(path, kBlockSize, kNumBlocks);
   std::vector<float> step_gap;
   // Prefill then one token a step (decode buckets: the unsharded backend replays CUDA graphs;
   // staged shards run eagerly, NCCL shards replay graphs).
@@ -253,8 +235,7 @@ void check_greedy(const std::filesystem::path& path, const std::string& preset, 
       [&](const BatchPlan& p) {
         std::vector<float> l(V);
         ref->forward(p, l);
-        const std::vector<float> g = gaps_ref.run(p);
-        step_gap.push_back(*std::min_element(g.begin(), g.end()));
+        step_gap.push_back(gaps_ref.min_gap(p));
         return l;
       },
       prompt, 16, blocks, kBlockSize, &ref_logits);

@@ -13,16 +13,6 @@ namespace {
 
 bool fast_head_dim(int D) { return D == 64 || D == 128; }
 
-// Thread i decodes bytes 8i .. 8i + 7 (as one uint2 chunk, the way the decode kernel loads).
-__global__ void decode_e4m3_table_kernel(float* out) {
-  const uint32_t b = 8 * threadIdx.x;
-  const uint2 chunk = make_uint2(b | (b + 1) << 8 | (b + 2) << 16 | (b + 3) << 24,
-                                 (b + 4) | (b + 5) << 8 | (b + 6) << 16 | (b + 7) << 24);
-  float f[8];
-  e4m3x8_to_float(chunk, f);
-  for (int e = 0; e < 8; ++e) out[b + e] = f[e];
-}
-
 // T: the query/output type; C: the cache element type (T, or E4M3 for an FP8 cache).
 template <typename T, typename C, int D>
 cudaError_t launch_fast_typed(const AttentionArgs& a, const DecodeSplitPlan& plan,
@@ -58,11 +48,6 @@ cudaError_t paged_attention_generic(const AttentionArgs& args, DType dt, cudaStr
     if (args.kv_fp8) return launch_paged_attention<T, __nv_fp8_e4m3>(args, stream);
     return launch_paged_attention<T, T>(args, stream);
   });
-}
-
-cudaError_t decode_e4m3_table(float* out, cudaStream_t stream) {
-  decode_e4m3_table_kernel<<<1, 32, 0, stream>>>(out);
-  return cudaGetLastError();
 }
 
 size_t attention_workspace_needed(const AttentionArgs& a, int num_splits) {

@@ -41,37 +41,6 @@ __device__ __forceinline__ int64_t paged_row(const int32_t* table, int pos, int 
   return (slot * Hkv + g) * D;
 }
 
-// 8 E4M3 values (bytes of a uint2, element e in byte e) to float, exactly, with integer ops and
-// one multiply each: the 7 exponent-mantissa bits go to the top of a float's exponent-mantissa
-// field (exponent bias 127 instead of 7; E4M3 subnormals land on float subnormals) and 2^120
-// restores the scale. static_cast costs two conversion instructions an element (e4m3 -> f16 ->
-// f32), and conversions run at 16 a clock per SM: at short contexts they bound the kernel.
-// Needs denormals kept (nvcc's default -ftz=false) for |x| < 2^-6.
-__device__ __forceinline__ void e4m3x8_to_float(uint2 v, float out[8]) {
-  auto rebias = [](uint32_t bits) { return __uint_as_float(bits) * 0x1p120f; };
-  const uint32_t w[2] = {v.x, v.y};
-#pragma unroll
-  for (int j = 0; j < 2; ++j) {
-    const uint32_t x = w[j];
-    out[4 * j + 0] = rebias(((x << 20) & 0x07F00000u) | ((x << 24) & 0x80000000u));
-    out[4 * j + 1] = rebias(((x << 12) & 0x07F00000u) | ((x << 16) & 0x80000000u));
-    out[4 * j + 2] = rebias(((x << 4) & 0x07F00000u) | ((x << 8) & 0x80000000u));
-    out[4 * j + 3] = rebias(((x >> 4) & 0x07F00000u) | (x & 0x80000000u));
-  }
-}
-
-// A chunk of 8 cache elements (uint4 of bf16 / fp16, uint2 of E4M3) as float.
-template <typename C, typename Chunk>
-__device__ __forceinline__ void chunk_to_float(const Chunk& chunk, float out[8]) {
-  if constexpr (sizeof(C) == 1) {
-    e4m3x8_to_float(chunk, out);
-  } else {
-    const C* e = reinterpret_cast<const C*>(&chunk);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) out[i] = to_float(e[i]);
-  }
-}
-
 // True if token t belongs to a sequence whose queries the prefill kernel computes.
 __device__ __forceinline__ bool token_in_prefill(const AttentionArgs& a, int seq) {
   if (a.seq_offsets == nullptr) return false;
@@ -163,8 +132,10 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
     float s[kDecodeUnroll][HG];
 #pragma unroll
     for (int u = 0; u < kDecodeUnroll; ++u) {
+      const C* ke = reinterpret_cast<const C*>(&kr[u]);
       float kf[8];
-      chunk_to_float<C>(kr[u], kf);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) kf[e] = to_float(ke[e]);
 #pragma unroll
       for (int h = 0; h < HG; ++h) {
         float dot = 0.0f;
@@ -175,7 +146,6 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
         s[u][h] = base + u * kStreams + stream < hi ? dot : -INFINITY;
       }
     }
-    // Online softmax: rescale each head's state, then s[u][h] := p = 2^(s - m).
 #pragma unroll
     for (int h = 0; h < HG; ++h) {
       float m_new = m[h];
@@ -189,21 +159,13 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
       for (int e = 0; e < 8; ++e) acc[h][e] *= corr;
 #pragma unroll
       for (int u = 0; u < kDecodeUnroll; ++u) {
-        s[u][h] = exp2f(s[u][h] - m_use);
-        l[h] += s[u][h];
+        const float pu = exp2f(s[u][h] - m_use);
+        l[h] += pu;
+        const C* ve = reinterpret_cast<const C*>(&vr[u]);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[h][e] += pu * to_float(ve[e]);
       }
       m[h] = m_new;
-    }
-    // P V: each V chunk converted once for the HG heads (the same sums, in the same order).
-#pragma unroll
-    for (int u = 0; u < kDecodeUnroll; ++u) {
-      float vf[8];
-      chunk_to_float<C>(vr[u], vf);
-#pragma unroll
-      for (int h = 0; h < HG; ++h) {
-#pragma unroll
-        for (int e = 0; e < 8; ++e) acc[h][e] += s[u][h] * vf[e];
-      }
     }
     if (kPipelined) {
 #pragma unroll

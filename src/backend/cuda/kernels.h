@@ -111,9 +111,6 @@ size_t attention_workspace_needed(const AttentionArgs& args, int num_splits);
 // of the same shape).
 cudaError_t paged_attention_planned(const AttentionArgs& args, const DecodeSplitPlan& plan,
                                     DType dt, cudaStream_t stream);
-// The split-K kernel's E4M3 decoding (integer ops, attention_decode.cuh) of the 256 byte
-// values into out[256] (device floats), so that a test can hold it to the CUDA conversion.
-cudaError_t decode_e4m3_table(float* out, cudaStream_t stream);
 // Fills the host fields (num_seqs, max_q_len, max_context, num_decode_tokens) from the plan.
 void set_attention_plan_fields(AttentionArgs& args, const BatchPlan& plan);
 // Workspace that lets plan_decode_splits choose freely for up to max_tokens decode tokens.
