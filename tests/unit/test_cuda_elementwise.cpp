@@ -14,21 +14,13 @@
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cuda/fp8_kernels.h"
 #include "backend/cuda/kernels.h"
+#include "fp8_test_support.h"
 #include "model/fp8_quant.h"
 
 namespace mixserve {
 namespace {
 
 using namespace cuda_test;
-
-// Host quantize + dequantize of rows [R, C]: what an exact FP8 kernel decodes to.
-std::vector<float> quant_dequant(const std::vector<float>& v, int64_t R, int64_t C) {
-  std::vector<uint8_t> q(v.size());
-  std::vector<float> s(R), out(v.size());
-  quantize_rows_fp8(v.data(), R, C, q.data(), s.data());
-  dequantize_rows_fp8(q.data(), s.data(), true, R, C, out.data());
-  return out;
-}
 
 // SiLU(gate) * up of rows [n, 2F] (gate first); `unscaled`: each input first times
 // row[r] * col[column], as the unscaled FP8 GEMM sums are.

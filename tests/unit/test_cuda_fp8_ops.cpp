@@ -11,6 +11,7 @@
 
 #include "backend/cuda/cublaslt_gemm.h"
 #include "backend/cuda/fp8_kernels.h"
+#include "fp8_test_support.h"
 #include "model/fp8_quant.h"
 
 namespace mixserve {
@@ -23,16 +24,6 @@ std::vector<float> dequant(const std::vector<uint8_t>& q, const std::vector<floa
   std::vector<float> out(q.size());
   dequantize_rows_fp8(q.data(), s.data(), true, R, C, out.data());
   return out;
-}
-
-struct Quantized {
-  std::vector<uint8_t> q;
-  std::vector<float> scales;
-};
-Quantized quantize(const std::vector<float>& v, int64_t R, int64_t C) {
-  Quantized r{std::vector<uint8_t>(v.size()), std::vector<float>(R)};
-  quantize_rows_fp8(v.data(), R, C, r.q.data(), r.scales.data());
-  return r;
 }
 
 TEST(CudaFp8, GemmMatchesReference) {

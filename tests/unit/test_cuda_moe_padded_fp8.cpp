@@ -19,6 +19,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/moe_padded_fp8.h"
 #include "cuda_plan_builder.h"
+#include "fp8_test_support.h"
 #include "model/fp8_quant.h"
 #include "model/make_model.h"
 #include "model/presets.h"
@@ -34,16 +35,6 @@ struct Case {
   int T, E, K, H, F;
   int fixed_first = -1;  // >= 0: every token routes to experts fixed_first (, fixed_first - 3)
 };
-
-struct Quantized {
-  std::vector<uint8_t> q;
-  std::vector<float> scales;
-};
-Quantized quantize(const std::vector<float>& v, int64_t R, int64_t C) {
-  Quantized r{std::vector<uint8_t>(v.size()), std::vector<float>(R)};
-  quantize_rows_fp8(v.data(), R, C, r.q.data(), r.scales.data());
-  return r;
-}
 
 // E4M3 byte -> float.
 const std::vector<float>& e4m3_table() {
