@@ -92,6 +92,10 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
       env != nullptr && std::string(env) == "1" && options.shard.size > 1) {
     comm_timer_.enable();
   }
+  if (const char* env = std::getenv("MIXSERVE_SYNC_TIMING");
+      env != nullptr && std::string(env) == "1") {
+    sync_timer_.enable();
+  }
   if (const char* env = std::getenv("MIXSERVE_FP8_UNSCALED"); env != nullptr) {
     moe_fp8_unscaled_ = std::string(env) != "0";
   }
@@ -138,12 +142,12 @@ void CudaBackend::load_kv_scales(const Checkpoint& ckpt) {
 
 CudaBackend::~CudaBackend() {
   (void)cudaSetDevice(options_.device);  // free on this backend's device, whatever the thread
-  if (comm_timer_.enabled()) {
+  for (IntervalTimer* t : {&comm_timer_, &sync_timer_}) {
+    if (!t->enabled()) continue;
     try {
-      log::info("rank ", options_.shard.rank, " of ", options_.shard.size, ": ",
-                comm_timer_.summary());
+      log::info("rank ", options_.shard.rank, " of ", options_.shard.size, ": ", t->summary());
     } catch (const std::exception& e) {
-      log::warn("MIXSERVE_COMM_TIMING: ", e.what());
+      log::warn("interval timing: ", e.what());
     }
   }
   for (cudaEvent_t e : lane_events_) {

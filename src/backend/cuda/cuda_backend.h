@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "backend/cuda/comm_timer.h"
+#include "backend/cuda/interval_timer.h"
 #include "backend/cuda/cublas_batched.h"
 #include "backend/cuda/cublaslt_batched_fp8.h"
 #include "backend/cuda/cublaslt_gemm.h"
@@ -237,7 +237,10 @@ class CudaBackend : public Backend {
   std::array<cudaStream_t, CublasLtGemm::kMaxLanes> lanes_{};
   std::array<cudaEvent_t, CublasLtGemm::kMaxLanes> lane_events_{};
   int max_moe_lanes_ = CublasLtGemm::kMaxLanes;  // MIXSERVE_MOE_LANES overrides (1 to 4)
-  CommTimer comm_timer_;  // a shard's all-reduce time (MIXSERVE_COMM_TIMING=1)
+  IntervalTimer comm_timer_{"all-reduces"};  // a shard's all-reduces (MIXSERVE_COMM_TIMING=1)
+  // The MoE's count read-backs (MIXSERVE_SYNC_TIMING=1): the device idles from the sort's end
+  // until the host enqueues again.
+  IntervalTimer sync_timer_{"expert-count read-backs"};
   // FP8 experts of large steps as unscaled GEMMs, the per-token x per-channel scales applied
   // in SiLU·mul and after w2 (BF16 only); MIXSERVE_FP8_UNSCALED=0 keeps cuBLASLt's scales.
   bool moe_fp8_unscaled_ = true;
