@@ -1,11 +1,15 @@
 // The one dtype / head-dim dispatch point of paged attention: the tensor-core prefill kernel
-// (attention_prefill.cuh) for sequences with many queries, the split-K kernel
-// (attention_decode.cuh) for the other tokens, both for D = 64 / 128; the generic kernel
-// (attention.cuh) for every other head dim.
+// (attention_prefill.cuh) for sequences with many queries, for the other tokens the tiled
+// decode kernel (attention_decode_tiled.cuh; contexts up to kTiledMaxLen) or the split-K stream
+// kernel (attention_decode.cuh), all for D = 64 / 128; the generic kernel (attention.cuh) for
+// every other head dim.
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 
 #include "backend/cuda/attention.cuh"
 #include "backend/cuda/attention_decode.cuh"
+#include "backend/cuda/attention_decode_tiled.cuh"
 #include "backend/cuda/attention_prefill.cuh"
 
 namespace mixserve::cuda {
@@ -21,13 +25,13 @@ cudaError_t launch_fast_typed(const AttentionArgs& a, const DecodeSplitPlan& pla
   if (!prefill) {
     AttentionArgs all = a;  // the split-K kernel skips no token
     all.seq_offsets = nullptr;
-    return launch_attention_decode<T, C, D>(all, plan, stream);
+    return launch_attention_decode_planned<T, C, D>(all, plan, stream);
   }
   const cudaError_t err = launch_attention_prefill<T, C, D>(a, stream);
   if (err != cudaSuccess) return err;
   // num_decode_tokens == 0: the prefill kernel took every token.
   if (a.num_decode_tokens == 0) return cudaSuccess;
-  return launch_attention_decode<T, C, D>(a, plan, stream);
+  return launch_attention_decode_planned<T, C, D>(a, plan, stream);
 }
 
 template <int D>
@@ -55,12 +59,50 @@ size_t attention_workspace_needed(const AttentionArgs& a, int num_splits) {
   return size_t(a.num_tokens) * a.num_heads * num_splits * (a.head_dim + 1) * sizeof(float);
 }
 
+namespace {
+
+// Short contexts: the tiled kernel, one warp per (token, KV head, head group, split); split only
+// to give every SM enough warps.
+DecodeSplitPlan plan_tiled_splits(const AttentionArgs& a, int len, int num_sms) {
+  constexpr int kMinSplitLen = 64;  // keys (4 tiles a warp)
+  constexpr int kWarpsPerSm = 16;   // 4 blocks of 4 warps
+  DecodeSplitPlan plan{1, 1 << 30, true};
+  if (len <= kMinSplitLen || a.workspace == nullptr) return plan;
+  const int tokens = a.num_decode_tokens >= 0 ? a.num_decode_tokens : a.num_tokens;
+  const int G = a.num_heads / a.num_kv_heads;
+  const int64_t units =
+      int64_t(std::max(tokens, 1)) * a.num_kv_heads * (G / decode_heads_per_group(G));
+  const int64_t target = int64_t(kWarpsPerSm) * std::max(num_sms, 1);
+  int splits = static_cast<int>(std::min<int64_t>((target + units - 1) / units, kDecodeMaxSplits));
+  splits = std::min(splits, (len + kMinSplitLen - 1) / kMinSplitLen);
+  while (splits > 1 && attention_workspace_needed(a, splits) > a.workspace_bytes) --splits;
+  if (splits <= 1) return plan;
+  const int split_len = ((len + splits - 1) / splits + 15) / 16 * 16;
+  return {(len + split_len - 1) / split_len, split_len, true};
+}
+
+// MIXSERVE_DECODE_TILED=0 keeps every decode token on the stream kernel (A/B measurements).
+bool tiled_decode_enabled() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("MIXSERVE_DECODE_TILED");
+    return env == nullptr || std::string_view(env) != "0";
+  }();
+  return enabled;
+}
+
+}  // namespace
+
 DecodeSplitPlan plan_decode_splits(const AttentionArgs& a, int num_sms) {
   constexpr int kMinSplitLen = 64;  // keys: below this the merge costs more than it hides
   constexpr int kBlocksPerSm = 8;   // enough resident blocks to keep loads in flight
+  // Longest visible context the tiled kernel takes (longer: the split-K stream kernel).
+  constexpr int kTiledMaxLen = 1024;
   DecodeSplitPlan plan{1, 1 << 30};
   int len = a.max_context;
   if (a.sliding_window > 0) len = std::min(len, a.sliding_window);
+  if (len > 0 && len <= kTiledMaxLen && a.num_kv_heads > 0 && tiled_decode_enabled()) {
+    return plan_tiled_splits(a, len, num_sms);
+  }
   if (len <= kMinSplitLen || a.workspace == nullptr || a.num_kv_heads <= 0) return plan;
   const int tokens = a.num_decode_tokens >= 0 ? a.num_decode_tokens : a.num_tokens;
   const int G = a.num_heads / a.num_kv_heads;

@@ -102,6 +102,9 @@ cudaError_t paged_attention_generic(const AttentionArgs& args, DType dt, cudaStr
 struct DecodeSplitPlan {
   int num_splits = 1;
   int split_len = 0;  // keys per split, a multiple of 64
+  // attention_decode_tiled.cuh: one warp per (token, KV head, head group, split) with K / V
+  // tiles through shared memory (short contexts); else the split-K stream kernel.
+  bool tiled = false;
 };
 // From the number of decode tokens, heads, the longest visible context, the SM count and the
 // workspace size. Partials take workspace_needed(...) bytes.
