@@ -253,6 +253,19 @@ TEST(CudaAttentionFast, SplitPlanUsesTheMachine) {
   a.workspace_bytes = cuda::kAttentionWorkspaceBytes;
   a.sliding_window = 100;  // only 100 keys visible: at most 2 splits of 64
   EXPECT_LE(cuda::plan_decode_splits(a, 132).num_splits, 2);
+  // Short contexts with a warp for every SM: the tiled kernel, unsplit (no combine pass).
+  a.sliding_window = 0;
+  a.max_context = 193;
+  for (int tokens : {64, 1024}) {
+    a.num_tokens = tokens;
+    const cuda::DecodeSplitPlan p = cuda::plan_decode_splits(a, 132);
+    EXPECT_TRUE(p.tiled);
+    EXPECT_EQ(p.num_splits, 1);
+  }
+  a.num_tokens = 1;  // one token: 16-key splits
+  const cuda::DecodeSplitPlan p1 = cuda::plan_decode_splits(a, 132);
+  EXPECT_EQ(p1.num_splits, 13);
+  EXPECT_EQ(p1.split_len, 16);
 }
 
 }  // namespace

@@ -49,11 +49,11 @@ namespace mixserve::cuda {
 constexpr int kTiledWarps = 4;  // warps (independent work units) per block
 constexpr int kTiledKeys = 16;  // keys per tile
 
-// Tiles per warp in shared memory (kStages - 1 in flight during a tile's math): 55 KB (E4M3) /
-// 70 KB (16-bit) a block of 4 warps at D = 128, 4 / 3 blocks per SM.
+// Tiles per warp in shared memory (kStages - 1 in flight during a tile's math): 74 KB (E4M3) /
+// 70 KB (16-bit) a block of 4 warps at D = 128, 3 blocks per SM (as the registers allow).
 template <typename C>
 constexpr int tiled_stages() {
-  return sizeof(C) == 1 ? 3 : 2;
+  return sizeof(C) == 1 ? 4 : 2;
 }
 template <typename C, int D>
 constexpr int tiled_row_bytes() {
