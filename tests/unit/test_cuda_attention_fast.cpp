@@ -262,10 +262,13 @@ TEST(CudaAttentionFast, SplitPlanUsesTheMachine) {
     EXPECT_TRUE(p.tiled);
     EXPECT_EQ(p.num_splits, 1);
   }
-  a.num_tokens = 1;  // one token: 16-key splits
+  a.num_tokens = 1;  // one token over a short context: the stream kernel
+  EXPECT_FALSE(cuda::plan_decode_splits(a, 132).tiled);
+  a.max_context = 4096;  // over a long one: the tiled kernel, 64 splits of 64 keys
   const cuda::DecodeSplitPlan p1 = cuda::plan_decode_splits(a, 132);
-  EXPECT_EQ(p1.num_splits, 13);
-  EXPECT_EQ(p1.split_len, 16);
+  EXPECT_TRUE(p1.tiled);
+  EXPECT_EQ(p1.num_splits, 64);
+  EXPECT_EQ(p1.split_len, 64);
 }
 
 }  // namespace

@@ -88,7 +88,8 @@ DecodeSplitPlan plan_tiled_splits(const AttentionArgs& a, int len, int num_sms) 
 
 // MIXSERVE_DECODE_TILED=0 puts every decode token on the split-K stream kernel (A/B
 // measurements; the tiled kernel was faster at every decode size measured, 1 - 1,024 tokens x
-// 193 - 4,096 keys, except batch 1 at 193 - 512 keys, within 2 us).
+// 193 - 4,096 keys, except batch 1 at 193 - 512 keys, where plan_decode_splits keeps the stream
+// kernel).
 bool tiled_decode_enabled() {
   static const bool enabled = [] {
     const char* env = std::getenv("MIXSERVE_DECODE_TILED");
@@ -105,14 +106,17 @@ DecodeSplitPlan plan_decode_splits(const AttentionArgs& a, int num_sms) {
   DecodeSplitPlan plan{1, 1 << 30};
   int len = a.max_context;
   if (a.sliding_window > 0) len = std::min(len, a.sliding_window);
-  if (len > 0 && a.num_kv_heads > 0 && tiled_decode_enabled()) {
-    return plan_tiled_splits(a, len, num_sms);
-  }
-  if (len <= kMinSplitLen || a.workspace == nullptr || a.num_kv_heads <= 0) return plan;
+  if (a.num_kv_heads <= 0) return plan;
   const int tokens = a.num_decode_tokens >= 0 ? a.num_decode_tokens : a.num_tokens;
   const int G = a.num_heads / a.num_kv_heads;
   const int64_t units =
       int64_t(std::max(tokens, 1)) * a.num_kv_heads * (G / decode_heads_per_group(G));
+  // Fewer (token, KV head) pairs than SMs over short contexts (batch 1): both kernels take
+  // ~15 us, launch- and latency-bound; the stream kernel measured the same or up to 1 us faster.
+  constexpr int kStreamMaxLen = 512;
+  const bool few_short = units < num_sms && len <= kStreamMaxLen;
+  if (len > 0 && !few_short && tiled_decode_enabled()) return plan_tiled_splits(a, len, num_sms);
+  if (len <= kMinSplitLen || a.workspace == nullptr) return plan;
   const int64_t target = int64_t(kBlocksPerSm) * std::max(num_sms, 1);
   int splits = static_cast<int>(std::min<int64_t>((target + units - 1) / units, kDecodeMaxSplits));
   splits = std::min(splits, (len + kMinSplitLen - 1) / kMinSplitLen);

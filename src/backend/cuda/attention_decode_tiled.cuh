@@ -49,11 +49,12 @@ namespace mixserve::cuda {
 constexpr int kTiledWarps = 4;  // warps (independent work units) per block
 constexpr int kTiledKeys = 16;  // keys per tile
 
-// Tiles per warp in shared memory (kStages - 1 in flight during a tile's math): 74 KB (E4M3) /
-// 70 KB (16-bit) a block of 4 warps at D = 128, 3 blocks per SM (as the registers allow).
+// Tiles per warp in shared memory (kStages - 1 in flight during a tile's math): 55 KB (E4M3) /
+// 70 KB (16-bit) a block of 4 warps at D = 128; 3 blocks per SM (156 / 168 registers). 4 stages
+// for E4M3 measured the same (H100, 1,024 x 193 keys: 175.8 vs 175.6 us).
 template <typename C>
 constexpr int tiled_stages() {
-  return sizeof(C) == 1 ? 4 : 2;
+  return sizeof(C) == 1 ? 3 : 2;
 }
 template <typename C, int D>
 constexpr int tiled_row_bytes() {
