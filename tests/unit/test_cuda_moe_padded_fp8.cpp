@@ -2,7 +2,8 @@
 // rounds where the device rounds (raw w13 sums to bf16, the activation to E4M3 per row), at
 // awkward sizes (T = 1, 3, 17, 128; E = 8 and 4; top-2 and top-1; every token on the same
 // experts; H = 320 across two combine blocks; both SiLU·mul block sizes), with pointer-array
-// and strided batches and poisoned outputs; then FP8 decode steps of tiny models: CUDA
+// and strided batches and poisoned outputs, and in the counted layout of larger steps (257 and
+// 600 tokens); then FP8 decode steps of tiny models: CUDA
 // graph replay bit-identical to the eager step, and the grouped path
 // within the W8A8 accuracy bounds against the CPU, beside the per-expert path.
 #include "cuda_test_support.h"
@@ -17,6 +18,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cublaslt_batched_fp8.h"
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/kernels.h"
 #include "backend/cuda/moe_padded_fp8.h"
 #include "cuda_plan_builder.h"
 #include "fp8_test_support.h"
@@ -130,6 +132,109 @@ DeviceBuffer poisoned(size_t bytes) {
   return b;
 }
 
+// How a grouped step finds its groups: decode-sized (the sort on the device, C = T) through
+// pointer arrays or strided batches, or counted (the counts read back first, as a large step
+// does: G = experts with rows, C = the largest count rounded up to 16).
+enum class Layout { kPointers, kStrided, kCounted };
+
+// Runs one grouped step on poisoned scratch and checks what every layout guarantees: the
+// output near the CPU reference, every pair given a row, the capacity left over zeros with
+// scale 0.
+void check_grouped_step(cuda::CublasLtBatchedFp8& gemm, const MoeInputs& in,
+                        const std::vector<float>& ref, Layout layout) {
+  const Case& c = in.c;
+  const size_t pairs = size_t(c.T) * c.K;
+  DeviceBuffer hq = upload(in.h.q), hs = upload(in.h.scales), ex = upload(in.experts),
+               ew = upload(in.weights), w13 = upload(in.w13.q), w13s = upload(in.w13.scales),
+               w2 = upload(in.w2.q), w2s = upload(in.w2.scales);
+  DeviceBuffer counts = poisoned(c.E * 4), offsets = poisoned((c.E + 1) * 4),
+               sorted = poisoned(pairs * 4), pair_pos = poisoned(pairs * 4),
+               groups = poisoned(3 * 64 * 4), ptrs = poisoned(6 * 64 * sizeof(void*));
+  cuda::MoeGroupedFp8Step s;
+  s.T = c.T;
+  s.E = c.E;
+  s.K = c.K;
+  s.H = c.H;
+  s.F = c.F;
+  s.strided = layout == Layout::kStrided;
+  s.counts = counts.as<int32_t>();
+  s.offsets = offsets.as<int32_t>();
+  s.sorted_token = sorted.as<int32_t>();
+  s.pair_pos = pair_pos.as<int32_t>();
+  int G = s.strided ? c.E : std::min(c.E, c.T * c.K);
+  if (layout == Layout::kCounted) {  // the backend's order: sort, read the counts, then group
+    MIXSERVE_CUDA_CHECK(cuda::moe_sort(ex.as<int32_t>(), c.T, c.K, c.E, s.counts, s.offsets,
+                                       s.sorted_token, s.pair_pos, nullptr));
+    const std::vector<int32_t> n = download<int32_t>(counts, c.E);
+    s.counted = true;
+    s.G = G = int(std::count_if(n.begin(), n.end(), [](int32_t x) { return x > 0; }));
+    s.C = (*std::max_element(n.begin(), n.end()) + 15) / 16 * 16;
+  }
+  const int C = s.capacity();
+  const std::string what = "T=" + std::to_string(c.T) + " E=" + std::to_string(c.E) +
+                           " K=" + std::to_string(c.K) + " F=" + std::to_string(c.F) +
+                           (layout == Layout::kStrided   ? " strided"
+                            : layout == Layout::kCounted ? " counted, C=" + std::to_string(C)
+                                                         : " pointer arrays");
+  const Mode mode = s.strided ? Mode::kStrided : Mode::kPointerArray;
+  ASSERT_TRUE(gemm.supported(mode, C, 2 * c.F, c.H, G, DType::kBF16) &&
+              gemm.supported(mode, C, c.H, c.F, G, DType::kF32))
+      << "cuBLASLt offers no batched FP8 GEMM: " << what;
+  const size_t rows = size_t(G) * C;
+  DeviceBuffer xq = poisoned(rows * c.H), xs = poisoned(rows * 4),
+               raw13 = poisoned(rows * 2 * c.F * 2), aq = poisoned(rows * c.F),
+               as = poisoned(rows * 4), raw2 = poisoned(rows * c.H * 4),
+               out = poisoned(size_t(c.T) * c.H * 4);
+  s.h_q = hq.as<uint8_t>();
+  s.h_scale = hs.as<float>();
+  s.experts = ex.as<int32_t>();
+  s.expert_weights = ew.as<float>();
+  s.w13 = w13.as<uint8_t>();
+  s.w13_scale = w13s.as<float>();
+  s.w2 = w2.as<uint8_t>();
+  s.w2_scale = w2s.as<float>();
+  s.group_expert = groups.as<int32_t>();
+  s.group_count = s.group_expert + 64;
+  s.expert_group = s.group_count + 64;
+  s.ptrs = ptrs.as<const void*>();
+  s.x_q = xq.as<uint8_t>();
+  s.x_scale = xs.as<float>();
+  s.raw13 = raw13.get();
+  s.act_q = aq.as<uint8_t>();
+  s.act_scale = as.as<float>();
+  s.raw2 = raw2.as<float>();
+  s.out = out.as<float>();
+  ASSERT_EQ(s.groups(), G);
+  cuda::moe_grouped_fp8(s, gemm, nullptr);
+  const std::vector<float> got = download<float>(out, size_t(c.T) * c.H);
+  const double err = rel_l2(got, ref);
+  std::printf("[fp8 grouped] %s: rel L2 %.2e\n", what.c_str(), err);
+  // Seen on an H100: 4e-4 to 6.9e-3, and 1.2e-2 for F = 128 (few terms per output, so one
+  // flip weighs more). Not ~1e-6: Hopper's FP8 MMA accumulates with less than float32's
+  // precision between promotions, so a raw sum near a bf16 rounding boundary rounds the
+  // other way, and an activation near an E4M3 boundary then lands one step (6-12%) apart.
+  // A wrong scale, expert, routing weight or row gives errors of order 1.
+  EXPECT_LT(err, 5e-2) << what;
+  const std::vector<int32_t> gc = download<int32_t>(groups, 3 * 64);
+  const std::vector<float> act_scales = download<float>(as, rows);
+  const std::vector<uint8_t> act = download<uint8_t>(aq, rows * c.F);
+  int total = 0;
+  for (int g = 0; g < G; ++g) {
+    const int n = gc[64 + g];
+    ASSERT_GE(n, layout == Layout::kCounted ? 1 : 0) << what;  // counted: no empty group
+    ASSERT_LE(n, C) << what;
+    total += n;
+    for (int j = n; j < C; ++j) {
+      const size_t r = size_t(g) * C + j;
+      EXPECT_EQ(act_scales[r], 0.0f) << what << " padding row " << r;
+      EXPECT_TRUE(std::all_of(act.begin() + r * c.F, act.begin() + (r + 1) * c.F,
+                              [](uint8_t b) { return b == 0; }))
+          << what << " padding row " << r;
+    }
+  }
+  EXPECT_EQ(total, c.T * c.K) << what;
+}
+
 TEST(CudaMoePaddedFp8, GroupedStepMatchesCpuReference) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   cuda::CublasLtBatchedFp8 gemm;
@@ -141,88 +246,24 @@ TEST(CudaMoePaddedFp8, GroupedStepMatchesCpuReference) {
   for (const Case& c : cases) {
     const MoeInputs in = make_inputs(c);
     const std::vector<float> ref = reference(in);
-    for (Mode mode : {Mode::kPointerArray, Mode::kStrided}) {
-      const bool strided = mode == Mode::kStrided;
-      if (strided && c.T * c.K < c.E) continue;  // the backend never strides such steps
-      const int G = strided ? c.E : std::min(c.E, c.T * c.K);
-      const std::string what = "T=" + std::to_string(c.T) + " E=" + std::to_string(c.E) +
-                               " K=" + std::to_string(c.K) + " F=" + std::to_string(c.F) +
-                               (strided ? " strided" : " pointer arrays");
-      ASSERT_TRUE(gemm.supported(mode, c.T, 2 * c.F, c.H, G, DType::kBF16) &&
-                  gemm.supported(mode, c.T, c.H, c.F, G, DType::kF32))
-          << "cuBLASLt offers no batched FP8 GEMM: " << what;
-      DeviceBuffer hq = upload(in.h.q), hs = upload(in.h.scales), ex = upload(in.experts),
-                   ew = upload(in.weights), w13 = upload(in.w13.q), w13s = upload(in.w13.scales),
-                   w2 = upload(in.w2.q), w2s = upload(in.w2.scales);
-      const size_t pairs = size_t(c.T) * c.K, rows = size_t(G) * c.T;
-      DeviceBuffer counts = poisoned(c.E * 4), offsets = poisoned((c.E + 1) * 4),
-                   sorted = poisoned(pairs * 4), pair_pos = poisoned(pairs * 4),
-                   groups = poisoned(3 * 64 * 4), ptrs = poisoned(6 * 64 * sizeof(void*)),
-                   xq = poisoned(rows * c.H), xs = poisoned(rows * 4),
-                   raw13 = poisoned(rows * 2 * c.F * 2), aq = poisoned(rows * c.F),
-                   as = poisoned(rows * 4), raw2 = poisoned(rows * c.H * 4),
-                   out = poisoned(size_t(c.T) * c.H * 4);
-      cuda::MoeGroupedFp8Step s;
-      s.T = c.T;
-      s.E = c.E;
-      s.K = c.K;
-      s.H = c.H;
-      s.F = c.F;
-      s.strided = strided;
-      s.h_q = hq.as<uint8_t>();
-      s.h_scale = hs.as<float>();
-      s.experts = ex.as<int32_t>();
-      s.expert_weights = ew.as<float>();
-      s.w13 = w13.as<uint8_t>();
-      s.w13_scale = w13s.as<float>();
-      s.w2 = w2.as<uint8_t>();
-      s.w2_scale = w2s.as<float>();
-      s.counts = counts.as<int32_t>();
-      s.offsets = offsets.as<int32_t>();
-      s.sorted_token = sorted.as<int32_t>();
-      s.pair_pos = pair_pos.as<int32_t>();
-      s.group_expert = groups.as<int32_t>();
-      s.group_count = s.group_expert + 64;
-      s.expert_group = s.group_count + 64;
-      s.ptrs = ptrs.as<const void*>();
-      s.x_q = xq.as<uint8_t>();
-      s.x_scale = xs.as<float>();
-      s.raw13 = raw13.get();
-      s.act_q = aq.as<uint8_t>();
-      s.act_scale = as.as<float>();
-      s.raw2 = raw2.as<float>();
-      s.out = out.as<float>();
-      ASSERT_EQ(s.groups(), G);
-      cuda::moe_grouped_fp8(s, gemm, nullptr);
-      const std::vector<float> got = download<float>(out, size_t(c.T) * c.H);
-      const double err = rel_l2(got, ref);
-      std::printf("[fp8 grouped] %s: rel L2 %.2e\n", what.c_str(), err);
-      // Seen on an H100: 4e-4 to 6.9e-3, and 1.2e-2 for F = 128 (few terms per output, so one
-      // flip weighs more). Not ~1e-6: Hopper's FP8 MMA accumulates with less than float32's
-      // precision between promotions, so a raw sum near a bf16 rounding boundary rounds the
-      // other way, and an activation near an E4M3 boundary then lands one step (6-12%) apart.
-      // A wrong scale, expert, routing weight or row gives errors of order 1.
-      EXPECT_LT(err, 5e-2) << what;
-      // Every pair has a row; the capacity left over is zeros with scale 0.
-      const std::vector<int32_t> gc = download<int32_t>(groups, 3 * 64);
-      const std::vector<float> act_scales = download<float>(as, rows);
-      const std::vector<uint8_t> act = download<uint8_t>(aq, rows * c.F);
-      int total = 0;
-      for (int g = 0; g < G; ++g) {
-        const int n = gc[64 + g];
-        ASSERT_GE(n, 0) << what;
-        ASSERT_LE(n, c.T) << what;
-        total += n;
-        for (int j = n; j < c.T; ++j) {
-          const size_t r = size_t(g) * c.T + j;
-          EXPECT_EQ(act_scales[r], 0.0f) << what << " padding row " << r;
-          EXPECT_TRUE(std::all_of(act.begin() + r * c.F, act.begin() + (r + 1) * c.F,
-                                  [](uint8_t b) { return b == 0; }))
-              << what << " padding row " << r;
-        }
-      }
-      EXPECT_EQ(total, c.T * c.K) << what;
-    }
+    check_grouped_step(gemm, in, ref, Layout::kPointers);
+    // The backend never strides steps with fewer pairs than experts.
+    if (c.T * c.K >= c.E) check_grouped_step(gemm, in, ref, Layout::kStrided);
+  }
+}
+
+// Steps of the size that read counts back (257 and 600 tokens, uneven counts not multiples of
+// 16; every token on two experts; top-1 over 4 experts): the counted layout.
+TEST(CudaMoePaddedFp8, CountedStepMatchesCpuReference) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  cuda::CublasLtBatchedFp8 gemm;
+  const Case cases[] = {
+      {257, 8, 2, 128, 384}, {600, 8, 2, 64, 256}, {130, 8, 2, 64, 256, 5},
+      {300, 4, 1, 128, 128}, {3, 8, 2, 64, 1040},
+  };
+  for (const Case& c : cases) {
+    const MoeInputs in = make_inputs(c);
+    check_grouped_step(gemm, in, reference(in), Layout::kCounted);
   }
 }
 
@@ -244,6 +285,7 @@ std::unique_ptr<cuda::CudaBackend> tiny_fp8(const std::string& preset, bool eage
 // One decode step per sequence after a prefill of its context (the prefill itself runs too).
 struct DecodeRun {
   std::vector<std::vector<float>> steps;  // [3][batch, V] logits of three decode steps
+  std::vector<float> prefill;             // [tokens, V] the prefill's logits, every token
 };
 DecodeRun run_decode_steps(Backend& b, int batch, uint32_t seed) {
   const int V = b.config().vocab_size;
@@ -256,6 +298,7 @@ DecodeRun run_decode_steps(Backend& b, int batch, uint32_t seed) {
   std::vector<float> lp(prefill.logits_rows.size() * V);
   b.forward(prefill, lp);
   DecodeRun run;
+  run.prefill = std::move(lp);
   for (int step = 0; step < 3; ++step) {
     BatchPlan d = prefill;
     d.token_ids.clear();
@@ -374,6 +417,46 @@ TEST(CudaMoePaddedFp8, GroupedDecodeAsAccurateAsPerExpertPath) {
                 preset.c_str(), ag.mean_dlogprob, 100 * ag.top1, ae.mean_dlogprob, 100 * ae.top1);
     EXPECT_LT(ag.mean_dlogprob, 0.8) << preset;
     EXPECT_GE(ag.top1, 0.7) << preset;
+  }
+}
+
+// Prefill steps large enough to read the expert counts back (batch 17: ~560 tokens, T*K >
+// 256): the counted grouped layout (its padding bound raised so that the tiny models' uneven
+// routing over few tokens still takes it) against the CPU on every prompt token, beside the
+// per-expert lanes (bound 0), held to the same W8A8 bounds as the decode test above.
+TEST(CudaMoePaddedFp8, CountedPrefillAsAccurateAsPerExpertPath) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  testing::TempDir dir("cuda_fp8_counted");
+  for (const std::string preset : {"tiny", "tiny-e8"}) {
+    MakeModelOptions mo;
+    mo.preset = preset;
+    mo.out = dir.path() / preset;
+    make_model(mo);
+    auto cpu = CpuBackend::load(mo.out, 0);
+    cpu->allocate_kv_cache({kNumBlocks, kBlockSize});
+    cuda::CudaBackendOptions o;
+    o.max_num_tokens = 64;
+    o.fp8 = true;
+    o.moe_counted_max_padding = 8.0;
+    auto counted = cuda::CudaBackend::load(mo.out, o);
+    o.moe_counted_max_padding = 0.0;
+    auto lanes = cuda::CudaBackend::load(mo.out, o);
+    for (auto* b : {counted.get(), lanes.get()}) b->allocate_kv_cache({kNumBlocks, kBlockSize});
+    std::vector<DecodeRun> ref(1), c(1), e(1);
+    ref[0].steps = {run_decode_steps(*cpu, 17, 29).prefill};
+    c[0].steps = {run_decode_steps(*counted, 17, 29).prefill};
+    e[0].steps = {run_decode_steps(*lanes, 17, 29).prefill};
+    const int layers = cpu->config().num_hidden_layers;
+    EXPECT_GE(counted->counted_moe_layers(), layers) << preset << ": the prefill went counted";
+    EXPECT_EQ(lanes->counted_moe_layers(), 0) << preset;
+    const int V = cpu->config().vocab_size;
+    const Agreement ac = agreement(c, ref, V), ae = agreement(e, ref, V);
+    std::printf("[fp8 counted] %s prefill vs CPU (%zu rows): counted mean |dlogp| %.4f top-1 "
+                "%.1f%%; per-expert %.4f, %.1f%%\n",
+                preset.c_str(), ref[0].steps[0].size() / V, ac.mean_dlogprob, 100 * ac.top1,
+                ae.mean_dlogprob, 100 * ae.top1);
+    EXPECT_LT(ac.mean_dlogprob, 0.8) << preset;
+    EXPECT_GE(ac.top1, 0.7) << preset;
   }
 }
 

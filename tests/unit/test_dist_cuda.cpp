@@ -8,7 +8,7 @@
 #include <cstring>
 #include <string>
 
-#include "backend/cuda/comm_timer.h"
+#include "backend/cuda/interval_timer.h"
 #include "backend/cuda/device_buffer.h"
 #include "backend/cuda/nccl_communicator.h"
 #include "backend/cuda/tp_reduce.h"
@@ -135,17 +135,18 @@ TEST(DistCudaCommunicator, NcclLoadsOrSaysHowToFindIt) {
   }
 }
 
-// MIXSERVE_COMM_TIMING's timer: events around the step and each collective, folded into the
-// sums at the next step or the summary; calls outside a step are ignored.
-TEST(DistCudaCommunicator, CommTimerSumsEagerSteps) {
+// MIXSERVE_COMM_TIMING's (and MIXSERVE_SYNC_TIMING's) timer: events around the step and each
+// interval, folded into the sums at the next step or the summary; calls outside a step are
+// ignored; the summary names what was timed.
+TEST(DistCudaCommunicator, IntervalTimerSumsEagerSteps) {
   MIXSERVE_SKIP_WITHOUT_GPU();
-  cuda::CommTimer off;
+  cuda::IntervalTimer off("all-reduces");
   off.begin_step(nullptr);
   off.before(nullptr);
   off.after(nullptr);
   off.end_step(nullptr);
   EXPECT_NE(off.summary().find("0 eager steps: 0 all-reduces"), std::string::npos);
-  cuda::CommTimer t;
+  cuda::IntervalTimer t("collectives");
   t.enable();
   cudaStream_t s = nullptr;
   ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
@@ -164,7 +165,7 @@ TEST(DistCudaCommunicator, CommTimerSumsEagerSteps) {
   }
   const std::string sum = t.summary();
   std::printf("[comm timer] %s\n", sum.c_str());
-  EXPECT_NE(sum.find("2 eager steps: 6 all-reduces"), std::string::npos) << sum;
+  EXPECT_NE(sum.find("2 eager steps: 6 collectives took"), std::string::npos) << sum;
   // Three of the four 64 MiB memsets of a step are inside the timed calls: 60-90% of it.
   const double pct = std::stod(sum.substr(sum.find('(') + 1));
   EXPECT_GT(pct, 55.0) << sum;

@@ -2,9 +2,14 @@
 
 #include <cublasLt.h>
 
+#include <cstdlib>
+#include <string>
+#include <vector>
+
 #include "backend/cuda/cublas_util.h"
 #include "backend/cuda/cuda_check.h"
 #include "util/error.h"
+#include "util/log.h"
 
 namespace mixserve::cuda {
 namespace {
@@ -17,10 +22,17 @@ cudaDataType_t out_type(DType t) { return cublas_data_type(t, "cuBLASLt batched 
 
 }  // namespace
 
+struct CublasLtBatchedFp8::Algo {
+  cublasLtMatmulAlgo_t algo{};
+};
+
 struct CublasLtBatchedFp8::Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  std::vector<cublasLtMatmulAlgo_t> candidates;  // heuristic order; algo = [0]
+  cublasLtMatmulAlgo_t tuned{};  // for tuned calls, once `settled`
+  bool settled = false;
   ~Plan() {
     if (c) cublasLtMatrixLayoutDestroy(c);
     if (b) cublasLtMatrixLayoutDestroy(b);
@@ -35,10 +47,14 @@ CublasLtBatchedFp8::CublasLtBatchedFp8(size_t workspace_bytes)
   check(cublasLtCreate(&h), "cublasLtCreate");
   handle_ = h;
   MIXSERVE_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
+  if (const char* env = std::getenv("MIXSERVE_GEMM_AUTOTUNE"); env != nullptr) {
+    autotune_ = std::string(env) != "0";
+  }
 }
 
 CublasLtBatchedFp8::~CublasLtBatchedFp8() {
   plans_.clear();
+  tuned_.clear();
   if (workspace_) cudaFree(workspace_);
   if (handle_) cublasLtDestroy(static_cast<cublasLtHandle_t>(handle_));
 }
@@ -89,14 +105,21 @@ CublasLtBatchedFp8::Plan* CublasLtBatchedFp8::plan_for(const Key& key) {
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
     cublasLtMatmulPreferenceSetAttribute(pref, attr, &align, sizeof(align));
   }
-  cublasLtMatmulHeuristicResult_t result{};
+  cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
   int found = 0;
-  const cublasStatus_t st =
-      cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(handle_), plan->desc, plan->a,
-                                     plan->b, plan->c, plan->c, pref, 1, &result, &found);
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
+      static_cast<cublasLtHandle_t>(handle_), plan->desc, plan->a, plan->b, plan->c, plan->c,
+      pref, kCandidates, results, &found);
   cublasLtMatmulPreferenceDestroy(pref);
-  if (st != CUBLAS_STATUS_SUCCESS || found == 0) plan.reset();
-  if (plan) plan->algo = result.algo;
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
+    plan.reset();
+  } else {
+    plan->algo = plan->tuned = results[0].algo;
+    for (int i = 0; i < found; ++i) {
+      if (results[i].state == CUBLAS_STATUS_SUCCESS) plan->candidates.push_back(results[i].algo);
+    }
+    plan->settled = !autotune_ || plan->candidates.size() < 2;
+  }
   return plans_.emplace(key, std::move(plan)).first->second.get();
 }
 
@@ -109,7 +132,7 @@ bool CublasLtBatchedFp8::supported(Mode mode, int M, int N, int K, int batch, DT
 }
 
 void CublasLtBatchedFp8::run(const Key& key, const void* x, const void* w, void* y,
-                             cudaStream_t stream) {
+                             cudaStream_t stream, bool tune) {
   Plan* p = plan_for(key);
   const auto [mode, M, N, K, batch, out_i, sx, sw, sy] = key;
   if (p == nullptr) {
@@ -121,18 +144,53 @@ void CublasLtBatchedFp8::run(const Key& key, const void* x, const void* w, void*
                 " (run with --moe-padded-max-rows 0 to use the per-expert GEMMs)");
   }
   const float alpha = 1.0f, beta = 0.0f;
-  check(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p->desc, &alpha, w, p->a, x, p->b,
-                       &beta, y, p->c, y, p->c, &p->algo, workspace_, workspace_bytes_, stream),
-        "cublasLtMatmul");
+  auto launch = [&](const cublasLtMatmulAlgo_t& algo) {
+    return cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p->desc, &alpha, w, p->a, x,
+                          p->b, &beta, y, p->c, y, p->c, &algo, workspace_, workspace_bytes_,
+                          stream);
+  };
+  // Small GEMMs (the tiny test models) keep the heuristic's choice: timing noise would make
+  // their algorithm, and so their last bits, differ from run to run for no gain.
+  tune = tune && 2.0 * M * N * K * batch >= 1e9;
+  if (tune && !p->settled) {
+    const Key cls{mode, gemm_m_class(M), N, K, batch, out_i, sx, sw, sy};
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    MIXSERVE_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+    if (auto t = tuned_.find(cls); t != tuned_.end()) {
+      // A class already tuned gives its algorithm, when it suits this M.
+      cublasLtMatmulHeuristicResult_t fits{};
+      if (cublasLtMatmulAlgoCheck(static_cast<cublasLtHandle_t>(handle_), p->desc, p->a, p->b,
+                                  p->c, p->c, &t->second->algo, &fits) == CUBLAS_STATUS_SUCCESS &&
+          fits.workspaceSize <= workspace_bytes_) {
+        p->tuned = t->second->algo;
+      }
+      p->settled = true;
+    } else if (capture == cudaStreamCaptureStatusNone) {
+      // Time the candidates on these operands (y is overwritten by the real call below).
+      float best_ms = 0.0f, first_ms = 0.0f;
+      const size_t best = fastest_candidate(
+          p->candidates.size(), [&](size_t i) { return int(launch(p->candidates[i])); }, stream,
+          &best_ms, &first_ms);
+      p->tuned = p->candidates[best];
+      p->settled = true;
+      auto tuned = std::make_unique<Algo>();
+      tuned->algo = p->tuned;
+      tuned_[cls] = std::move(tuned);
+      log::debug("batched FP8 GEMM autotune ", batch, " x M=", M, " (class ", gemm_m_class(M),
+                 ") N=", N, " K=", K, ": candidate ", best, " of ", p->candidates.size(), " ",
+                 best_ms, " ms, heuristic's first ", first_ms, " ms");
+    }
+  }
+  check(launch(tune ? p->tuned : p->algo), "cublasLtMatmul");
 }
 
 void CublasLtBatchedFp8::matmul_pointers(const void* const* x, const void* const* w,
                                          void* const* y, int M, int N, int K, int batch,
-                                         DType out, cudaStream_t stream) {
+                                         DType out, cudaStream_t stream, bool tune) {
   if (M <= 0 || N <= 0 || batch <= 0) return;
   MIXSERVE_CHECK(K % 16 == 0, "FP8 GEMM: K (", K, ") must be a multiple of 16 (cuBLASLt FP8)");
   run({int(Mode::kPointerArray), M, N, K, batch, int(out), 0, 0, 0}, x, w, const_cast<void**>(y),
-      stream);
+      stream, tune);
 }
 
 void CublasLtBatchedFp8::matmul_strided(const uint8_t* x, int64_t x_stride, const uint8_t* w,
@@ -141,7 +199,7 @@ void CublasLtBatchedFp8::matmul_strided(const uint8_t* x, int64_t x_stride, cons
   if (M <= 0 || N <= 0 || batch <= 0) return;
   MIXSERVE_CHECK(K % 16 == 0, "FP8 GEMM: K (", K, ") must be a multiple of 16 (cuBLASLt FP8)");
   run({int(Mode::kStrided), M, N, K, batch, int(out), x_stride, w_stride, y_stride}, x, w, y,
-      stream);
+      stream, false);
 }
 
 }  // namespace mixserve::cuda

@@ -37,8 +37,12 @@ class CublasLtBatchedFp8 {
 
   // x, w, y: device arrays of `batch` device pointers (16-byte aligned each). out: kBF16,
   // kF16 or kF32. K % 16 == 0. Throws mixserve::Error naming the shape when unsupported.
+  // tune: use the fastest of cuBLASLt's candidates for this shape class (gemm_m_class), timed
+  // on the first such call made outside graph capture (MIXSERVE_GEMM_AUTOTUNE=0: never);
+  // otherwise the heuristic's first choice, so that graphs and eager steps of decode sizes
+  // compute the same bits.
   void matmul_pointers(const void* const* x, const void* const* w, void* const* y, int M, int N,
-                       int K, int batch, DType out, cudaStream_t stream);
+                       int K, int batch, DType out, cudaStream_t stream, bool tune = false);
   // Entry b: x + b * x_stride, w + b * w_stride, y + b * y_stride (strides in elements,
   // multiples of 16 bytes; base pointers 16-byte aligned).
   void matmul_strided(const uint8_t* x, int64_t x_stride, const uint8_t* w, int64_t w_stride,
@@ -50,12 +54,17 @@ class CublasLtBatchedFp8 {
   // mode, M, N, K, batch, out, x / w / y strides (0 for pointer arrays)
   using Key = std::tuple<int, int, int, int, int, int, int64_t, int64_t, int64_t>;
   Plan* plan_for(const Key& key);  // null: no algorithm (cached too)
-  void run(const Key& key, const void* x, const void* w, void* y, cudaStream_t stream);
+  void run(const Key& key, const void* x, const void* w, void* y, cudaStream_t stream,
+           bool tune);
 
+  static constexpr int kCandidates = 8;     // heuristic answers timed per shape class
   void* handle_ = nullptr;  // cublasLtHandle_t
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   std::map<Key, std::unique_ptr<Plan>> plans_;
+  struct Algo;
+  std::map<Key, std::unique_ptr<Algo>> tuned_;  // by gemm_m_class(M) (cublas_util.h)
+  bool autotune_ = true;  // MIXSERVE_GEMM_AUTOTUNE=0 turns it off
 };
 
 }  // namespace mixserve::cuda

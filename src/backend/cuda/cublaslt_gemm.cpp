@@ -29,14 +29,6 @@ int alignment_of(const void* a, const void* b, const void* c) {
   return static_cast<int>(bits & (~bits + 1));
 }
 
-// M's shape class for autotuning: multiples of 64 up to 512, then powers of two.
-int m_bucket(int M) {
-  if (M <= 512) return (M + 63) / 64 * 64;
-  int b = 1024;
-  while (b < M) b *= 2;
-  return b;
-}
-
 }  // namespace
 
 struct CublasLtGemm::Algo {
@@ -145,7 +137,7 @@ CublasLtGemm::Plan& CublasLtGemm::plan_for(const Key& key) {
     if (results[i].state == CUBLAS_STATUS_SUCCESS) plan->candidates.push_back(results[i].algo);
   }
   // A class already tuned gives its algorithm, when it suits this M.
-  const Key cls{m_bucket(M), N, K, in_key, out_i, align};
+  const Key cls{gemm_m_class(M), N, K, in_key, out_i, align};
   if (auto t = tuned_.find(cls); t != tuned_.end()) {
     cublasLtMatmulHeuristicResult_t check{};
     if (cublasLtMatmulAlgoCheck(static_cast<cublasLtHandle_t>(handle_), plan->desc, plan->a,
@@ -178,39 +170,19 @@ void CublasLtGemm::run(Plan& p, const Key& key, const void* x, const void* w, vo
   if (!p.settled) MIXSERVE_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
   if (!p.settled && capture == cudaStreamCaptureStatusNone) {
     // Time every candidate on these operands (y is overwritten by the real call below).
-    cudaEvent_t e0, e1;
-    MIXSERVE_CUDA_CHECK(cudaEventCreate(&e0));
-    MIXSERVE_CUDA_CHECK(cudaEventCreate(&e1));
     float best_ms = 0.0f, first_ms = 0.0f;
-    size_t best = 0;
-    for (size_t i = 0; i < p.candidates.size(); ++i) {
-      if (launch(p.candidates[i]) != CUBLAS_STATUS_SUCCESS) continue;  // warm-up / usable?
-      float runs[3];
-      for (float& ms : runs) {
-        MIXSERVE_CUDA_CHECK(cudaEventRecord(e0, stream));
-        MIXSERVE_CUBLAS_CHECK(launch(p.candidates[i]));
-        MIXSERVE_CUDA_CHECK(cudaEventRecord(e1, stream));
-        MIXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
-        MIXSERVE_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-      }
-      std::sort(runs, runs + 3);
-      if (i == 0) first_ms = runs[1];
-      if (i == 0 || runs[1] < best_ms) {
-        best_ms = runs[1];
-        best = i;
-      }
-    }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
+    const size_t best = fastest_candidate(
+        p.candidates.size(), [&](size_t i) { return int(launch(p.candidates[i])); }, stream,
+        &best_ms, &first_ms);
     p.algo = p.candidates[best];
     p.settled = true;
     const auto [M, N, K, in_key, out_i, align] = key;
     const int in_i = in_key >= kUnscaledFp8 ? in_key - kUnscaledFp8 : in_key;
     auto algo = std::make_unique<Algo>();
     algo->algo = p.algo;
-    tuned_[Key{m_bucket(M), N, K, in_key, out_i, align}] = std::move(algo);
+    tuned_[Key{gemm_m_class(M), N, K, in_key, out_i, align}] = std::move(algo);
     if (best != 0) ++retuned_;
-    log::debug("GEMM autotune M=", M, " (class ", m_bucket(M), ") N=", N, " K=", K, " ",
+    log::debug("GEMM autotune M=", M, " (class ", gemm_m_class(M), ") N=", N, " K=", K, " ",
                dtype_name(static_cast<DType>(in_i)), in_key >= kUnscaledFp8 ? " (unscaled)" : "",
                "->", dtype_name(static_cast<DType>(out_i)), ": candidate ", best, " of ", p.candidates.size(), " ", best_ms,
                " ms, heuristic's first ", first_ms, " ms");

@@ -92,8 +92,15 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
       env != nullptr && std::string(env) == "1" && options.shard.size > 1) {
     comm_timer_.enable();
   }
+  if (const char* env = std::getenv("MIXSERVE_SYNC_TIMING");
+      env != nullptr && std::string(env) == "1") {
+    sync_timer_.enable();
+  }
   if (const char* env = std::getenv("MIXSERVE_FP8_UNSCALED"); env != nullptr) {
     moe_fp8_unscaled_ = std::string(env) != "0";
+  }
+  if (const char* env = std::getenv("MIXSERVE_FP8_COUNTED"); env != nullptr && *env != '\0') {
+    options_.moe_counted_max_padding = std::string(env) == "0" ? 0.0 : std::atof(env);
   }
   if (const char* env = std::getenv("MIXSERVE_FP8_GROUPED"); env != nullptr) {
     fp8_grouped_forced_ = env;
@@ -135,12 +142,12 @@ void CudaBackend::load_kv_scales(const Checkpoint& ckpt) {
 
 CudaBackend::~CudaBackend() {
   (void)cudaSetDevice(options_.device);  // free on this backend's device, whatever the thread
-  if (comm_timer_.enabled()) {
+  for (IntervalTimer* t : {&comm_timer_, &sync_timer_}) {
+    if (!t->enabled()) continue;
     try {
-      log::info("rank ", options_.shard.rank, " of ", options_.shard.size, ": ",
-                comm_timer_.summary());
+      log::info("rank ", options_.shard.rank, " of ", options_.shard.size, ": ", t->summary());
     } catch (const std::exception& e) {
-      log::warn("MIXSERVE_COMM_TIMING: ", e.what());
+      log::warn("interval timing: ", e.what());
     }
   }
   for (cudaEvent_t e : lane_events_) {
@@ -246,6 +253,13 @@ void CudaBackend::ensure_workspace(int T) {
   const size_t K = c.moe ? c.num_experts_per_tok : 1;
   const size_t D = c.head_dim, Hq = c.num_attention_heads, Hkv = c.num_key_value_heads;
   const size_t el = dtype_size(options_.dtype), t = size_t(T);
+  // Rows of the MoE's per-pair buffers: T*K, and under FP8 room for the counted grouped layout's
+  // padding (moe_counted_fp8: up to moe_counted_max_padding x the pairs, at most 2x here).
+  size_t moe_rows = t * K;
+  if (options_.fp8 && c.moe && options_.moe_counted_max_padding > 0.0) {
+    const double pad = std::min(2.0, std::max(1.0, options_.moe_counted_max_padding));
+    moe_rows = size_t(std::ceil(double(t * K) * pad)) + E * kCountedRowAlign;
+  }
   size_t offset = 0;
   std::vector<std::pair<void**, size_t>> parts = {
       {reinterpret_cast<void**>(&ws_.x), t * H * 4},
@@ -261,9 +275,9 @@ void CudaBackend::ensure_workspace(int T) {
       {reinterpret_cast<void**>(&ws_.sorted_token), t * K * 4},
       {reinterpret_cast<void**>(&ws_.pair_pos), t * K * 4},
       {&ws_.gathered, t * K * H * el},
-      {&ws_.gate_up, t * K * 2 * F * el},
+      {&ws_.gate_up, moe_rows * 2 * F * el},
       {&ws_.act, t * K * F * el},
-      {reinterpret_cast<void**>(&ws_.expert_out), t * K * H * 4},
+      {reinterpret_cast<void**>(&ws_.expert_out), moe_rows * H * 4},
       {&ws_.final_rows, t * H * el},
       {reinterpret_cast<void**>(&ws_.logits), t * V * 4},
   };
@@ -276,10 +290,10 @@ void CudaBackend::ensure_workspace(int T) {
         {reinterpret_cast<void**>(&ws_.h_scale), t * 4},
         {reinterpret_cast<void**>(&ws_.attn_q), t * Hq * D},
         {reinterpret_cast<void**>(&ws_.attn_scale), t * 4},
-        {reinterpret_cast<void**>(&ws_.gathered_q), t * K * H},
-        {reinterpret_cast<void**>(&ws_.gathered_scale), (t * K + 3 * E) * 4},
-        {reinterpret_cast<void**>(&ws_.act_q), t * K * F},
-        {reinterpret_cast<void**>(&ws_.act_scale), (t * K + 3 * E) * 4},
+        {reinterpret_cast<void**>(&ws_.gathered_q), moe_rows * H},
+        {reinterpret_cast<void**>(&ws_.gathered_scale), (moe_rows + 3 * E) * 4},
+        {reinterpret_cast<void**>(&ws_.act_q), moe_rows * F},
+        {reinterpret_cast<void**>(&ws_.act_scale), (moe_rows + 3 * E) * 4},
     };
     parts.insert(parts.end(), q.begin(), q.end());
   }
@@ -295,6 +309,7 @@ void CudaBackend::ensure_workspace(int T) {
     *parts[i].first = workspace_buf_.as<char>(offsets[i]);
   }
   ws_tokens_ = T;
+  ws_moe_rows_ = moe_rows;
 }
 
 void CudaBackend::upload_plan(const BatchPlan& plan) {

@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "backend/cuda/comm_timer.h"
+#include "backend/cuda/interval_timer.h"
 #include "backend/cuda/cublas_batched.h"
 #include "backend/cuda/cublaslt_batched_fp8.h"
 #include "backend/cuda/cublaslt_gemm.h"
@@ -64,6 +64,10 @@ struct CudaBackendOptions {
   bool enforce_eager = false;  // no CUDA graphs for decode steps
   bool device_sampling = true; // supports_device_sampling(): the engine samples on the GPU
   int moe_padded_max_rows = 256;  // kPaddedMoeMaxRows; 0 = always read the counts back
+  // FP8 steps above it (counts read back) run the experts as batched GEMMs over G groups of the
+  // largest count when the padded rows are at most this many times the pairs (+ alignment);
+  // else one GEMM pair per expert. 0 = never (MIXSERVE_FP8_COUNTED=0 sets it, for measuring).
+  double moe_counted_max_padding = 1.25;
   // Tensor / expert parallelism: the part of the model this backend holds (size 1: all of it)
   // and the all-reduce over its ranks (needed when shard.size > 1; see cuda_shard.cpp).
   dist::ShardSpec shard;
@@ -77,6 +81,8 @@ struct CudaBackendOptions {
 // size on a Hopper card (docs/perf/NOTES.md).
 constexpr int kPaddedMoeMaxRows = 256;  // CudaBackendOptions::moe_padded_max_rows' default
 constexpr int kMaxExperts = 64;  // check_config's bound
+
+struct MoeGroupedFp8Step;  // moe_padded_fp8.h
 
 class CudaBackend : public Backend {
  public:
@@ -107,6 +113,8 @@ class CudaBackend : public Backend {
   size_t weight_bytes() const { return weights_.bytes(); }
   cudaStream_t stream() const { return stream_; }
   int num_decode_graphs() const;  // CUDA graphs captured so far
+  // MoE layers (over all steps) whose FP8 experts ran as counted grouped GEMMs.
+  int64_t counted_moe_layers() const { return counted_moe_layers_; }
   // Whether forward() writes logits: on every rank but a shard's workers (rank > 0), which
   // skip the final norm and the lm_head and leave logits_out untouched.
   bool computes_logits() const { return options_.shard.rank == 0; }
@@ -139,6 +147,14 @@ class CudaBackend : public Backend {
   mutable std::map<int, Fp8Grouped> fp8_grouped_by_tokens_;  // fp8_grouped_mode's answers
   std::string fp8_grouped_forced_;  // MIXSERVE_FP8_GROUPED: "", "strided" or "pointers"
   bool moe_padded_fp8(int layer, int T);
+  // FP8 MoE of a larger step whose expert counts were read back (after the sort): the same
+  // grouped GEMMs with G = experts with rows and C = the largest count (rounded up to
+  // kCountedRowAlign), unless the padding exceeds options' moe_counted_max_padding (then
+  // false: the per-expert lanes).
+  bool moe_counted_fp8(int layer, int T, const int32_t* counts);
+  MoeGroupedFp8Step grouped_fp8_step(int layer, int T) const;  // the fields both paths share
+  int64_t counted_moe_layers_ = 0;  // MoE layers moe_counted_fp8 ran (counted_moe_layers())
+  static constexpr int kCountedRowAlign = 16;
   // Expert GEMMs of large MoE steps: experts round-robin over `lanes` streams forked from
   // stream_ (cuda_moe_lanes.cpp). A lane runs w13 -> SiLU·mul -> w2 of its experts.
   int moe_lanes(int active_experts) const;
@@ -221,7 +237,10 @@ class CudaBackend : public Backend {
   std::array<cudaStream_t, CublasLtGemm::kMaxLanes> lanes_{};
   std::array<cudaEvent_t, CublasLtGemm::kMaxLanes> lane_events_{};
   int max_moe_lanes_ = CublasLtGemm::kMaxLanes;  // MIXSERVE_MOE_LANES overrides (1 to 4)
-  CommTimer comm_timer_;  // a shard's all-reduce time (MIXSERVE_COMM_TIMING=1)
+  IntervalTimer comm_timer_{"all-reduces"};  // a shard's all-reduces (MIXSERVE_COMM_TIMING=1)
+  // The MoE's count read-backs (MIXSERVE_SYNC_TIMING=1): the device idles from the sort's end
+  // until the host enqueues again.
+  IntervalTimer sync_timer_{"expert-count read-backs"};
   // FP8 experts of large steps as unscaled GEMMs, the per-token x per-channel scales applied
   // in SiLU·mul and after w2 (BF16 only); MIXSERVE_FP8_UNSCALED=0 keeps cuBLASLt's scales.
   bool moe_fp8_unscaled_ = true;
@@ -236,6 +255,7 @@ class CudaBackend : public Backend {
   DeviceBuffer attn_workspace_;  // split-K attention partials (kAttentionWorkspaceBytes)
   Workspace ws_;
   int ws_tokens_ = 0;
+  size_t ws_moe_rows_ = 0;  // rows of the MoE's per-pair buffers (>= ws_tokens_ * top-k)
   DeviceBuffer plan_dev_;
   PinnedBuffer plan_host_;
   PlanView plan_;

@@ -48,8 +48,10 @@ void CudaBackend::run_model(const BatchPlan& plan) {
   attn_step_.seq_offsets = plan_.seq_offsets;  // long query runs take the tensor-core kernel
   set_attention_plan_fields(attn_step_, plan);
   comm_timer_.begin_step(stream_);
+  sync_timer_.begin_step(stream_);
   enqueue_forward(T, static_cast<int>(plan.logits_rows.size()), plan.max_blocks_per_seq);
   comm_timer_.end_step(stream_);
+  sync_timer_.end_step(stream_);
 }
 
 // Enqueues only (no sync, no allocation, no host read-back for T * K <= kPaddedMoeMaxRows), so
@@ -224,10 +226,12 @@ const int32_t* CudaBackend::route_sort_and_read_counts(
                                ws_.offsets, ws_.sorted_token, ws_.pair_pos, stream_));
   MIXSERVE_CUDA_CHECK(gather(Es));
   // The expert GEMMs need each expert's row count on the host: one sync per MoE layer.
+  sync_timer_.before(stream_);
   MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.get(), ws_.counts,
                                       sizeof(int32_t) * local_experts(), cudaMemcpyDeviceToHost,
                                       stream_));
   MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  sync_timer_.after(stream_);
   return counts_host_.as<int32_t>();
 }
 

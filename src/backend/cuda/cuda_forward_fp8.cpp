@@ -75,10 +75,17 @@ void CudaBackend::feed_forward_fp8(int l, int T) {
   }
   if (moe_padded_fp8(l, T)) return;  // small steps: grouped, no host sync
   const int K = c.num_experts_per_tok, El = local_experts();  // E unless EP
-  const int32_t* counts = route_sort_and_read_counts(l, T, [&](int Es) {
-    return gather_rows_fp8(ws_.h_q, ws_.h_scale, ws_.sorted_token, T * K, H, ws_.offsets, Es,
-                           ws_.gathered_q, ws_.gathered_scale, stream_);
+  int Es = El;  // moe_sort's buckets: E, or E + 1 under expert parallelism
+  const int32_t* counts = route_sort_and_read_counts(l, T, [&](int buckets) {
+    Es = buckets;
+    return cudaSuccess;
   });
+  // Balanced routing: the grouped GEMMs over G groups of the largest count (scales folded into
+  // SiLU·mul and the combine); otherwise one GEMM pair per expert on the lanes below.
+  if (moe_counted_fp8(l, T, counts)) return;
+  MIXSERVE_CUDA_CHECK(gather_rows_fp8(ws_.h_q, ws_.h_scale, ws_.sorted_token, T * K, H,
+                                      ws_.offsets, Es, ws_.gathered_q, ws_.gathered_scale,
+                                      stream_));
   char* gate_up = static_cast<char*>(ws_.gate_up);
   const int lanes = moe_lanes(static_cast<int>(std::count_if(counts, counts + El,
                                                              [](int32_t n) { return n > 0; })));

@@ -12,18 +12,23 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/moe_padded_fp8.h"
+#include "util/error.h"
 
 namespace mixserve::cuda {
 
 void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaStream_t stream) {
-  const int T = s.T, E = s.E, K = s.K, H = s.H, F = s.F, G = s.groups();
-  MIXSERVE_CUDA_CHECK(moe_sort(s.experts, T, K, std::max(E, s.sort_buckets), s.counts, s.offsets,
-                               s.sorted_token, s.pair_pos, stream));
+  const int T = s.T, E = s.E, K = s.K, H = s.H, F = s.F, G = s.groups(), C = s.capacity();
+  MIXSERVE_CHECK(!s.counted || (!s.strided && G > 0 && G <= E && C > 0),
+                 "grouped FP8 MoE: a counted step needs pointer arrays, 0 < G <= E and C > 0");
+  if (!s.counted) {
+    MIXSERVE_CUDA_CHECK(moe_sort(s.experts, T, K, std::max(E, s.sort_buckets), s.counts,
+                                 s.offsets, s.sorted_token, s.pair_pos, stream));
+  }
   MoeGroupFp8Args g;
   g.counts = s.counts;
   g.E = E;
   g.G = G;
-  g.C = T;
+  g.C = C;
   g.experts_in_order = s.strided;
   g.group_expert = s.group_expert;
   g.group_count = s.group_count;
@@ -43,25 +48,25 @@ void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaS
   g.pairs = T * K;
   MIXSERVE_CUDA_CHECK(moe_group_experts_fp8(g, stream));
   MIXSERVE_CUDA_CHECK(gather_rows_grouped_fp8(s.h_q, s.h_scale, s.group_expert, s.group_count,
-                                              s.offsets, s.sorted_token, G, T, H, s.x_q,
+                                              s.offsets, s.sorted_token, G, C, H, s.x_q,
                                               s.x_scale, stream));
-  // Per group: [T, H] x [2F, H]^T -> raw [T, 2F] bf16; scales + SiLU·mul + quantization;
-  // [T, F] x [H, F]^T -> raw [T, H] float; scales + weighted combine.
+  // Per group: [C, H] x [2F, H]^T -> raw [C, 2F] bf16; scales + SiLU·mul + quantization;
+  // [C, F] x [H, F]^T -> raw [C, H] float; scales + weighted combine.
   if (s.strided) {
-    gemm.matmul_strided(s.x_q, int64_t{T} * H, s.w13, int64_t{2} * F * H, s.raw13,
-                        int64_t{T} * 2 * F, T, 2 * F, H, G, DType::kBF16, stream);
+    gemm.matmul_strided(s.x_q, int64_t{C} * H, s.w13, int64_t{2} * F * H, s.raw13,
+                        int64_t{C} * 2 * F, C, 2 * F, H, G, DType::kBF16, stream);
   } else {
-    gemm.matmul_pointers(s.ptrs, s.ptrs + G, const_cast<void* const*>(s.ptrs + 2 * G), T, 2 * F,
-                         H, G, DType::kBF16, stream);
+    gemm.matmul_pointers(s.ptrs, s.ptrs + G, const_cast<void* const*>(s.ptrs + 2 * G), C, 2 * F,
+                         H, G, DType::kBF16, stream, s.counted);
   }
   MIXSERVE_CUDA_CHECK(silu_mul_grouped_fp8(s.raw13, s.x_scale, s.w13_scale, s.group_expert,
-                                           s.group_count, G, T, F, s.act_q, s.act_scale, stream));
+                                           s.group_count, G, C, F, s.act_q, s.act_scale, stream));
   if (s.strided) {
-    gemm.matmul_strided(s.act_q, int64_t{T} * F, s.w2, int64_t{H} * F, s.raw2, int64_t{T} * H, T,
+    gemm.matmul_strided(s.act_q, int64_t{C} * F, s.w2, int64_t{H} * F, s.raw2, int64_t{C} * H, C,
                         H, F, G, DType::kF32, stream);
   } else {
     gemm.matmul_pointers(s.ptrs + 3 * G, s.ptrs + 4 * G, const_cast<void* const*>(s.ptrs + 5 * G),
-                         T, H, F, G, DType::kF32, stream);
+                         C, H, F, G, DType::kF32, stream, s.counted);
   }
   MIXSERVE_CUDA_CHECK(moe_combine_grouped_fp8(s.raw2, s.act_scale, s.w2_scale, s.experts,
                                               s.expert_weights, s.pair_pos, T, K, H, E, s.out,
@@ -97,24 +102,15 @@ CudaBackend::Fp8Grouped CudaBackend::fp8_grouped_mode(int T) const {
   return mode;
 }
 
-bool CudaBackend::moe_padded_fp8(int l, int T) {
+MoeGroupedFp8Step CudaBackend::grouped_fp8_step(int l, int T) const {
   const ModelConfig& c = config_;
-  const int E = local_experts(), K = c.num_experts_per_tok, H = c.hidden_size;
-  const Fp8Grouped mode = fp8_grouped_mode(T);
-  if (mode == Fp8Grouped::kNone) return false;
-  // The grouped rows (G * T) share the workspace's T*K-row MoE buffers (decode steps size it
-  // for their bucket; a larger prefill-sized step here takes the per-expert path).
-  const int G = mode == Fp8Grouped::kStrided ? E : std::min(E, T * K);
-  if (size_t(G) * T > size_t(ws_tokens_) * K) return false;
   const CudaLayerWeights w = weights_.layer(l);
   MoeGroupedFp8Step s;
-  s.sort_buckets = route_tokens(l, T);  // all experts, or E + 1 under expert parallelism
   s.T = T;
-  s.E = E;
-  s.K = K;
-  s.H = H;
+  s.E = local_experts();
+  s.K = c.num_experts_per_tok;
+  s.H = c.hidden_size;
   s.F = c.intermediate_size;
-  s.strided = mode == Fp8Grouped::kStrided;
   s.h_q = ws_.h_q;
   s.h_scale = ws_.h_scale;
   s.experts = ws_.experts;
@@ -139,7 +135,55 @@ bool CudaBackend::moe_padded_fp8(int l, int T) {
   s.act_scale = ws_.act_scale;
   s.raw2 = ws_.expert_out;
   s.out = ws_.delta;
+  return s;
+}
+
+bool CudaBackend::moe_padded_fp8(int l, int T) {
+  const int E = local_experts(), K = config_.num_experts_per_tok;
+  const Fp8Grouped mode = fp8_grouped_mode(T);
+  if (mode == Fp8Grouped::kNone) return false;
+  // The grouped rows (G * T) share the workspace's MoE buffers (decode steps size it for their
+  // bucket; a larger prefill-sized step here takes the per-expert path).
+  const int G = mode == Fp8Grouped::kStrided ? E : std::min(E, T * K);
+  if (size_t(G) * T > ws_moe_rows_) return false;
+  MoeGroupedFp8Step s = grouped_fp8_step(l, T);
+  s.sort_buckets = route_tokens(l, T);  // all experts, or E + 1 under expert parallelism
+  s.strided = mode == Fp8Grouped::kStrided;
   moe_grouped_fp8(s, *batched_fp8_, stream_);
+  return true;
+}
+
+bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts) {
+  const double max_padding = options_.moe_counted_max_padding;
+  if (max_padding <= 0.0 || batched_fp8_ == nullptr) return false;
+  const int E = local_experts(), H = config_.hidden_size;
+  const int F = config_.intermediate_size;
+  int G = 0, most = 0;
+  int64_t pairs = 0;  // this rank's pairs (all T*K unless expert parallel)
+  for (int e = 0; e < E; ++e) {
+    G += counts[e] > 0;
+    most = std::max(most, counts[e]);
+    pairs += counts[e];
+  }
+  if (G == 0) return false;
+  const int C = (most + kCountedRowAlign - 1) / kCountedRowAlign * kCountedRowAlign;
+  const int64_t rows = int64_t{G} * C;
+  // Imbalanced routing would make the padding cost more than one GEMM per expert does.
+  if (size_t(rows) > ws_moe_rows_ ||
+      double(rows) > max_padding * double(pairs) + double(G) * kCountedRowAlign) {
+    return false;
+  }
+  using Mode = CublasLtBatchedFp8::Mode;
+  if (!batched_fp8_->supported(Mode::kPointerArray, C, 2 * F, H, G, DType::kBF16) ||
+      !batched_fp8_->supported(Mode::kPointerArray, C, H, F, G, DType::kF32)) {
+    return false;
+  }
+  MoeGroupedFp8Step s = grouped_fp8_step(l, T);
+  s.counted = true;
+  s.G = G;
+  s.C = C;
+  moe_grouped_fp8(s, *batched_fp8_, stream_);
+  ++counted_moe_layers_;
   return true;
 }
 

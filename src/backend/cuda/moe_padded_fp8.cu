@@ -40,6 +40,21 @@ cudaError_t silu_mul_grouped_fp8(const void* raw13, const float* x_scales,
     kernel<<<rows, threads, 0, stream>>>(raw, x_scales, w13_scales, group_expert, group_count, C,
                                          F, act_q, act_scales);
   };
+  // Large groups (counted steps): row tiles that keep the w13 scales in registers.
+  constexpr int kTileThreads = 1024, kTileRows = 16;
+  if (C >= 4 * kTileRows && F / 8 <= 2 * kTileThreads) {
+    const unsigned blocks = static_cast<unsigned>(G) * ((C + kTileRows - 1) / kTileRows);
+    auto tiles = [&](auto kernel) {
+      kernel<<<blocks, kTileThreads, 0, stream>>>(raw, x_scales, w13_scales, group_expert,
+                                                  group_count, C, F, act_q, act_scales);
+    };
+    if (F / 8 <= kTileThreads) {
+      tiles(silu_mul_grouped_rows_fp8_kernel<kTileThreads, 1, kTileRows>);
+    } else {
+      tiles(silu_mul_grouped_rows_fp8_kernel<kTileThreads, 2, kTileRows>);
+    }
+    return cudaGetLastError();
+  }
   // Fewer rows than SMs (batch-1 and -2 steps): 1024 threads a row, for the latency of a
   // single 14,336-wide row rather than the throughput of many.
   if (rows <= 132 && F / 8 > kGroupedThreads) {
@@ -67,9 +82,20 @@ cudaError_t moe_combine_grouped_fp8(const float* raw2, const float* act_scales,
                                     int H, int E, float* out, cudaStream_t stream) {
   if (T <= 0) return cudaSuccess;
   if (K <= 0 || K > kGroupedMaxTopK) return cudaErrorInvalidValue;
-  const dim3 grid(T, (H + 255) / 256);
-  moe_combine_grouped_fp8_kernel<<<grid, 256, 0, stream>>>(raw2, act_scales, w2_scales, experts,
-                                                           weights, pair_pos, K, H, E, out);
+  const bool vec = H % 4 == 0 && ((reinterpret_cast<uintptr_t>(raw2) |
+                                    reinterpret_cast<uintptr_t>(w2_scales) |
+                                    reinterpret_cast<uintptr_t>(out)) % 16 == 0);
+  if (vec) {
+    const dim3 grid(T, (H / 4 + 255) / 256);
+    moe_combine_grouped_fp8_kernel<4><<<grid, 256, 0, stream>>>(raw2, act_scales, w2_scales,
+                                                                experts, weights, pair_pos, K, H,
+                                                                E, out);
+  } else {
+    const dim3 grid(T, (H + 255) / 256);
+    moe_combine_grouped_fp8_kernel<1><<<grid, 256, 0, stream>>>(raw2, act_scales, w2_scales,
+                                                                experts, weights, pair_pos, K, H,
+                                                                E, out);
+  }
   return cudaGetLastError();
 }
 

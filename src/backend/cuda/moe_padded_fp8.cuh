@@ -4,6 +4,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 
+#include <type_traits>
+
 #include "backend/cuda/dtype_traits.cuh"
 #include "backend/cuda/fp8_kernels.h"
 #include "backend/cuda/fp8_pack.cuh"
@@ -139,14 +141,91 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) scales[r] = scale;
 }
 
-// Block (t, slice): token t, h in [slice * blockDim.x, (slice + 1) * blockDim.x), one per
-// thread, so a batch-1 step still spreads over H / blockDim.x blocks.
-//   raw2: [G*C, H]; experts, weights, pair_pos: [T, K]; out: [T, H]
+// Row tiles for large groups (counted steps): a block of kThreads runs kRows consecutive rows
+// of one group, each thread the same kChunks chunks of every row, so the w13 scales of its
+// chunks (16 floats a chunk) stay in registers across the rows. Per row the one-row kernel
+// above reads 2F float scales (from L2) beside its 2F bf16 sums: three times the row's bytes.
+//   raw13: [G*C, 2F]; q: [G*C, F]; grid: G * ceil(C / kRows) blocks
+template <int kThreads, int kChunks, int kRows>
+__global__ void __launch_bounds__(kThreads, 1)
+    silu_mul_grouped_rows_fp8_kernel(const __nv_bfloat16* raw13, const float* x_scales,
+                                     const float* w13_scales, const int32_t* group_expert,
+                                     const int32_t* group_count, int C, int F, uint8_t* q,
+                                     float* scales) {
+  const int tiles = (C + kRows - 1) / kRows;
+  const int g = blockIdx.x / tiles, j0 = (blockIdx.x % tiles) * kRows;
+  const int rows = min(kRows, C - j0), live = max(0, min(rows, group_count[g] - j0));
+  const int chunks = F / 8;
+  const int64_t r0 = int64_t{g} * C + j0;
+  for (int j = live; j < rows; ++j) {  // unused capacity: zeros, scale 0
+    uint2* d = reinterpret_cast<uint2*>(q + (r0 + j) * F);
+    for (int i = threadIdx.x; i < chunks; i += kThreads) d[i] = make_uint2(0, 0);
+    if (threadIdx.x == 0) scales[r0 + j] = 0.0f;
+  }
+  if (live == 0) return;
+  const float4* gs = reinterpret_cast<const float4*>(w13_scales + int64_t{group_expert[g]} * 2 * F);
+  const float4* us = gs + F / 4;
+  float gsc[kChunks][8], usc[kChunks][8];
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = c * kThreads + threadIdx.x;
+    if (i < chunks) {
+      const float4 g0 = gs[2 * i], g1 = gs[2 * i + 1], u0 = us[2 * i], u1 = us[2 * i + 1];
+      const float gv[8] = {g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w};
+      const float uv[8] = {u0.x, u0.y, u0.z, u0.w, u1.x, u1.y, u1.z, u1.w};
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        gsc[c][k] = gv[k];
+        usc[c][k] = uv[k];
+      }
+    }
+  }
+  for (int j = 0; j < live; ++j) {
+    const int64_t r = r0 + j;
+    const float xs = x_scales[r];
+    const uint4* gp = reinterpret_cast<const uint4*>(raw13 + r * 2 * F);
+    const uint4* up = gp + F / 8;
+    float v[kChunks][8];
+    float amax = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const int i = c * kThreads + threadIdx.x;
+      if (i < chunks) {
+        float gv[8], uv[8];
+        unpack_bf16x8(gp[i], gv);
+        unpack_bf16x8(up[i], uv);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          const float a = gv[k] * xs * gsc[c][k], u = uv[k] * xs * usc[c][k];
+          v[c][k] = a / (1.0f + expf(-a)) * u;
+          amax = fmaxf(amax, fabsf(v[c][k]));
+        }
+      }
+    }
+    amax = grouped_block_amax<kThreads>(amax);
+    const float scale = amax > 0.0f ? amax / kFp8Max : 1.0f;
+    const float inv = amax > 0.0f ? kFp8Max / amax : 0.0f;
+    uint2* d = reinterpret_cast<uint2*>(q + r * F);
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const int i = c * kThreads + threadIdx.x;
+      if (i < chunks) d[i] = pack_e4m3x8(v[c], inv);
+    }
+    if (threadIdx.x == 0) scales[r] = scale;
+    __syncthreads();  // grouped_block_amax's shared partials are reused by the next row
+  }
+}
+
+// Block (t, slice): token t, kVec consecutive h per thread from slice * blockDim.x * kVec (16-
+// byte loads for kVec = 4), so a batch-1 step still spreads over H / (blockDim.x kVec) blocks.
+//   raw2: [G*C, H]; experts, weights, pair_pos: [T, K]; out: [T, H]; kVec = 4 needs H % 4 == 0
+template <int kVec>
 __global__ void moe_combine_grouped_fp8_kernel(const float* raw2, const float* act_scales,
                                                const float* w2_scales, const int32_t* experts,
                                                const float* weights, const int32_t* pair_pos,
                                                int K, int H, int E, float* out) {
-  const int t = blockIdx.x, h = blockIdx.y * blockDim.x + threadIdx.x;
+  using Vec = typename std::conditional<kVec == 4, float4, float>::type;
+  const int t = blockIdx.x, h = (blockIdx.y * blockDim.x + threadIdx.x) * kVec;
   if (h >= H) return;
   // The token's slots of experts < E in ascending expert order (insertion sort of at most 16),
   // as moe_combine (and, under expert parallelism, moe_combine_local) order them.
@@ -162,14 +241,20 @@ __global__ void moe_combine_grouped_fp8_kernel(const float* raw2, const float* a
     }
     order[j] = k;
   }
-  float acc = 0.0f;
+  float acc[kVec] = {};
   for (int k = 0; k < n; ++k) {
     const int slot = t * K + order[k];
     const int64_t r = pair_pos[slot];
     const float coef = weights[slot] * act_scales[r];
-    acc += raw2[r * H + h] * w2_scales[int64_t{experts[slot]} * H + h] * coef;
+    const Vec x = *reinterpret_cast<const Vec*>(raw2 + r * H + h);
+    const Vec s = *reinterpret_cast<const Vec*>(w2_scales + int64_t{experts[slot]} * H + h);
+    const float* xv = reinterpret_cast<const float*>(&x);
+    const float* sv = reinterpret_cast<const float*>(&s);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) acc[i] += xv[i] * sv[i] * coef;
   }
-  out[static_cast<int64_t>(t) * H + h] = acc;
+  *reinterpret_cast<Vec*>(out + static_cast<int64_t>(t) * H + h) =
+      *reinterpret_cast<const Vec*>(acc);
 }
 
 }  // namespace mixserve::cuda

@@ -83,12 +83,19 @@ cudaError_t moe_combine_grouped_fp8(const float* raw2, const float* act_scales,
 
 class CublasLtBatchedFp8;
 
-// Device pointers of one grouped FP8 MoE step (T tokens, capacity C = T rows per group).
+// Device pointers of one grouped FP8 MoE step: T tokens, C rows per group. Two uses:
+//   decode-sized steps (counted = false): C = T, G = min(E, T*K) (or E strided); the sort runs
+//     here and nothing reads back to the host, so the step can be captured in a CUDA graph;
+//   larger steps whose counts the host has read (counted = true, pointer arrays only): the
+//     caller has sorted, G = the experts with rows, C = their largest count rounded up, so the
+//     padding is what the routing's imbalance costs, not a factor of E.
 struct MoeGroupedFp8Step {
   // E: the experts computed here (weights [E, ...]); sort_buckets: moe_sort's buckets, E or,
   // under expert parallelism, E + 1 (experts already localized: E = other ranks' pairs).
   int T = 0, E = 0, K = 0, H = 0, F = 0, sort_buckets = 0;
   bool strided = false;  // G = E groups in expert order, strided GEMMs; else pointer arrays
+  bool counted = false;  // the sort is done and G, C are given (see above)
+  int G = 0, C = 0;      // counted steps only
   const uint8_t* h_q = nullptr;          // [T, H] the FFN input, quantized per token
   const float* h_scale = nullptr;        // [T]
   const int32_t* experts = nullptr;      // [T, K] (moe_topk)
@@ -109,11 +116,13 @@ struct MoeGroupedFp8Step {
   float* act_scale = nullptr;  // [G*C]
   float* raw2 = nullptr;       // [G*C, H]
   float* out = nullptr;        // [T, H]
-  int groups() const { return strided ? E : (E < T * K ? E : T * K); }
+  int groups() const { return counted ? G : strided ? E : (E < T * K ? E : T * K); }
+  int capacity() const { return counted ? C : T; }
 };
 
-// Sort, group, gather, the two batched GEMMs, SiLU·mul + quantization, combine: enqueue only
-// (no sync, no allocation once gemm's plans exist). Throws mixserve::Error on a failed launch.
+// Sort (unless counted), group, gather, the two batched GEMMs, SiLU·mul + quantization,
+// combine: enqueue only (no sync, no allocation once gemm's plans exist). Throws
+// mixserve::Error on a failed launch.
 void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaStream_t stream);
 
 }  // namespace mixserve::cuda

@@ -1,4 +1,4 @@
-#include "backend/cuda/comm_timer.h"
+#include "backend/cuda/interval_timer.h"
 
 #include <cstdio>
 
@@ -6,13 +6,13 @@
 
 namespace mixserve::cuda {
 
-CommTimer::~CommTimer() {
+IntervalTimer::~IntervalTimer() {
   for (cudaEvent_t e : events_) cudaEventDestroy(e);
 }
 
-void CommTimer::enable() { enabled_ = true; }
+void IntervalTimer::enable() { enabled_ = true; }
 
-cudaEvent_t CommTimer::event(size_t i) {
+cudaEvent_t IntervalTimer::event(size_t i) {
   while (events_.size() <= i) {
     cudaEvent_t e = nullptr;
     MIXSERVE_CUDA_CHECK(cudaEventCreate(&e));
@@ -21,7 +21,7 @@ cudaEvent_t CommTimer::event(size_t i) {
   return events_[i];
 }
 
-void CommTimer::collect() {
+void IntervalTimer::collect() {
   if (!pending_) return;
   pending_ = false;
   MIXSERVE_CUDA_CHECK(cudaEventSynchronize(events_[1]));
@@ -31,12 +31,12 @@ void CommTimer::collect() {
   ++steps_;
   for (size_t i = 2; i + 1 < used_; i += 2) {
     MIXSERVE_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[i], events_[i + 1]));
-    comm_ms_ += ms;
+    interval_ms_ += ms;
     ++calls_;
   }
 }
 
-void CommTimer::begin_step(cudaStream_t stream) {
+void IntervalTimer::begin_step(cudaStream_t stream) {
   if (!enabled_) return;
   collect();
   MIXSERVE_CUDA_CHECK(cudaEventRecord(event(0), stream));
@@ -44,31 +44,30 @@ void CommTimer::begin_step(cudaStream_t stream) {
   in_step_ = true;
 }
 
-void CommTimer::end_step(cudaStream_t stream) {
+void IntervalTimer::end_step(cudaStream_t stream) {
   if (!enabled_ || !in_step_) return;
   MIXSERVE_CUDA_CHECK(cudaEventRecord(event(1), stream));
   in_step_ = false;
   pending_ = true;
 }
 
-void CommTimer::before(cudaStream_t stream) {
+void IntervalTimer::before(cudaStream_t stream) {
   if (!enabled_ || !in_step_) return;
   MIXSERVE_CUDA_CHECK(cudaEventRecord(event(used_), stream));
 }
 
-void CommTimer::after(cudaStream_t stream) {
+void IntervalTimer::after(cudaStream_t stream) {
   if (!enabled_ || !in_step_) return;
   MIXSERVE_CUDA_CHECK(cudaEventRecord(event(used_ + 1), stream));
   used_ += 2;
 }
 
-std::string CommTimer::summary() {
+std::string IntervalTimer::summary() {
   collect();
-  char buf[200];
-  std::snprintf(buf, sizeof buf,
-                "%lld eager steps: %lld all-reduces took %.1f ms of %.1f ms forward (%.1f%%)",
-                static_cast<long long>(steps_), static_cast<long long>(calls_), comm_ms_,
-                step_ms_, step_ms_ > 0 ? 100.0 * comm_ms_ / step_ms_ : 0.0);
+  char buf[300];
+  std::snprintf(buf, sizeof buf, "%lld eager steps: %lld %s took %.1f ms of %.1f ms forward (%.1f%%)",
+                static_cast<long long>(steps_), static_cast<long long>(calls_), what_.c_str(),
+                interval_ms_, step_ms_, step_ms_ > 0 ? 100.0 * interval_ms_ / step_ms_ : 0.0);
   return buf;
 }
 
