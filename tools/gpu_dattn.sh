@@ -9,6 +9,7 @@
 set -uo pipefail
 D=${D:-.devcarry-dattn}; B=$D/bin/mixserve; T=$D/bin/mixserve_tests
 OUT=${OUT:-/tmp/out}; TAG=${TAG:-h100-dattn}; SWEEP=${SWEEP---sweep}
+export MIXSERVE_ASSETS=${MIXSERVE_ASSETS:-$PWD/assets} MIXSERVE_SOURCE_DIR=${MIXSERVE_SOURCE_DIR:-$PWD}
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 echo "== decode kernels: registers / stack"
 cuobjdump -res-usage $B 2>/dev/null | grep -A1 -E "attention_decode_(tiled_)?kernel" \
