@@ -187,8 +187,7 @@ double rel_l2_device(const void* got, const void* ref, size_t n, DType dt) {
   return std::sqrt(num / std::max(den, 1e-30));
 }
 
-json run_case(const Case& c, DType dt, bool kv_fp8, int iters, bool sweep, int sms,
-              bool* ok) {
+json run_case(const Case& c, DType dt, bool kv_fp8, int iters, bool sweep, int sms, bool* ok) {
   const Inputs in = make_inputs(c, dt, kv_fp8);
   const size_t out_elems = size_t(in.plan.num_tokens()) * kHq * kD;
   cuda::DeviceBuffer out(out_elems * 2), out_ref(out_elems * 2);
@@ -212,8 +211,8 @@ json run_case(const Case& c, DType dt, bool kv_fp8, int iters, bool sweep, int s
   const cuda::DecodeSplitPlan planned = cuda::plan_decode_splits(probe, sms);
   // Correctness first: the planned fast path against the generic kernel on copy 0.
   MIXSERVE_CUDA_CHECK(cudaMemset(out.get(), 0xff, out_elems * 2));  // NaN poison
-  MIXSERVE_CUDA_CHECK(cuda::paged_attention_generic(
-      args_for(in, 0, out_ref.get(), false, kv_fp8), dt, nullptr));
+  MIXSERVE_CUDA_CHECK(
+      cuda::paged_attention_generic(args_for(in, 0, out_ref.get(), false, kv_fp8), dt, nullptr));
   auto check = [&](const std::string& kernel, const cuda::DecodeSplitPlan& plan) {
     MIXSERVE_CUDA_CHECK(cudaMemset(out.get(), 0xff, out_elems * 2));
     MIXSERVE_CUDA_CHECK(cuda::paged_attention_planned(probe, plan, dt, nullptr));
@@ -312,9 +311,10 @@ const CommandRegistrar kBenchAttention(
             {"decode 1x512", 1, 1, 512},       {"decode 1x193", 1, 1, 193},
             {"prefill 1x4096", 1, 4096, 4096}, {"prefill 8x512", 8, 512, 512},
         };
-        json results = {{"device", prop.name}, {"sms", sms},          {"dtype", a->dtype},
-                        {"kv", a->kv},         {"Hq", kHq},           {"Hkv", kHkv},
-                        {"D", kD},             {"block_size", kBlock}, {"iters", a->iters}};
+        json results = {
+            {"device", prop.name}, {"sms", sms},  {"dtype", a->dtype}, {"kv", a->kv},
+            {"Hq", kHq},           {"Hkv", kHkv}, {"D", kD},           {"block_size", kBlock},
+            {"iters", a->iters}};
         bool ok = true;
         for (const Case& c : cases) {
           if (!a->only.empty() && c.name.find(a->only) == std::string::npos) continue;

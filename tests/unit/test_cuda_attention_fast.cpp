@@ -29,9 +29,9 @@ struct Case {
   int window = 0;
   int block_size = 16;
   DType dt = DType::kBF16;
-  int forced_splits = 0;  // > 0: split-K kernel alone, with this many splits
-  bool kv_fp8 = false;    // E4M3 cache, K scale 1/224 and V scale 1/112
-  bool tiled = false;     // with forced_splits: the tiled kernel (else the stream kernel)
+  int forced_splits = 0;     // > 0: split-K kernel alone, with this many splits
+  bool kv_fp8 = false;       // E4M3 cache, K scale 1/224 and V scale 1/112
+  bool tiled = false;        // with forced_splits: the tiled kernel (else the stream kernel)
   float q_magnitude = 1.0f;  // standard deviation of the (normal) queries
 };
 
@@ -69,8 +69,7 @@ void check(const Case& c) {
   const int T = plan.num_tokens();
   const size_t pool = size_t(num_blocks) * c.block_size * hs.Hkv * hs.D;
   const int stride = (hs.Hq + 2 * hs.Hkv) * hs.D;
-  const std::vector<float> qkv =
-      rounded(random_vector(size_t(T) * stride, c.q_magnitude), c.dt);
+  const std::vector<float> qkv = rounded(random_vector(size_t(T) * stride, c.q_magnitude), c.dt);
   std::vector<float> k = rounded(random_vector(pool), c.dt);
   std::vector<float> v = rounded(random_vector(pool), c.dt);
   std::vector<uint8_t> k8, v8;
@@ -196,8 +195,8 @@ TEST(CudaAttentionFast, TiledKernelForcedSplits) {
     check({seqs, {8, 1, 64}, 0, 16, DType::kF16, splits, false, true});
     check({seqs, {8, 1, 64}, 0, 7, DType::kF16, splits, true, true});
   }
-  for (const HeadShape hs : {HeadShape{8, 8, 64}, HeadShape{12, 4, 64}, HeadShape{32, 1, 128},
-                             HeadShape{16, 2, 128}}) {
+  for (const HeadShape hs :
+       {HeadShape{8, 8, 64}, HeadShape{12, 4, 64}, HeadShape{32, 1, 128}, HeadShape{16, 2, 128}}) {
     check({seqs, hs, 0, 7, DType::kBF16, 3, false, true});
     check({seqs, hs, 0, 16, DType::kF16, 3, true, true});
   }

@@ -4,7 +4,7 @@
 // Why: at ~200-key contexts the split-K stream kernel (attention_decode.cuh) is bound by the
 // latency of its per-stream chain (block table -> 4 keys' K / V -> math), ~1.2 TB/s. Here every
 // lane of a warp issues its share of the next kStages - 1 tiles with cp.async (16-byte copies,
-// one block-table lookup per row) before the current tile's math, so a warp keeps 8-12 KB of
+// one block-table lookup per row) before the current tile's math, so a warp keeps ~8 KB of
 // K / V in flight, and the math is mma.sync m16n8k16: S = Q K^T with the HG query heads as the
 // rows 0..7 of the 16-row A operand (rows 8..15 are zeros, their accumulators dropped), then
 // O += P V with P straight from S's accumulators (flash-attention-2's register reuse).
@@ -111,10 +111,10 @@ __global__ void __launch_bounds__(kTiledWarps * 32, 3)
   using M = typename std::conditional<kFp8, __half, T>::type;
   constexpr int kU = 16 / static_cast<int>(sizeof(C));  // elements per 16-byte unit
   constexpr int kRow = tiled_row_bytes<C, D>();
-  constexpr int kUpr = D / kU;                  // 16-byte units per row
-  constexpr int kKSteps = D / 16;               // QK^T k-steps
-  constexpr int kKUnits = D / 4 / kU;           // K units a thread reads per row
-  constexpr int kDTiles = D / 8;                // PV n-tiles
+  constexpr int kUpr = D / kU;                                  // 16-byte units per row
+  constexpr int kKSteps = D / 16;                               // QK^T k-steps
+  constexpr int kKUnits = D / 4 / kU;                           // K units a thread reads per row
+  constexpr int kDTiles = D / 8;                                // PV n-tiles
   constexpr int kVBytes = D / 8 * static_cast<int>(sizeof(C));  // V bytes a thread reads per row
   constexpr int kVWords = kVBytes / 4;
   constexpr int kStages = tiled_stages<C>();
@@ -184,8 +184,8 @@ __global__ void __launch_bounds__(kTiledWarps * 32, 3)
   uint32_t qa[kKSteps][2];
   float qscale;
   {
-    const T* qrow =
-        static_cast<const T*>(a.q) + t * a.q_stride + static_cast<int64_t>(h0 + min(gid, hg - 1)) * D;
+    const T* qrow = static_cast<const T*>(a.q) + t * a.q_stride +
+                    static_cast<int64_t>(h0 + min(gid, hg - 1)) * D;
     float qf[kKSteps][4];
 #pragma unroll
     for (int kk = 0; kk < kKSteps; ++kk) {
@@ -272,7 +272,7 @@ __global__ void __launch_bounds__(kTiledWarps * 32, 3)
       }
     mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
     mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
-    const float m_new = fmaxf(m, mt);  // finite: the tile has a key below hi
+    const float m_new = fmaxf(m, mt);         // finite: the tile has a key below hi
     const float corr = fast_exp2(m - m_new);  // m = -inf: 0
     l *= corr;
 #pragma unroll
@@ -341,7 +341,8 @@ __global__ void __launch_bounds__(kTiledWarps * 32, 3)
   l += __shfl_xor_sync(0xffffffffu, l, 2);
   if (gid >= hg) return;
   const int head = h0 + gid;
-  const int d0 = D / 8 * tiled_vsel<kVBytes>(2 * tig), d1 = D / 8 * tiled_vsel<kVBytes>(2 * tig + 1);
+  const int d0 = D / 8 * tiled_vsel<kVBytes>(2 * tig),
+            d1 = D / 8 * tiled_vsel<kVBytes>(2 * tig + 1);
   const float inv = l > 0.0f ? a.v_scale / l : 0.0f;
   if (num_splits == 1) {
     T* out = static_cast<T*>(a.out) + (static_cast<int64_t>(t) * a.num_heads + head) * D;
@@ -380,7 +381,7 @@ cudaError_t launch_attention_decode_tiled(const AttentionArgs& a, const DecodeSp
   float* part_lse = part_o + size_t(a.num_tokens) * a.num_heads * plan.num_splits * D;
   const int blocks = static_cast<int>((units + kTiledWarps - 1) / kTiledWarps);
   kernel<<<blocks, kTiledWarps * 32, smem, stream>>>(a, plan.num_splits, plan.split_len, hg,
-                                                      static_cast<int>(units), part_o, part_lse);
+                                                     static_cast<int>(units), part_o, part_lse);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess || plan.num_splits == 1) return err;
   attention_combine_kernel<T, D>
