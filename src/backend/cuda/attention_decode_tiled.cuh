@@ -1,5 +1,6 @@
-// Decode attention for short contexts on tensor cores: one warp per (token t, KV head g, group
-// of HG <= 8 query heads of g, split s), K / V tiles of 16 keys through shared memory.
+// Decode attention on tensor cores: one warp per (token t, KV head g, group of HG <= 8 query
+// heads of g, split s), K / V tiles of 16 keys through shared memory. Built for short contexts,
+// measured faster at long ones too (docs/perf/NOTES.md, session 4).
 //
 // Why: at ~200-key contexts the split-K stream kernel (attention_decode.cuh) is bound by the
 // latency of its per-stream chain (block table -> 4 keys' K / V -> math), ~1.2 TB/s. Here every
