@@ -253,13 +253,15 @@ TEST(CudaMoePaddedFp8, GroupedStepMatchesCpuReference) {
 }
 
 // Steps of the size that read counts back (257 and 600 tokens, uneven counts not multiples of
-// 16; every token on two experts; top-1 over 4 experts): the counted layout.
+// 16; every token on two experts; top-1 over 4 experts): the counted layout. C >= 64 takes
+// the row-tiled SiLU·mul, with one chunk of 8 per thread (F <= 8192) or two (F = 8208, as
+// Mixtral's 14,336).
 TEST(CudaMoePaddedFp8, CountedStepMatchesCpuReference) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   cuda::CublasLtBatchedFp8 gemm;
   const Case cases[] = {
       {257, 8, 2, 128, 384}, {600, 8, 2, 64, 256}, {130, 8, 2, 64, 256, 5},
-      {300, 4, 1, 128, 128}, {3, 8, 2, 64, 1040},
+      {300, 4, 1, 128, 128}, {3, 8, 2, 64, 1040}, {300, 8, 2, 64, 8208},
   };
   for (const Case& c : cases) {
     const MoeInputs in = make_inputs(c);
