@@ -32,6 +32,10 @@ ModelFiles open_model_dir(const std::filesystem::path& dir);
 
 // The name of the scale tensor of an FP8 weight: "<weight_name>_scale".
 std::string fp8_scale_name(const std::string& weight_name);
+// The name of an FP8 weight's activation (input) scale: "...q_proj.weight" ->
+// "...q_proj.input_scale". open_model_dir checks it (required under activation_scheme
+// "static", else optional): one positive finite F32 / BF16 / F16 value, shape [] or [1].
+std::string fp8_input_scale_name(const std::string& weight_name);
 
 // True when `scale` has one value per row of a weight with `rows` rows ([rows] or [rows, 1]);
 // false for a per-tensor scale ([] or [1]). Throws for any other shape.

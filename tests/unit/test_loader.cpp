@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -226,6 +227,74 @@ TEST_F(ModelDir, Fp8NeedsConfigAndScale) {
   EXPECT_NE(open_error().find("is F8_E4M3 but its scale " + w + "_scale is missing"),
             std::string::npos)
       << open_error();
+}
+
+// Activation scales ("...o_proj.input_scale"): required under activation_scheme "static",
+// optional under "dynamic"; when present one positive finite F32/BF16/F16 value.
+TEST_F(ModelDir, Fp8ActivationScalesAreChecked) {
+  const std::string w = weight_names::o_proj(0);  // [128, 128]
+  const std::string in = "model.layers.0.self_attn.o_proj.input_scale";
+  ASSERT_EQ(fp8_input_scale_name(w), in);
+  // o_proj as F8_E4M3 with a per-tensor weight scale, and an input scale of this shape, dtype
+  // and value (none when nullopt).
+  auto make_fp8 = [&](std::optional<std::vector<int64_t>> shape, DType dtype, float value) {
+    rewrite([&](std::vector<TensorToWrite>& ts) {
+      for (auto& t : ts) {
+        if (t.name == w) t = {w, DType::kF8E4M3, {128, 128}, std::vector<uint8_t>(128 * 128, 0x38)};
+      }
+      ts.push_back(f32_tensor(fp8_scale_name(w), {}));
+      if (shape) {
+        int64_t n = 1;
+        for (int64_t d : *shape) n *= d;
+        TensorToWrite s{in, dtype, *shape, {}};
+        if (dtype == DType::kF32 || dtype == DType::kI32) {  // I32: the float's bits
+          std::vector<float> v(size_t(n), value);
+          s.bytes.resize(v.size() * 4);
+          std::memcpy(s.bytes.data(), v.data(), s.bytes.size());
+        } else {  // BF16: the float's upper half
+          uint32_t bits = 0;
+          std::memcpy(&bits, &value, 4);
+          for (int64_t i = 0; i < n; ++i) {
+            s.bytes.push_back(uint8_t(bits >> 16));
+            s.bytes.push_back(uint8_t(bits >> 24));
+          }
+        }
+        ts.push_back(s);
+      }
+    });
+  };
+  ModelConfig c = made_.config;
+  c.fp8 = true;
+  for (const std::string scheme : {"dynamic", "static"}) {
+    c.fp8_activation_scheme = scheme;
+    write_text(dir_ / "config.json", c.to_json_text());
+    make_fp8(std::vector<int64_t>{}, DType::kF32, 0.05f);
+    EXPECT_NO_THROW(open_model_dir(dir_.path())) << scheme;
+    make_fp8(std::vector<int64_t>{1}, DType::kBF16, 0.5f);
+    EXPECT_NO_THROW(open_model_dir(dir_.path())) << scheme;
+    make_fp8(std::vector<int64_t>{128}, DType::kF32, 0.05f);
+    EXPECT_NE(open_error().find("tensor " + in + " has shape [128], expected [] or [1]"),
+              std::string::npos)
+        << open_error();
+    make_fp8(std::vector<int64_t>{}, DType::kF32, 0.0f);
+    EXPECT_NE(open_error().find("an activation scale must be a positive finite number"),
+              std::string::npos)
+        << open_error();
+    make_fp8(std::vector<int64_t>{}, DType::kF32, std::numeric_limits<float>::infinity());
+    EXPECT_NE(open_error().find("tensor " + in + " holds inf"), std::string::npos)
+        << open_error();
+    make_fp8(std::vector<int64_t>{}, DType::kI32, 1.0f);
+    EXPECT_NE(open_error().find("has dtype I32, expected F32, F16 or BF16"), std::string::npos)
+        << open_error();
+  }
+  make_fp8(std::nullopt, DType::kF32, 0.0f);  // static (the last scheme): required
+  EXPECT_NE(open_error().find("activation_scheme \"static\", but its activation scale " + in +
+                              " is missing"),
+            std::string::npos)
+      << open_error();
+  c.fp8_activation_scheme = "dynamic";
+  write_text(dir_ / "config.json", c.to_json_text());
+  EXPECT_NO_THROW(open_model_dir(dir_.path()));  // dynamic: optional
 }
 
 TEST_F(ModelDir, ConfigMismatchOrAbsence) {
