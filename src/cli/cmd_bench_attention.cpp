@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -202,7 +203,7 @@ const CommandRegistrar kBenchAttention(
     "Mixtral's head shape",
     [](CLI::App& sub) -> std::function<int()> {
       struct Args {
-        std::string dtype = "bf16", json_path;
+        std::string dtype = "bf16", json_path, only;
         int iters = 50;
         bool sweep = false;
       };
@@ -213,6 +214,7 @@ const CommandRegistrar kBenchAttention(
           ->capture_default_str();
       sub.add_flag("--sweep", a->sweep, "Decode: also time other split counts");
       sub.add_option("--json", a->json_path, "Write the results to this JSON file");
+      sub.add_option("--only", a->only, "Time only the cases whose name contains this text");
       return [a] {
         MIXSERVE_CHECK(a->dtype == "bf16" || a->dtype == "fp16",
                        "bench attention: --dtype must be bf16 or fp16, got '", a->dtype, "'");
@@ -232,8 +234,13 @@ const CommandRegistrar kBenchAttention(
         json results = {
             {"device", prop.name}, {"sms", sms}, {"dtype", a->dtype},    {"Hq", kHq},
             {"Hkv", kHkv},         {"D", kD},    {"block_size", kBlock}, {"iters", a->iters}};
-        for (const Case& c : cases)
+        // The prefill kernel at D = 128 (attention.cu): wgmma unless MIXSERVE_PREFILL_ATTN=mma.
+        const char* pf = std::getenv("MIXSERVE_PREFILL_ATTN");
+        results["prefill_kernel"] = pf != nullptr && std::string(pf) == "mma" ? "mma" : "wgmma";
+        for (const Case& c : cases) {
+          if (c.name.find(a->only) == std::string::npos) continue;
           results["cases"].push_back(run_case(c, dt, a->iters, a->sweep, sms));
+        }
         if (!a->json_path.empty()) {
           std::ofstream f(a->json_path);
           MIXSERVE_CHECK(f.good(), "bench attention: cannot write --json ", a->json_path);
