@@ -198,6 +198,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) attention_prefill_wgmma_kernel(
       pa[kk][3] = pack2<T>(sc[8 * kk + 6], sc[8 * kk + 7]);
     }
     wg_fence_operands(o);
+    wg_fence_operands(pa);
     wg_fence();
 #pragma unroll
     for (int kk = 0; kk < kWgBc / 16; ++kk) {

@@ -67,6 +67,13 @@ __device__ __forceinline__ void wg_fence_operands(float (&d)[N]) {
 #pragma unroll
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
+template <int N, int M>
+__device__ __forceinline__ void wg_fence_operands(uint32_t (&r)[N][M]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int k = 0; k < M; ++k) asm volatile("" : "+r"(r[i][k])::"memory");
+}
 // Shared memory written by the generic proxy (cp.async, st.shared) before wgmma reads it.
 __device__ __forceinline__ void fence_proxy_async_smem() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
