@@ -11,12 +11,12 @@ cuobjdump -sass $B 2>/dev/null | awk '/Function :/{f=$0} /HGMMA/{n[f]++} END{for
 timeout 150 $T --gtest_filter="${TESTS:-CudaAttention*}" > $OUT/tests.log 2>&1; rc=$?
 echo "tests rc=$rc"; grep -E "^\[  FAILED|^\[  PASSED|^\[       OK|Failure|rel|Expected" $OUT/tests.log | head -30
 if [ -n "${MEMCHECK:-}" ]; then
-  timeout 120 compute-sanitizer --tool memcheck $T --gtest_filter='CudaAttentionFast.WgmmaPrefillEdges' \
+  timeout 100 compute-sanitizer --tool memcheck $T --gtest_filter='CudaAttentionFast.MatchesReferenceAndGenericKernel' \
     > $OUT/memcheck.log 2>&1; echo "memcheck rc=$?"; tail -4 $OUT/memcheck.log
 fi
 [ $rc -ne 0 ] && [ -z "${FORCE_BENCH:-}" ] && exit 1
 for dt in ${DTYPES:-bf16 fp16}; do
-  for k in mma wgmma; do
+  for k in ${KERNELS:-mma wgmma-serial wgmma}; do
     MIXSERVE_PREFILL_ATTN=$k timeout 60 $B bench attention --dtype $dt --iters 30 --only prefill \
       --json $OUT/h100-pfwg-$k-$dt.json | grep -E "fast"  | sed "s/^/$k $dt: /"
   done
