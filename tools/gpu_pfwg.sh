@@ -12,7 +12,7 @@ timeout 150 $T --gtest_filter="${TESTS:-CudaAttention*}" > $OUT/tests.log 2>&1; 
 echo "tests rc=$rc"; grep -E "^\[  FAILED|^\[  PASSED|^\[       OK|Failure|rel|Expected" $OUT/tests.log | head -30
 [ $rc -ne 0 ] && [ -z "${FORCE_BENCH:-}" ] && exit 1
 for dt in ${DTYPES:-bf16 fp16}; do
-  for k in ${KERNELS:-mma wgmma-serial wgmma}; do
+  for k in ${KERNELS:-mma wgmma}; do
     MIXSERVE_PREFILL_ATTN=$k timeout 60 $B bench attention --dtype $dt --iters 30 --only prefill \
       --json $OUT/h100-pfwg-$k-$dt.json | grep -E "fast"  | sed "s/^/$k $dt: /"
   done

@@ -18,15 +18,10 @@ namespace {
 
 bool fast_head_dim(int D) { return D == 64 || D == 128; }
 
-// Prefill kernel at D = 128 (read per call, cheap next to a launch, so that one process can
-// time or test each): MIXSERVE_PREFILL_ATTN=mma (mma.sync), wgmma-serial (wgmma, P V not
-// overlapped with the next softmax), anything else or unset: wgmma with the overlap.
-enum class PrefillKernel { kMma, kWgmmaSerial, kWgmma };
-PrefillKernel prefill_kernel() {
+// Read per call (cheap next to a launch) so that one process can time or test both kernels.
+bool prefill_wgmma_enabled() {
   const char* v = std::getenv("MIXSERVE_PREFILL_ATTN");
-  if (v != nullptr && std::strcmp(v, "mma") == 0) return PrefillKernel::kMma;
-  if (v != nullptr && std::strcmp(v, "wgmma-serial") == 0) return PrefillKernel::kWgmmaSerial;
-  return PrefillKernel::kWgmma;
+  return v == nullptr || std::strcmp(v, "mma") != 0;
 }
 
 // T: the query/output type; C: the cache element type (T, or E4M3 for an FP8 cache).
@@ -41,9 +36,8 @@ cudaError_t launch_fast_typed(const AttentionArgs& a, const DecodeSplitPlan& pla
   }
   cudaError_t err;
   if constexpr (D == 128 && std::is_same_v<T, C>) {
-    const PrefillKernel k = prefill_kernel();
-    err = a.max_q_len > 64 && k != PrefillKernel::kMma
-              ? launch_attention_prefill_wgmma<T>(a, k == PrefillKernel::kWgmma, stream)
+    err = a.max_q_len > 64 && prefill_wgmma_enabled()
+              ? launch_attention_prefill_wgmma<T>(a, stream)
               : launch_attention_prefill<T, C, D>(a, stream);
   } else {
     err = launch_attention_prefill<T, C, D>(a, stream);

@@ -33,11 +33,11 @@ constexpr int kWgThreads = 256;
 constexpr uint32_t kWgTileBytes = kWgBc * kWgD * 2;
 constexpr uint32_t kWgOffK = kWgBr * kWgD * 2;
 constexpr uint32_t kWgOffV = kWgOffK + 2 * kWgTileBytes;
-constexpr uint32_t kWgOffRows = kWgOffV + 3 * kWgTileBytes;
+constexpr uint32_t kWgOffRows = kWgOffV + 2 * kWgTileBytes;
 // + 1 KB: the dynamic shared-memory base is rounded up to 1,024 bytes in the kernel.
 constexpr size_t kWgSmemBytes = kWgOffRows + 2 * kWgBc * sizeof(int64_t) + 1024;
 
-template <typename T, bool kOverlap>
+template <typename T>
 __global__ void __launch_bounds__(kWgThreads, 1) attention_prefill_wgmma_kernel(AttentionArgs a) {
   constexpr int kChunks = kWgD / 8;                 // 16-byte chunks per row
   constexpr int kRowsPerPass = kWgThreads / kChunks;  // 16
@@ -92,24 +92,22 @@ __global__ void __launch_bounds__(kWgThreads, 1) attention_prefill_wgmma_kernel(
     }
   };
   const int ch = tid % kChunks, row0 = tid / kChunks;
-  // K of tile j into K buffer j % 2, V into V buffer j % 3 (see the loop).
-  auto load_tile = [&](int j) {
+  auto load_tile = [&](uint32_t buf, int j) {
     const int64_t* rs = rows_s + (j & 1) * kWgBc;
-    const uint32_t kb = k_s + (j & 1) * kWgTileBytes, vb = v_s + (j % 3) * kWgTileBytes;
 #pragma unroll
     for (int u = 0; u < kKvPasses; ++u) {
       const int r = row0 + u * kRowsPerPass;
       const int64_t row = rs[r];
       const bool valid = row >= 0;  // zero-fill past the range (P = 0 must not meet NaN)
       const int64_t off = valid ? row + ch * 8 : 0;
-      cp_async16(kb + sw128_offset<kWgBc>(r, ch), k_cache + off, valid);
-      cp_async16(vb + sw128_offset<kWgBc>(r, ch), v_cache + off, valid);
+      cp_async16(k_s + buf + sw128_offset<kWgBc>(r, ch), k_cache + off, valid);
+      cp_async16(v_s + buf + sw128_offset<kWgBc>(r, ch), v_cache + off, valid);
     }
   };
   walk_tile(0);
   if (num_tiles > 1) walk_tile(1);
   __syncthreads();
-  load_tile(0);
+  load_tile(0, 0);
   cp_async_commit();
 
   const float scale = a.scale * kLog2e;
@@ -123,29 +121,33 @@ __global__ void __launch_bounds__(kWgThreads, 1) attention_prefill_wgmma_kernel(
   // K (K-major, B): likewise over the tile's 128 keys. V (MN-major, B): keys are K (8-key
   // groups 1,024 bytes apart: SBO), D is N (64-column halves Bc * 128 bytes apart: LBO).
   const uint32_t q_wg = q_s + w0 * 128;
-  auto issue_s = [&](float (&sc)[64], int j) {
-    const uint32_t kb = k_s + (j & 1) * kWgTileBytes;
+  for (int j = 0; j < num_tiles; ++j) {
+    const int base = kv_first_tile + j * kWgBc;
+    const uint32_t cur = (j & 1) * kWgTileBytes, next = kWgTileBytes - cur;
+    cp_async_wait<0>();
+    fence_proxy_async_smem();  // cp.async wrote tile j (and Q); wgmma reads it (async proxy)
+    __syncthreads();           // ... and every warpgroup is done with tile j - 1's buffers
+    if (j + 1 < num_tiles) {
+      load_tile(next, j + 1);
+      cp_async_commit();
+    }
+    if (j + 2 < num_tiles) walk_tile(j + 2);
+    // Warpgroup-uniform: the tile holds no key any of this warpgroup's rows sees.
+    const bool skip = !active || base > wp_hi || (W > 0 && base + kWgBc - 1 <= wp_lo - W);
+    if (skip) continue;
+    float sc[64];
+    wg_fence();
 #pragma unroll
     for (int kk = 0; kk < kWgD / 16; ++kk) {
       const uint32_t koff = (kk / 4) * (kWgBc * 128) + (kk % 4) * 32;
       const uint64_t qd = wg_desc(q_wg + (kk / 4) * (kWgBr * 128) + (kk % 4) * 32, 16, 1024);
-      wgmma_m64n128k16_ss<T>(sc, qd, wg_desc(kb + koff, 16, 1024), kk > 0);
+      const uint64_t kd = wg_desc(k_s + cur + koff, 16, 1024);
+      wgmma_m64n128k16_ss<T>(sc, qd, kd, kk > 0);
     }
     wg_commit();
-  };
-  auto issue_pv = [&](const uint32_t (&pa)[8][4], int j) {
-    const uint32_t vb = v_s + (j % 3) * kWgTileBytes;
-#pragma unroll
-    for (int kk = 0; kk < kWgBc / 16; ++kk) {
-      wgmma_m64n128k16_rs<T>(o, pa[kk], wg_desc(vb + kk * 2048, kWgBc * 128, 1024));
-    }
-    wg_commit();
-  };
-  // Masks tile j's scores, exponentiates them in place, updates m and l; returns in corr the
-  // factor O must be multiplied by before P V of this tile is added.
-  auto softmax = [&](float (&sc)[64], int j, float (&corr)[2]) {
-    const int base = kv_first_tile + j * kWgBc;
-    // sc[4 n + 2 h + e]: row h of this thread, key base + 8 n + 2 (lane % 4) + e.
+    wg_wait<0>();
+    wg_fence_operands(sc);
+    // sc[4 n + 2 h + e]: row (h) of this thread, key base + 8 n + 2 (lane % 4) + e.
     const bool need_mask = base + kWgBc - 1 > wp_lo || (W > 0 && base <= wp_hi - W);
     if (need_mask) {
 #pragma unroll
@@ -157,6 +159,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) attention_prefill_wgmma_kernel(
           if (key > pr || (W > 0 && key <= pr - W)) sc[4 * n + i] = -INFINITY;
         }
     }
+    float corr[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float mx = m[h];
@@ -177,11 +180,6 @@ __global__ void __launch_bounds__(kWgThreads, 1) attention_prefill_wgmma_kernel(
       l[h] = l[h] * corr[h] + sum;  // per-lane partial sum; the quad is summed at the end
       m[h] = mx;
     }
-  };
-  // O *= corr, then P (T) as the A fragment of k-step kk (keys 16 kk .. 16 kk + 15): the
-  // accumulator blocks n = 2 kk, 2 kk + 1 are exactly the m16n8k16 A layout of the warp.
-  auto rescale_and_pack = [&](const float (&sc)[64], const float (&corr)[2],
-                              uint32_t (&pa)[8][4]) {
 #pragma unroll
     for (int n = 0; n < 16; ++n) {
       o[4 * n] *= corr[0];
@@ -189,6 +187,9 @@ __global__ void __launch_bounds__(kWgThreads, 1) attention_prefill_wgmma_kernel(
       o[4 * n + 2] *= corr[1];
       o[4 * n + 3] *= corr[1];
     }
+    // P as the A fragment of k-step kk (keys 16 kk .. 16 kk + 15): the accumulator blocks
+    // n = 2 kk, 2 kk + 1 are exactly the m16n8k16 A layout of the thread's warp.
+    uint32_t pa[8][4];
 #pragma unroll
     for (int kk = 0; kk < 8; ++kk) {
       pa[kk][0] = pack2<T>(sc[8 * kk], sc[8 * kk + 1]);
@@ -196,62 +197,17 @@ __global__ void __launch_bounds__(kWgThreads, 1) attention_prefill_wgmma_kernel(
       pa[kk][2] = pack2<T>(sc[8 * kk + 4], sc[8 * kk + 5]);
       pa[kk][3] = pack2<T>(sc[8 * kk + 6], sc[8 * kk + 7]);
     }
-  };
-
-  // Buffers: K of tile j + 1 is loaded during tile j into K buffer (j + 1) % 2, whose last
-  // reader (S of tile j - 1) completed before this iteration's barrier. kOverlap: P V of tile
-  // j - 1 runs during tile j's softmax, so V needs a third buffer: V of tile j + 1 goes to
-  // (j + 1) % 3, last read by P V of tile j - 2, which completed during iteration j - 1.
-  uint32_t pa[8][4];
-  bool pending = false;  // kOverlap: P of tile j - 1 waits for its P V product
-  auto flush = [&](int jp) {
-    wg_fence();
-    issue_pv(pa, jp);
-    wg_wait<0>();
     wg_fence_operands(o);
     wg_fence_operands(pa);
-    pending = false;
-  };
-  for (int j = 0; j < num_tiles; ++j) {
-    const int base = kv_first_tile + j * kWgBc;
-    cp_async_wait<0>();
-    fence_proxy_async_smem();  // cp.async wrote tile j (and Q); wgmma reads it (async proxy)
-    __syncthreads();           // ... and every warpgroup is done with the buffers reloaded here
-    if (j + 1 < num_tiles) {
-      load_tile(j + 1);
-      cp_async_commit();
-    }
-    if (j + 2 < num_tiles) walk_tile(j + 2);
-    // Warpgroup-uniform: the tile holds no key any of this warpgroup's rows sees. A
-    // warpgroup's visible tiles are contiguous (causal end, window start).
-    const bool skip = !active || base > wp_hi || (W > 0 && base + kWgBc - 1 <= wp_lo - W);
-    if (skip) {
-      if (kOverlap && pending) flush(j - 1);
-      continue;
-    }
-    float sc[64];
-    float corr[2];
     wg_fence();
-    issue_s(sc, j);
-    if (kOverlap && pending) {
-      issue_pv(pa, j - 1);
-      wg_wait<1>();  // S done; P V of tile j - 1 may still run
-    } else {
-      wg_wait<0>();
+#pragma unroll
+    for (int kk = 0; kk < kWgBc / 16; ++kk) {
+      wgmma_m64n128k16_rs<T>(o, pa[kk], wg_desc(v_s + cur + kk * 2048, kWgBc * 128, 1024));
     }
-    wg_fence_operands(sc);
-    softmax(sc, j, corr);
-    if (kOverlap && pending) wg_wait<0>();
+    wg_commit();
+    wg_wait<0>();  // V's buffer is refilled after the next barrier
     wg_fence_operands(o);
-    wg_fence_operands(pa);
-    rescale_and_pack(sc, corr, pa);
-    if (kOverlap) {
-      pending = true;
-    } else {
-      flush(j);
-    }
   }
-  if (kOverlap && pending) flush(num_tiles - 1);
   if (!active) return;
   // Normalise into this warpgroup's own Q rows (no other warpgroup reads them; its products
   // are complete), then 16-byte row stores.
@@ -284,12 +240,10 @@ __global__ void __launch_bounds__(kWgThreads, 1) attention_prefill_wgmma_kernel(
 // The wgmma kernel takes a prefill step when it can: D = 128, cache of the activation type,
 // some sequence with more than 64 queries (shorter chunks keep the 64-row mma.sync blocks).
 template <typename T>
-cudaError_t launch_attention_prefill_wgmma(const AttentionArgs& a, bool overlap,
-                                           cudaStream_t stream) {
+cudaError_t launch_attention_prefill_wgmma(const AttentionArgs& a, cudaStream_t stream) {
   const int q_tiles = (a.max_q_len + kWgBr - 1) / kWgBr;
   if (q_tiles == 0 || a.num_seqs == 0) return cudaSuccess;
-  auto* kernel = overlap ? attention_prefill_wgmma_kernel<T, true>
-                         : attention_prefill_wgmma_kernel<T, false>;
+  auto* kernel = attention_prefill_wgmma_kernel<T>;
   const cudaError_t err = cudaFuncSetAttribute(
       kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kWgSmemBytes));
   if (err != cudaSuccess) return err;
