@@ -13,7 +13,7 @@ echo "tests rc=$rc"; grep -E "^\[  FAILED|^\[  PASSED|^\[       OK|Failure|rel|E
 [ $rc -ne 0 ] && [ -z "${FORCE_BENCH:-}" ] && exit 1
 for dt in ${DTYPES:-bf16 fp16}; do
   for k in ${KERNELS:-mma wgmma}; do
-    MIXSERVE_PREFILL_ATTN=$k timeout 60 $B bench attention --dtype $dt --iters 30 --only prefill \
+    MIXSERVE_PREFILL_ATTN=$k timeout 60 $B bench attention --dtype $dt --iters 30 --cases prefill \
       --json $OUT/h100-pfwg-$k-$dt.json | grep -E "fast"  | sed "s/^/$k $dt: /"
   done
 done

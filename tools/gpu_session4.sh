@@ -13,17 +13,23 @@ if [ -n "${TESTS:-}" ]; then
   timeout 240 $T --gtest_filter="$TESTS" > $R/$TAG-gpu-tests.log 2>&1; echo "tests rc=$?"
   grep -E "^\[  FAILED|^\[  PASSED|^\[  SKIPPED|\[fp8 counted\]|counted, C" $R/$TAG-gpu-tests.log | head -24
 fi
-step() {  # label, flags...
+step() {  # label, flags... (the MoE count read-backs' share and the SM clock / power printed)
   local label=$1; shift
-  printf "%-34s " "$label"; MIXSERVE_LOG=${STEP_LOG:-info} timeout 90 $B bench-step $FP8 --context ${CTX:-192} --iters 10 "$@" 2>$R/step-$label.err | tail -1 | grep -oE "step_ms_median\":[0-9.]+"
+  nvidia-smi --query-gpu=clocks.sm,power.draw --format=csv,noheader -lms 200 > $R/smi-$label.txt 2>/dev/null &
+  local smi=$!
+  printf "%-34s " "$label"; MIXSERVE_LOG=${STEP_LOG:-info} timeout 90 $B bench-step $FP8 --context ${CTX:-192} --iters 10 "$@" 2>$R/step-$label.err | tail -1 | grep -oE "step_ms_median\":[0-9.]+" | tr '\n' ' '
+  kill $smi 2>/dev/null; wait $smi 2>/dev/null
+  grep -oE "read-backs took .*" $R/step-$label.err | tr '\n' ' '
+  sort -t, -k1 -n $R/smi-$label.txt | awk -F, '{c[NR]=$1; p[NR]=$2} END {if (NR) printf "SM MHz min/median %s/%s, power median %s\n", c[1], c[int((NR+1)/2)], p[int((NR+1)/2)]; else print ""}'
 }
-for mode in 0 1.25; do
+export MIXSERVE_SYNC_TIMING=1
+for mode in ${STEP_MODES:-0 1.25}; do
   export MIXSERVE_FP8_COUNTED=$mode
   for b in ${STEP_BATCHES:-256 1024 1536}; do step "decode-b$b-counted$mode" --batch $b; done
   CTX=128 step "prefill-8192-counted$mode" --prefill --batch 64
   CTX=128 step "prefill-2048-counted$mode" --prefill --batch 16
 done
-unset MIXSERVE_FP8_COUNTED
+unset MIXSERVE_FP8_COUNTED MIXSERVE_SYNC_TIMING
 off() {  # name, flags...
   local name=$1; shift
   timeout ${LIMIT:-150} $B bench offline --input-len 128 --out $R/$TAG-$name.json "$@" > $R/$TAG-$name.log 2>&1

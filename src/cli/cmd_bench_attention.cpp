@@ -3,7 +3,9 @@
 // next to the generic kernel, and prints achieved TB/s (K+V bytes read / time) and TFLOP/s
 // (causal: 4 * q * ctx * Hq * D / 2 per sequence). Each timed launch reads another copy of
 // Q / K / V (copies together larger than L2), so no launch finds its inputs cached. Median of
-// --iters launches.
+// --iters launches. --kv fp8: an E4M3 cache (random codes, K scale 1/224, V scale 1/112). Each
+// case first compares the fast path's output with the generic kernel's (relative L2 error;
+// the command fails above the dtype's tolerance).
 #ifdef MIXSERVE_HAVE_CUDA
 
 #include <CLI/CLI.hpp>
@@ -34,6 +36,7 @@ using nlohmann::json;
 
 constexpr int kHq = 32, kHkv = 8, kD = 128, kBlock = 16;
 constexpr size_t kRotateBytes = size_t(200) << 20;  // > 4x the H100's 50 MB L2
+constexpr float kFp8KScale = 1.0f / 224, kFp8VScale = 1.0f / 112;
 
 struct Case {
   std::string name;
@@ -48,7 +51,7 @@ struct Inputs {
   int copies = 1;
 };
 
-Inputs make_inputs(const Case& c, DType dt) {
+Inputs make_inputs(const Case& c, DType dt, bool kv_fp8) {
   Inputs in;
   BatchPlan& p = in.plan;
   const int per_seq = (c.context + kBlock - 1) / kBlock;
@@ -67,19 +70,37 @@ Inputs make_inputs(const Case& c, DType dt) {
   const int T = p.num_tokens(), blocks = c.seqs * per_seq;
   const size_t q_elems = size_t(T) * (kHq + 2 * kHkv) * kD;
   const size_t kv_elems = size_t(blocks) * kBlock * kHkv * kD;
-  const size_t set_bytes = (q_elems + 2 * kv_elems) * 2;
+  const size_t kv_elem_bytes = kv_fp8 ? 1 : 2;
+  const size_t set_bytes = q_elems * 2 + 2 * kv_elems * kv_elem_bytes;
   in.copies = static_cast<int>(std::clamp<size_t>(kRotateBytes / set_bytes + 1, 1, 64));
   std::mt19937 gen(1234);
+  // E4M3 codes of uniform values in [-1, 1) / scale (one host set, uploaded to every copy).
+  std::vector<uint8_t> codes;
+  if (kv_fp8) {
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    codes.resize(kv_elems);
+    for (uint8_t& b : codes) b = float_to_fp8e4m3(u(gen) / kFp8KScale);
+  }
   for (int i = 0; i < in.copies; ++i) {
     in.q.emplace_back(q_elems * 2);
-    in.k.emplace_back(kv_elems * 2);
-    in.v.emplace_back(kv_elems * 2);
+    in.k.emplace_back(kv_elems * kv_elem_bytes);
+    in.v.emplace_back(kv_elems * kv_elem_bytes);
     MIXSERVE_CUDA_CHECK(
         cuda::fill_synthetic(in.q[i].get(), dt, q_elems, 3 * i + 1, 1.0, false, nullptr));
-    MIXSERVE_CUDA_CHECK(
-        cuda::fill_synthetic(in.k[i].get(), dt, kv_elems, 3 * i + 2, 1.0, false, nullptr));
-    MIXSERVE_CUDA_CHECK(
-        cuda::fill_synthetic(in.v[i].get(), dt, kv_elems, 3 * i + 3, 1.0, false, nullptr));
+    if (kv_fp8) {
+      MIXSERVE_CUDA_CHECK(
+          cudaMemcpy(in.k[i].get(), codes.data(), kv_elems, cudaMemcpyHostToDevice));
+      // V: the same codes shifted by one element (not a copy of K).
+      MIXSERVE_CUDA_CHECK(
+          cudaMemcpy(in.v[i].get(), codes.data() + 1, kv_elems - 1, cudaMemcpyHostToDevice));
+      MIXSERVE_CUDA_CHECK(cudaMemcpy(static_cast<uint8_t*>(in.v[i].get()) + kv_elems - 1,
+                                     codes.data(), 1, cudaMemcpyHostToDevice));
+    } else {
+      MIXSERVE_CUDA_CHECK(
+          cuda::fill_synthetic(in.k[i].get(), dt, kv_elems, 3 * i + 2, 1.0, false, nullptr));
+      MIXSERVE_CUDA_CHECK(
+          cuda::fill_synthetic(in.v[i].get(), dt, kv_elems, 3 * i + 3, 1.0, false, nullptr));
+    }
     std::vector<int32_t> pool(blocks);
     std::iota(pool.begin(), pool.end(), 0);
     std::shuffle(pool.begin(), pool.end(), gen);
@@ -98,7 +119,7 @@ Inputs make_inputs(const Case& c, DType dt) {
   return in;
 }
 
-cuda::AttentionArgs args_for(const Inputs& in, int copy, void* out, bool fast) {
+cuda::AttentionArgs args_for(const Inputs& in, int copy, void* out, bool fast, bool kv_fp8) {
   cuda::AttentionArgs a;
   a.q = in.q[copy].get();
   a.q_stride = (kHq + 2 * kHkv) * kD;
@@ -115,6 +136,11 @@ cuda::AttentionArgs args_for(const Inputs& in, int copy, void* out, bool fast) {
   a.head_dim = kD;
   a.block_size = kBlock;
   a.scale = 1.0f / std::sqrt(float(kD));
+  if (kv_fp8) {
+    a.kv_fp8 = true;
+    a.scale *= kFp8KScale;
+    a.v_scale = kFp8VScale;
+  }
   if (fast) {
     a.seq_offsets = in.seq_offsets.as<int32_t>();
     a.workspace = in.workspace.get();
@@ -147,11 +173,27 @@ double time_median_ms(int iters, int copies, F&& launch) {
   return ms[ms.size() / 2];
 }
 
-json run_case(const Case& c, DType dt, int iters, bool sweep, int sms) {
-  const Inputs in = make_inputs(c, dt);
-  cuda::DeviceBuffer out(size_t(in.plan.num_tokens()) * kHq * kD * 2);
+// Relative L2 distance of two [n] half arrays on the device.
+double rel_l2_device(const void* got, const void* ref, size_t n, DType dt) {
+  std::vector<uint16_t> g(n), r(n);
+  MIXSERVE_CUDA_CHECK(cudaMemcpy(g.data(), got, n * 2, cudaMemcpyDeviceToHost));
+  MIXSERVE_CUDA_CHECK(cudaMemcpy(r.data(), ref, n * 2, cudaMemcpyDeviceToHost));
+  auto f = [&](uint16_t v) { return dt == DType::kBF16 ? bf16_to_float(v) : fp16_to_float(v); };
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double x = f(g[i]), y = f(r[i]);
+    num += (x - y) * (x - y);
+    den += y * y;
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+json run_case(const Case& c, DType dt, bool kv_fp8, int iters, bool sweep, int sms, bool* ok) {
+  const Inputs in = make_inputs(c, dt, kv_fp8);
+  const size_t out_elems = size_t(in.plan.num_tokens()) * kHq * kD;
+  cuda::DeviceBuffer out(out_elems * 2), out_ref(out_elems * 2);
   // K + V bytes each query token's sequence reads once; causal FLOPs of QK^T and PV.
-  const double kv_bytes = double(c.seqs) * c.context * kHkv * kD * 2 * 2;
+  const double kv_bytes = double(c.seqs) * c.context * kHkv * kD * 2 * (kv_fp8 ? 1 : 2);
   double flops = 0;
   for (int i = 0; i < c.q_len; ++i) flops += 4.0 * (c.context - c.q_len + i + 1) * kHq * kD;
   flops *= c.seqs;
@@ -165,34 +207,64 @@ json run_case(const Case& c, DType dt, int iters, bool sweep, int sms) {
     k.update(extra);
     r["kernels"].push_back(k);
   };
-  const cuda::AttentionArgs probe = args_for(in, 0, out.get(), true);
+  auto fast_args = [&](int i) { return args_for(in, i, out.get(), true, kv_fp8); };
+  const cuda::AttentionArgs probe = fast_args(0);
   const cuda::DecodeSplitPlan planned = cuda::plan_decode_splits(probe, sms);
-  report("fast",
-         time_median_ms(iters, in.copies,
-                        [&](int i) {
-                          return cuda::paged_attention_planned(args_for(in, i, out.get(), true),
-                                                               planned, dt, nullptr);
-                        }),
-         {{"splits", planned.num_splits}, {"split_len", planned.split_len}});
+  // Correctness first: the planned fast path against the generic kernel on copy 0.
+  MIXSERVE_CUDA_CHECK(cudaMemset(out.get(), 0xff, out_elems * 2));  // NaN poison
+  MIXSERVE_CUDA_CHECK(
+      cuda::paged_attention_generic(args_for(in, 0, out_ref.get(), false, kv_fp8), dt, nullptr));
+  auto check = [&](const std::string& kernel, const cuda::DecodeSplitPlan& plan) {
+    MIXSERVE_CUDA_CHECK(cudaMemset(out.get(), 0xff, out_elems * 2));
+    MIXSERVE_CUDA_CHECK(cuda::paged_attention_planned(probe, plan, dt, nullptr));
+    MIXSERVE_CUDA_CHECK(cudaDeviceSynchronize());
+    const double err = rel_l2_device(out.get(), out_ref.get(), out_elems, dt);
+    const double tol = dt == DType::kBF16 ? 1e-2 : 2e-3;
+    if (!(err < tol)) {
+      std::printf("%-22s %-26s CHECK FAILED: rel L2 %.3g vs generic (tolerance %.0g)\n",
+                  c.name.c_str(), kernel.c_str(), err, tol);
+      *ok = false;
+    }
+    return err;
+  };
+  auto plan_json = [](const cuda::DecodeSplitPlan& p) {
+    return json{{"splits", p.num_splits}, {"split_len", p.split_len}, {"tiled", p.tiled}};
+  };
+  auto time_plan = [&](const cuda::DecodeSplitPlan& plan) {
+    return time_median_ms(iters, in.copies, [&](int i) {
+      return cuda::paged_attention_planned(fast_args(i), plan, dt, nullptr);
+    });
+  };
+  {
+    const double err = check("fast", planned);
+    json extra = plan_json(planned);
+    extra["rel_l2_vs_generic"] = err;
+    report(std::string("fast") + (planned.tiled ? " (tiled)" : ""), time_plan(planned), extra);
+  }
   if (sweep && c.q_len < probe.prefill_min_q) {
-    for (int splits : {1, 2, 3, 4, 8, 16, 32, 64}) {
-      const int len = ((c.context + splits - 1) / splits + 63) / 64 * 64;
-      const cuda::DecodeSplitPlan sp{(c.context + len - 1) / len, len};
-      if (sp.num_splits != splits || sp.num_splits == planned.num_splits) continue;
-      if (cuda::attention_workspace_needed(probe, splits) > probe.workspace_bytes) continue;
-      report("fast splits=" + std::to_string(splits),
-             time_median_ms(iters, in.copies,
-                            [&](int i) {
-                              return cuda::paged_attention_planned(args_for(in, i, out.get(), true),
-                                                                   sp, dt, nullptr);
-                            }),
-             {{"splits", splits}});
+    for (bool tiled : {false, true}) {
+      for (int splits : {1, 2, 3, 4, 8, 16, 32, 64}) {
+        const int round = tiled ? 16 : 64;
+        const int len = ((c.context + splits - 1) / splits + round - 1) / round * round;
+        const cuda::DecodeSplitPlan sp{(c.context + len - 1) / len, len, tiled};
+        if (sp.num_splits != splits) continue;
+        if (sp.num_splits == planned.num_splits && tiled == planned.tiled) continue;
+        if (splits > 1 && cuda::attention_workspace_needed(probe, splits) > probe.workspace_bytes)
+          continue;
+        const std::string name =
+            std::string(tiled ? "tiled" : "stream") + " splits=" + std::to_string(splits);
+        const double err = check(name, sp);
+        json extra = plan_json(sp);
+        extra["rel_l2_vs_generic"] = err;
+        report(name, time_plan(sp), extra);
+      }
     }
   }
   // The generic kernel is slow on long prefills: fewer launches.
   const int generic_iters = c.q_len * c.seqs > 1024 ? 3 : iters;
   report("generic", time_median_ms(generic_iters, in.copies, [&](int i) {
-           return cuda::paged_attention_generic(args_for(in, i, out.get(), false), dt, nullptr);
+           return cuda::paged_attention_generic(args_for(in, i, out.get(), false, kv_fp8), dt,
+                                                nullptr);
          }));
   return r;
 }
@@ -203,7 +275,8 @@ const CommandRegistrar kBenchAttention(
     "Mixtral's head shape",
     [](CLI::App& sub) -> std::function<int()> {
       struct Args {
-        std::string dtype = "bf16", json_path, only;
+        std::string dtype = "bf16", kv = "auto", json_path;
+        std::string only;
         int iters = 50;
         bool sweep = false;
       };
@@ -212,41 +285,52 @@ const CommandRegistrar kBenchAttention(
       sub.add_option("--iters", a->iters, "Timed launches per kernel (median)")
           ->check(CLI::Range(1, 100000))
           ->capture_default_str();
-      sub.add_flag("--sweep", a->sweep, "Decode: also time other split counts");
+      sub.add_option("--kv", a->kv, "KV cache: auto (the dtype) or fp8 (E4M3)")
+          ->capture_default_str();
+      sub.add_option("--cases", a->only,
+                     "Only the cases whose name contains this text (e.g. 'decode')");
+      sub.add_flag("--sweep", a->sweep,
+                   "Decode: also time other split counts, stream and tiled kernels");
       sub.add_option("--json", a->json_path, "Write the results to this JSON file");
-      sub.add_option("--only", a->only, "Time only the cases whose name contains this text");
       return [a] {
         MIXSERVE_CHECK(a->dtype == "bf16" || a->dtype == "fp16",
                        "bench attention: --dtype must be bf16 or fp16, got '", a->dtype, "'");
+        MIXSERVE_CHECK(a->kv == "auto" || a->kv == "fp8",
+                       "bench attention: --kv must be auto or fp8, got '", a->kv, "'");
         const DType dt = a->dtype == "bf16" ? DType::kBF16 : DType::kF16;
+        const bool kv_fp8 = a->kv == "fp8";
         int device = 0, sms = 0;
         MIXSERVE_CUDA_CHECK(cudaGetDevice(&device));
         MIXSERVE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
         cudaDeviceProp prop{};
         MIXSERVE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-        std::printf("%s, %d SMs; Hq %d, Hkv %d, D %d, block %d, %s\n", prop.name, sms, kHq, kHkv,
-                    kD, kBlock, a->dtype.c_str());
+        std::printf("%s, %d SMs; Hq %d, Hkv %d, D %d, block %d, %s, KV %s\n", prop.name, sms, kHq,
+                    kHkv, kD, kBlock, a->dtype.c_str(), kv_fp8 ? "E4M3" : a->dtype.c_str());
         const std::vector<Case> cases = {
-            {"decode 64x4096", 64, 1, 4096}, {"decode 1x4096", 1, 1, 4096},
-            {"decode 1x512", 1, 1, 512},     {"prefill 1x4096", 1, 4096, 4096},
-            {"prefill 8x512", 8, 512, 512},
+            {"decode 1024x193", 1024, 1, 193}, {"decode 64x193", 64, 1, 193},
+            {"decode 64x4096", 64, 1, 4096},   {"decode 1x4096", 1, 1, 4096},
+            {"decode 1x512", 1, 1, 512},       {"decode 1x193", 1, 1, 193},
+            {"prefill 1x4096", 1, 4096, 4096}, {"prefill 8x512", 8, 512, 512},
         };
         json results = {
-            {"device", prop.name}, {"sms", sms}, {"dtype", a->dtype},    {"Hq", kHq},
-            {"Hkv", kHkv},         {"D", kD},    {"block_size", kBlock}, {"iters", a->iters}};
+            {"device", prop.name}, {"sms", sms},  {"dtype", a->dtype}, {"kv", a->kv},
+            {"Hq", kHq},           {"Hkv", kHkv}, {"D", kD},           {"block_size", kBlock},
+            {"iters", a->iters}};
         // The prefill kernel at D = 128 (attention.cu): wgmma unless MIXSERVE_PREFILL_ATTN=mma.
         const char* pf = std::getenv("MIXSERVE_PREFILL_ATTN");
         results["prefill_kernel"] = pf != nullptr && std::string(pf) == "mma" ? "mma" : "wgmma";
+        bool ok = true;
         for (const Case& c : cases) {
-          if (c.name.find(a->only) == std::string::npos) continue;
-          results["cases"].push_back(run_case(c, dt, a->iters, a->sweep, sms));
+          if (!a->only.empty() && c.name.find(a->only) == std::string::npos) continue;
+          results["cases"].push_back(run_case(c, dt, kv_fp8, a->iters, a->sweep, sms, &ok));
         }
+        results["checks_passed"] = ok;
         if (!a->json_path.empty()) {
           std::ofstream f(a->json_path);
           MIXSERVE_CHECK(f.good(), "bench attention: cannot write --json ", a->json_path);
           f << results.dump(2) << "\n";
         }
-        return 0;
+        return ok ? 0 : 1;
       };
     });
 

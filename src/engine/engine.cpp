@@ -36,6 +36,15 @@ struct EngineSequence {
   std::optional<std::chrono::steady_clock::time_point> first_scheduled;
 };
 
+// A token whose text the emitter makes: TextOutput::push, then the event to the stream (or, at
+// a stop string, to late_stops_).
+struct Engine::PendingText {
+  EngineSequence* es = nullptr;
+  StreamEvent event;
+  int32_t token = 0;
+  bool past_min = false;  // past min_tokens: stop strings may end the sequence
+};
+
 Engine::Engine(std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer> tokenizer,
                EngineConfig config)
     : config_(std::move(config)), backend_(std::move(backend)), tokenizer_(std::move(tokenizer)) {
@@ -171,13 +180,19 @@ void Engine::admit_new_requests() {
 }
 
 void Engine::handle_cancellations() {
-  std::vector<EngineSequence*> cancelled;
+  std::vector<int64_t> cancelled;
   for (auto& [id, es] : live_)
-    if (es->req->stream->cancelled()) cancelled.push_back(es.get());
-  for (EngineSequence* es : cancelled) finish(*es, "abort", StreamEvent{});
+    if (es->req->stream->cancelled()) cancelled.push_back(id);
+  if (cancelled.empty()) return;
+  join_emitter();  // the text already made goes out before the abort
+  for (int64_t id : cancelled) {
+    auto it = live_.find(id);
+    if (it != live_.end()) finish(*it->second, "abort", StreamEvent{});
+  }
 }
 
 void Engine::finish(EngineSequence& es, const std::string& reason, StreamEvent event) {
+  emitter_.wait();  // it may be reading es (its text, its stream)
   const Sequence& s = es.seq;
   event.sample_index = es.sample_index;
   if (es.text && reason != "stop") event.text += es.text->finish();
@@ -215,13 +230,42 @@ void Engine::postprocess(EngineSequence& es, int32_t token, TokenLogprobs lp) {
   const bool is_stop_id =
       std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), token) != p.stop_token_ids.end();
   if (past_min && (is_eos || is_stop_id)) return finish(es, "stop", std::move(ev));
-  if (es.text) {
+  if (s.num_output_tokens() >= s.max_tokens) {  // the last token: its text now
     bool stopped = false;
-    ev.text = es.text->push(token, past_min, &stopped);
-    if (stopped) return finish(es, "stop", std::move(ev));
+    if (es.text) ev.text = es.text->push(token, past_min, &stopped);
+    return finish(es, stopped ? "stop" : "length", std::move(ev));
   }
-  if (s.num_output_tokens() >= s.max_tokens) return finish(es, "length", std::move(ev));
+  if (es.text) {
+    pending_.push_back({&es, std::move(ev), token, past_min});
+    return;
+  }
   rs.stream->push(std::move(ev));
+}
+
+void Engine::emit_pending() {
+  if (pending_.empty()) return;
+  emitter_.run([this, items = std::move(pending_)]() mutable {
+    for (PendingText& p : items) {
+      bool stopped = false;
+      p.event.text = p.es->text->push(p.token, p.past_min, &stopped);
+      if (stopped) {
+        late_stops_.emplace_back(p.es->seq.seq_id, std::move(p.event));
+      } else {
+        p.es->req->stream->push(std::move(p.event));
+      }
+    }
+  });
+  pending_.clear();
+}
+
+void Engine::join_emitter() {
+  emitter_.wait();
+  std::vector<std::pair<int64_t, StreamEvent>> stops;
+  stops.swap(late_stops_);
+  for (auto& [id, event] : stops) {
+    auto it = live_.find(id);
+    if (it != live_.end()) finish(*it->second, "stop", std::move(event));
+  }
 }
 
 void Engine::run_step(const ScheduleResult& sched) {
@@ -312,13 +356,25 @@ void Engine::run_step(const ScheduleResult& sched) {
     }
   } catch (const std::exception& e) {
     log::error("engine: forward failed: ", e.what());
-    for (const ScheduledChunk& c : sched.chunks)
-      finish(*live_.at(c.seq->seq_id), std::string("error: ") + e.what(), StreamEvent{});
+    join_emitter();  // the previous step's text first; its late stops end theirs as "stop"
+    for (const ScheduledChunk& c : sched.chunks) {
+      auto it = live_.find(c.seq->seq_id);
+      if (it != live_.end()) finish(*it->second, std::string("error: ") + e.what(), StreamEvent{});
+    }
     return;
   }
   counters_.forward_seconds += std::chrono::duration<double>(forward_end - forward_start).count();
   scheduler_->on_computed(sched);
-  for (size_t r = 0; r < sampled.size(); ++r) postprocess(*sampled[r], ids[r], std::move(lps[r]));
+  // The previous step's text is done by now (it ran beside this step); a stop string in it
+  // finishes its sequence here, and this step's token for that sequence is dropped.
+  std::vector<int64_t> sampled_ids(sampled.size());
+  for (size_t r = 0; r < sampled.size(); ++r) sampled_ids[r] = sampled[r]->seq.seq_id;
+  join_emitter();
+  for (size_t r = 0; r < sampled.size(); ++r) {
+    auto it = live_.find(sampled_ids[r]);
+    if (it != live_.end()) postprocess(*it->second, ids[r], std::move(lps[r]));
+  }
+  emit_pending();
 }
 
 bool Engine::step() {
@@ -339,6 +395,8 @@ bool Engine::do_step() {
     run_step(sched);
     counters_.step_seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  } else {
+    join_emitter();  // nothing runs: the last text goes out now
   }
   publish_stats();
   return did;
@@ -367,6 +425,11 @@ EngineStats Engine::stats() const {
 }
 
 void Engine::abort_all(const std::string& reason) {
+  try {
+    join_emitter();  // text already made goes out first; late stops end as "stop"
+  } catch (const std::exception& e) {
+    log::error("engine: text output failed: ", e.what());
+  }
   admit_new_requests();
   std::vector<EngineSequence*> all;
   for (auto& [id, es] : live_) all.push_back(es.get());

@@ -17,12 +17,14 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
 #include "engine/request.h"
 #include "engine/token_stream.h"
 #include "tokenizer/tokenizer.h"
+#include "util/background_worker.h"
 
 namespace mixserve {
 
@@ -118,6 +120,10 @@ class Engine {
   void run_step(const ScheduleResult& sched);
   void postprocess(EngineSequence& es, int32_t token, TokenLogprobs lp);
   void finish(EngineSequence& es, const std::string& reason, StreamEvent event);
+  // Hands the step's text work (pending_) to the emitter thread.
+  void emit_pending();
+  // Waits for the emitter, then finishes the sequences whose text met a stop string.
+  void join_emitter();
   void abort_all(const std::string& reason);
   void publish_stats();
 
@@ -148,6 +154,16 @@ class Engine {
   EngineStats published_;
   std::atomic<bool> threaded_{false};
   std::thread thread_;
+
+  // Text output off the loop thread: a step's tokens become text (incremental detokenization,
+  // stop strings) and stream events on the emitter while the loop schedules and runs the next
+  // step, so the device does not wait for it. A stop string met there finishes its sequence
+  // after that next step (whose token for it is dropped): one token computed in vain. Every
+  // finish() waits for the emitter first, so the sequences it reads stay alive.
+  struct PendingText;
+  std::vector<PendingText> pending_;                        // this step's, for the emitter
+  std::vector<std::pair<int64_t, StreamEvent>> late_stops_;  // seq id, event; the emitter's
+  BackgroundWorker emitter_;  // last: joined before the members it uses go away
 };
 
 }  // namespace mixserve

@@ -30,8 +30,10 @@ struct Case {
   int window = 0;
   int block_size = 16;
   DType dt = DType::kBF16;
-  int forced_splits = 0;  // > 0: split-K kernel alone, with this many splits
-  bool kv_fp8 = false;    // E4M3 cache, K scale 1/224 and V scale 1/112
+  int forced_splits = 0;     // > 0: split-K kernel alone, with this many splits
+  bool kv_fp8 = false;       // E4M3 cache, K scale 1/224 and V scale 1/112
+  bool tiled = false;        // with forced_splits: the tiled kernel (else the stream kernel)
+  float q_magnitude = 1.0f;  // standard deviation of the (normal) queries
 };
 
 constexpr float kFp8KScale = 1.0f / 224, kFp8VScale = 1.0f / 112;
@@ -50,7 +52,7 @@ std::string describe(const Case& c, int T) {
   std::string s = "T=" + std::to_string(T) + " Hq=" + std::to_string(c.hs.Hq) +
                   " Hkv=" + std::to_string(c.hs.Hkv) + " D=" + std::to_string(c.hs.D) +
                   " window=" + std::to_string(c.window) + " block=" + std::to_string(c.block_size) +
-                  " splits=" + std::to_string(c.forced_splits) +
+                  " splits=" + std::to_string(c.forced_splits) + (c.tiled ? " tiled" : "") +
                   (c.dt == DType::kF16 ? " fp16" : " bf16") + (c.kv_fp8 ? " kv-fp8" : "") +
                   " seqs:";
   for (const SeqSpec& q : c.seqs) {
@@ -68,7 +70,7 @@ void check(const Case& c) {
   const int T = plan.num_tokens();
   const size_t pool = size_t(num_blocks) * c.block_size * hs.Hkv * hs.D;
   const int stride = (hs.Hq + 2 * hs.Hkv) * hs.D;
-  const std::vector<float> qkv = rounded(random_vector(size_t(T) * stride), c.dt);
+  const std::vector<float> qkv = rounded(random_vector(size_t(T) * stride, c.q_magnitude), c.dt);
   std::vector<float> k = rounded(random_vector(pool), c.dt);
   std::vector<float> v = rounded(random_vector(pool), c.dt);
   std::vector<uint8_t> k8, v8;
@@ -129,7 +131,7 @@ void check(const Case& c) {
     int len = a.max_context;
     if (c.window > 0) len = std::min(len, c.window);
     const int split_len = ((len + c.forced_splits - 1) / c.forced_splits + 63) / 64 * 64;
-    const cuda::DecodeSplitPlan sp{(len + split_len - 1) / split_len, split_len};
+    const cuda::DecodeSplitPlan sp{(len + split_len - 1) / split_len, split_len, c.tiled};
     ASSERT_EQ(cuda::paged_attention_planned(a, sp, c.dt, nullptr), cudaSuccess);
   } else {
     a.seq_offsets = d_off.as<int32_t>();
@@ -223,6 +225,38 @@ TEST(CudaAttentionFast, ForcedSplitsMergeExactly) {
   }
 }
 
+// The tiled kernel with forced splits (the planner picks it alone, unsplit, for the short
+// contexts of the tests above): empty splits of short sequences, partial last tiles, every GQA
+// ratio's head groups (G = 1, 3, 4, 8, 32), block size 7 (tiles crossing blocks), windows.
+TEST(CudaAttentionFast, TiledKernelForcedSplits) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  const std::vector<SeqSpec> seqs = {{2000, 1}, {1500, 1}, {64, 1}, {65, 1}, {1, 1}, {193, 1}};
+  for (int splits : {1, 2, 7, 32}) {
+    check({seqs, {32, 8, 128}, 0, 16, DType::kBF16, splits, false, true});
+    check({seqs, {32, 8, 128}, 0, 16, DType::kBF16, splits, true, true});
+    check({seqs, {8, 1, 64}, 0, 16, DType::kF16, splits, false, true});
+    check({seqs, {8, 1, 64}, 0, 7, DType::kF16, splits, true, true});
+  }
+  for (const HeadShape hs :
+       {HeadShape{8, 8, 64}, HeadShape{12, 4, 64}, HeadShape{32, 1, 128}, HeadShape{16, 2, 128}}) {
+    check({seqs, hs, 0, 7, DType::kBF16, 3, false, true});
+    check({seqs, hs, 0, 16, DType::kF16, 3, true, true});
+  }
+  check({seqs, {32, 8, 128}, 100, 16, DType::kBF16, 2, true, true});
+  check({seqs, {32, 8, 128}, 17, 7, DType::kF16, 1, false, true});
+}
+
+// Queries far from 1 in magnitude through the tiled kernel's E4M3 path: a BF16 query is scaled
+// by a power of two into FP16 range (elements up to 2^20 would overflow FP16 unscaled).
+TEST(CudaAttentionFast, TiledFp8LargeQueries) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  Case c{{{193, 1}, {40, 1}, {17, 1}}, {32, 8, 128}, 0, 16, DType::kBF16, 1, true, true};
+  c.q_magnitude = 1 << 20;
+  check(c);
+  c.q_magnitude = 1.0f / (1 << 20);
+  check(c);
+}
+
 TEST(CudaAttentionFast, Fp8KvCache) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   for (const HeadShape hs : {HeadShape{32, 8, 128}, HeadShape{8, 2, 64}}) {
@@ -260,6 +294,22 @@ TEST(CudaAttentionFast, SplitPlanUsesTheMachine) {
   a.workspace_bytes = cuda::kAttentionWorkspaceBytes;
   a.sliding_window = 100;  // only 100 keys visible: at most 2 splits of 64
   EXPECT_LE(cuda::plan_decode_splits(a, 132).num_splits, 2);
+  // Short contexts with a warp for every SM: the tiled kernel, unsplit (no combine pass).
+  a.sliding_window = 0;
+  a.max_context = 193;
+  for (int tokens : {64, 1024}) {
+    a.num_tokens = tokens;
+    const cuda::DecodeSplitPlan p = cuda::plan_decode_splits(a, 132);
+    EXPECT_TRUE(p.tiled);
+    EXPECT_EQ(p.num_splits, 1);
+  }
+  a.num_tokens = 1;  // one token over a short context: the stream kernel
+  EXPECT_FALSE(cuda::plan_decode_splits(a, 132).tiled);
+  a.max_context = 4096;  // over a long one: the tiled kernel, 64 splits of 64 keys
+  const cuda::DecodeSplitPlan p1 = cuda::plan_decode_splits(a, 132);
+  EXPECT_TRUE(p1.tiled);
+  EXPECT_EQ(p1.num_splits, 64);
+  EXPECT_EQ(p1.split_len, 64);
 }
 
 }  // namespace

@@ -182,6 +182,37 @@ TEST(Engine, StopStringCutsExactlyAcrossTokens) {
   // Generation stops at the token that completed the stop string.
   EXPECT_EQ(got.token_ids.size(), (cut + stop.size() + 1) / 2);
   EXPECT_EQ(h.engine->stats().num_free_kv_blocks, h.engine->stats().num_kv_blocks);
+  // The text is made beside the next step, so that step computed the stopping token's
+  // successor in vain: the 12 prompt tokens and every output token were computed (without
+  // the overlap the last one would not be).
+  EXPECT_EQ(h.engine->stats().tokens_computed, 12 + int64_t(got.token_ids.size()));
+  EXPECT_EQ(h.engine->stats().generated_tokens, int64_t(got.token_ids.size()));
+}
+
+// Stop strings met by several sequences of one batch at different steps, beside sequences
+// that end by length: every output equals the same request run alone, nothing leaks.
+TEST(Engine, LateStopsInABatchMatchTheRequestsAlone) {
+  std::vector<Request> reqs;
+  for (int i = 0; i < 6; ++i) {
+    Request r = make_request("s" + std::to_string(i), fake_prompt(10 + i, 20 + i), 24);
+    Harness h0 = make(small_config());
+    const std::string text = h0.engine->generate({r})[0].samples[0].text;
+    if (i % 2 == 0) r.params.stop = {text.substr(4 + 6 * i, 3)};  // a different step each
+    reqs.push_back(r);
+  }
+  Harness h = make(small_config());
+  auto res = run_staggered(*h.engine, reqs, {0, 0, 1, 2, 2, 3});
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    Harness one = make(small_config());
+    const SampleOutput want = one.engine->generate({reqs[i]})[0].samples[0];
+    const SampleOutput& got = res[i].samples[0];
+    EXPECT_EQ(got.token_ids, want.token_ids) << reqs[i].id;
+    EXPECT_EQ(got.text, want.text) << reqs[i].id;
+    EXPECT_EQ(got.finish_reason, i % 2 == 0 ? "stop" : "length") << reqs[i].id;
+    EXPECT_EQ(got.usage.completion_tokens, int32_t(got.token_ids.size())) << reqs[i].id;
+  }
+  EXPECT_EQ(h.engine->stats().num_free_kv_blocks, h.engine->stats().num_kv_blocks);
+  EXPECT_EQ(h.engine->stats().num_running, 0);
 }
 
 TEST(Engine, EosMinTokensIgnoreEosAndStopTokenIds) {

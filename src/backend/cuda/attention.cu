@@ -1,15 +1,18 @@
 // The one dtype / head-dim dispatch point of paged attention: the tensor-core prefill kernel
-// (attention_prefill.cuh) for sequences with many queries, the split-K kernel
-// (attention_decode.cuh) for the other tokens, both for D = 64 / 128; the generic kernel
+// (attention_prefill.cuh) for sequences with many queries, the tiled decode kernel
+// (attention_decode_tiled.cuh; the split-K stream kernel of attention_decode.cuh with
+// MIXSERVE_DECODE_TILED=0) for the other tokens, all for D = 64 / 128; the generic kernel
 // (attention.cuh) for every other head dim. Prefill at D = 128 with a BF16 / FP16 cache and
 // chunks of more than 64 queries takes the wgmma kernel (attention_prefill_wgmma.cuh) unless
 // MIXSERVE_PREFILL_ATTN=mma selects the mma.sync kernel (A/B benchmarks, tests of both).
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "backend/cuda/attention.cuh"
 #include "backend/cuda/attention_decode.cuh"
+#include "backend/cuda/attention_decode_tiled.cuh"
 #include "backend/cuda/attention_prefill.cuh"
 #include "backend/cuda/attention_prefill_wgmma.cuh"
 
@@ -32,7 +35,7 @@ cudaError_t launch_fast_typed(const AttentionArgs& a, const DecodeSplitPlan& pla
   if (!prefill) {
     AttentionArgs all = a;  // the split-K kernel skips no token
     all.seq_offsets = nullptr;
-    return launch_attention_decode<T, C, D>(all, plan, stream);
+    return launch_attention_decode_planned<T, C, D>(all, plan, stream);
   }
   cudaError_t err;
   if constexpr (D == 128 && std::is_same_v<T, C>) {
@@ -45,7 +48,7 @@ cudaError_t launch_fast_typed(const AttentionArgs& a, const DecodeSplitPlan& pla
   if (err != cudaSuccess) return err;
   // num_decode_tokens == 0: the prefill kernel took every token.
   if (a.num_decode_tokens == 0) return cudaSuccess;
-  return launch_attention_decode<T, C, D>(a, plan, stream);
+  return launch_attention_decode_planned<T, C, D>(a, plan, stream);
 }
 
 template <int D>
@@ -73,17 +76,64 @@ size_t attention_workspace_needed(const AttentionArgs& a, int num_splits) {
   return size_t(a.num_tokens) * a.num_heads * num_splits * (a.head_dim + 1) * sizeof(float);
 }
 
+namespace {
+
+// The tiled kernel: one warp per (token, KV head, head group, split). Split only when there are
+// too few warps to keep the memory busy (~4 a SM, measured on an H100: 64 x 4,096 keys ran best
+// with 2 splits, 1 x 4,096 with 64), and not short contexts that already give every SM a warp
+// (64 x 193 keys: 23 us unsplit, 27 us with 2 splits: the partials and the combine launch cost
+// more than the extra warps save). A split is at least one 16-key tile.
+DecodeSplitPlan plan_tiled_splits(const AttentionArgs& a, int len, int num_sms) {
+  constexpr int kWarpsPerSm = 4;
+  constexpr int kShortLen = 512;
+  DecodeSplitPlan plan{1, 1 << 30, true};
+  if (len <= kTiledKeys || a.workspace == nullptr) return plan;
+  const int tokens = a.num_decode_tokens >= 0 ? a.num_decode_tokens : a.num_tokens;
+  const int G = a.num_heads / a.num_kv_heads;
+  const int64_t units =
+      int64_t(std::max(tokens, 1)) * a.num_kv_heads * (G / decode_heads_per_group(G));
+  const int sms = std::max(num_sms, 1);
+  if (units >= int64_t(kWarpsPerSm) * sms || (units >= sms && len <= kShortLen)) return plan;
+  const int64_t target = int64_t(kWarpsPerSm) * sms;
+  int splits = static_cast<int>(std::min<int64_t>((target + units - 1) / units, kDecodeMaxSplits));
+  splits = std::min(splits, (len + kTiledKeys - 1) / kTiledKeys);
+  while (splits > 1 && attention_workspace_needed(a, splits) > a.workspace_bytes) --splits;
+  if (splits <= 1) return plan;
+  const int split_len = ((len + splits - 1) / splits + kTiledKeys - 1) / kTiledKeys * kTiledKeys;
+  return {(len + split_len - 1) / split_len, split_len, true};
+}
+
+// MIXSERVE_DECODE_TILED=0 puts every decode token on the split-K stream kernel (A/B
+// measurements; the tiled kernel was faster at every decode size measured, 1 - 1,024 tokens x
+// 193 - 4,096 keys, except batch 1 at 193 - 512 keys, where plan_decode_splits keeps the stream
+// kernel).
+bool tiled_decode_enabled() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("MIXSERVE_DECODE_TILED");
+    return env == nullptr || std::string_view(env) != "0";
+  }();
+  return enabled;
+}
+
+}  // namespace
+
 DecodeSplitPlan plan_decode_splits(const AttentionArgs& a, int num_sms) {
   constexpr int kMinSplitLen = 64;  // keys: below this the merge costs more than it hides
   constexpr int kBlocksPerSm = 8;   // enough resident blocks to keep loads in flight
   DecodeSplitPlan plan{1, 1 << 30};
   int len = a.max_context;
   if (a.sliding_window > 0) len = std::min(len, a.sliding_window);
-  if (len <= kMinSplitLen || a.workspace == nullptr || a.num_kv_heads <= 0) return plan;
+  if (a.num_kv_heads <= 0) return plan;
   const int tokens = a.num_decode_tokens >= 0 ? a.num_decode_tokens : a.num_tokens;
   const int G = a.num_heads / a.num_kv_heads;
   const int64_t units =
       int64_t(std::max(tokens, 1)) * a.num_kv_heads * (G / decode_heads_per_group(G));
+  // Fewer (token, KV head) pairs than SMs over short contexts (batch 1): both kernels take
+  // ~15 us, launch- and latency-bound; the stream kernel measured the same or up to 1 us faster.
+  constexpr int kStreamMaxLen = 512;
+  const bool few_short = units < num_sms && len <= kStreamMaxLen;
+  if (len > 0 && !few_short && tiled_decode_enabled()) return plan_tiled_splits(a, len, num_sms);
+  if (len <= kMinSplitLen || a.workspace == nullptr) return plan;
   const int64_t target = int64_t(kBlocksPerSm) * std::max(num_sms, 1);
   int splits = static_cast<int>(std::min<int64_t>((target + units - 1) / units, kDecodeMaxSplits));
   splits = std::min(splits, (len + kMinSplitLen - 1) / kMinSplitLen);

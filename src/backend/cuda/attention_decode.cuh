@@ -1,4 +1,6 @@
 // Split-K paged attention over one query token at a time (flash-decoding), for D = 64 / 128.
+// The planner (plan_decode_splits) uses it only for batch-1-like steps over short contexts and
+// under MIXSERVE_DECODE_TILED=0; attention_decode_tiled.cuh takes every other decode size.
 //
 // Shapes: T query tokens, Hq / Hkv heads, G = Hq / Hkv query heads per KV head, D head dim,
 // P = splits of the context (planned on the host, attention_plan.cpp).

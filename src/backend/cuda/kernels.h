@@ -101,7 +101,10 @@ cudaError_t paged_attention_generic(const AttentionArgs& args, DType dt, cudaStr
 // token covers its visible positions [first + s * split_len, first + (s+1) * split_len).
 struct DecodeSplitPlan {
   int num_splits = 1;
-  int split_len = 0;  // keys per split, a multiple of 64
+  int split_len = 0;  // keys per split, a multiple of 64 (of 16 for the tiled kernel)
+  // attention_decode_tiled.cuh: one warp per (token, KV head, head group, split) with K / V
+  // tiles through shared memory (short contexts); else the split-K stream kernel.
+  bool tiled = false;
 };
 // From the number of decode tokens, heads, the longest visible context, the SM count and the
 // workspace size. Partials take workspace_needed(...) bytes.
