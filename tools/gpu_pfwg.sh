@@ -14,7 +14,7 @@ echo "tests rc=$rc"; grep -E "^\[  FAILED|^\[  PASSED|^\[       OK|Failure|rel|E
 for dt in ${DTYPES:-bf16 fp16}; do
   for k in ${KERNELS:-mma wgmma}; do
     MIXSERVE_PREFILL_ATTN=$k timeout 60 $B bench attention --dtype $dt --iters 30 --cases prefill \
-      --json $OUT/h100-pfwg-$k-$dt.json | grep -E "fast"  | sed "s/^/$k $dt: /"
+      --json $OUT/h100-pfwg-$k-$dt.json | grep -E "fast|CHECK" | sed "s/^/$k $dt: /"
   done
 done
 if [ -n "${MEMCHECK:-}" ]; then
