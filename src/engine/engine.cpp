@@ -36,8 +36,8 @@ struct EngineSequence {
   std::optional<std::chrono::steady_clock::time_point> first_scheduled;
 };
 
-// A token whose text the emitter makes: TextOutput::push, then the event to the stream (or, at
-// a stop string, to late_stops_).
+// A token the emitter hands out: its text (TextOutput::push, with a tokenizer), then the event
+// to the stream (or, at a stop string, to late_stops_).
 struct Engine::PendingText {
   EngineSequence* es = nullptr;
   StreamEvent event;
@@ -235,11 +235,7 @@ void Engine::postprocess(EngineSequence& es, int32_t token, TokenLogprobs lp) {
     if (es.text) ev.text = es.text->push(token, past_min, &stopped);
     return finish(es, stopped ? "stop" : "length", std::move(ev));
   }
-  if (es.text) {
-    pending_.push_back({&es, std::move(ev), token, past_min});
-    return;
-  }
-  rs.stream->push(std::move(ev));
+  pending_.push_back({&es, std::move(ev), token, past_min});  // text and push: the emitter
 }
 
 void Engine::emit_pending() {
@@ -247,7 +243,7 @@ void Engine::emit_pending() {
   emitter_.run([this, items = std::move(pending_)]() mutable {
     for (PendingText& p : items) {
       bool stopped = false;
-      p.event.text = p.es->text->push(p.token, p.past_min, &stopped);
+      if (p.es->text) p.event.text = p.es->text->push(p.token, p.past_min, &stopped);
       if (stopped) {
         late_stops_.emplace_back(p.es->seq.seq_id, std::move(p.event));
       } else {

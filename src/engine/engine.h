@@ -155,9 +155,9 @@ class Engine {
   std::atomic<bool> threaded_{false};
   std::thread thread_;
 
-  // Text output off the loop thread: a step's tokens become text (incremental detokenization,
-  // stop strings) and stream events on the emitter while the loop schedules and runs the next
-  // step, so the device does not wait for it. A stop string met there finishes its sequence
+  // Output off the loop thread: a step's tokens become text (incremental detokenization, stop
+  // strings) and stream events (each a lock and a wake-up of the reader) on the emitter while
+  // the loop schedules and runs the next step, so the device does not wait for them. A stop string met there finishes its sequence
   // after that next step (whose token for it is dropped): one token computed in vain. Every
   // finish() waits for the emitter first, so the sequences it reads stay alive.
   struct PendingText;
