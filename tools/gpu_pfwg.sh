@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # wgmma prefill attention (branch h-pfwg) on the GPU: SASS check, the CudaAttention tests
 # (every prefill kernel), then bench attention with the mma.sync and wgmma prefill kernels on
-# the same warm card, bf16 and fp16; MEMCHECK=1: memcheck last. Usage: tools/gpu_pfwg.sh [carry dir] (default .devcarry).
+# the same warm card, bf16 and fp16; MEMCHECK=1: memcheck last.
+# Usage: tools/gpu_pfwg.sh [carry dir] (default .devcarry).
 set -uo pipefail
 C=${1:-.devcarry}; B=$C/bin/mixserve; T=$C/bin/mixserve_tests
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"

@@ -39,7 +39,7 @@ constexpr size_t kWgSmemBytes = kWgOffRows + 2 * kWgBc * sizeof(int64_t) + 1024;
 
 template <typename T>
 __global__ void __launch_bounds__(kWgThreads, 1) attention_prefill_wgmma_kernel(AttentionArgs a) {
-  constexpr int kChunks = kWgD / 8;                 // 16-byte chunks per row
+  constexpr int kChunks = kWgD / 8;                   // 16-byte chunks per row
   constexpr int kRowsPerPass = kWgThreads / kChunks;  // 16
   constexpr int kKvPasses = kWgBc / kRowsPerPass;     // 8
   const int head = blockIdx.x, s = blockIdx.y;
@@ -209,8 +209,8 @@ __global__ void __launch_bounds__(kWgThreads, 1) attention_prefill_wgmma_kernel(
     wg_fence_operands(o);
   }
   if (!active) return;
-  // Normalise into this warpgroup's own Q rows (no other warpgroup reads them; its products
-  // are complete), then 16-byte row stores.
+    // Normalise into this warpgroup's own Q rows (no other warpgroup reads them; its products
+    // are complete), then 16-byte row stores.
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     float sum = l[h];
@@ -233,7 +233,8 @@ __global__ void __launch_bounds__(kWgThreads, 1) attention_prefill_wgmma_kernel(
     const int r = w0 + i / kChunks, c = i % kChunks;
     if (r >= rows) break;  // i grows with r
     *reinterpret_cast<uint4*>(out + static_cast<int64_t>(q_begin + r0 + r) * a.num_heads * kWgD +
-                              c * 8) = *reinterpret_cast<const uint4*>(smem + sw128_offset<kWgBr>(r, c));
+                              c * 8) =
+        *reinterpret_cast<const uint4*>(smem + sw128_offset<kWgBr>(r, c));
   }
 }
 
@@ -244,8 +245,8 @@ cudaError_t launch_attention_prefill_wgmma(const AttentionArgs& a, cudaStream_t 
   const int q_tiles = (a.max_q_len + kWgBr - 1) / kWgBr;
   if (q_tiles == 0 || a.num_seqs == 0) return cudaSuccess;
   auto* kernel = attention_prefill_wgmma_kernel<T>;
-  const cudaError_t err = cudaFuncSetAttribute(
-      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kWgSmemBytes));
+  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(kWgSmemBytes));
   if (err != cudaSuccess) return err;
   const dim3 grid(a.num_heads, a.num_seqs, q_tiles);
   kernel<<<grid, kWgThreads, kWgSmemBytes, stream>>>(a);
