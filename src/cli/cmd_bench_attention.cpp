@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -315,6 +316,9 @@ const CommandRegistrar kBenchAttention(
             {"device", prop.name}, {"sms", sms},  {"dtype", a->dtype}, {"kv", a->kv},
             {"Hq", kHq},           {"Hkv", kHkv}, {"D", kD},           {"block_size", kBlock},
             {"iters", a->iters}};
+        // The prefill kernel at D = 128 (attention.cu): wgmma unless MIXSERVE_PREFILL_ATTN=mma.
+        const char* pf = std::getenv("MIXSERVE_PREFILL_ATTN");
+        results["prefill_kernel"] = pf != nullptr && std::string(pf) == "mma" ? "mma" : "wgmma";
         bool ok = true;
         for (const Case& c : cases) {
           if (!a->only.empty() && c.name.find(a->only) == std::string::npos) continue;

@@ -9,6 +9,7 @@
 #ifdef MIXSERVE_HAVE_CUDA
 
 #include <cmath>
+#include <cstdlib>
 
 #include "backend/cpu/cpu_attention.h"
 #include "backend/cuda/kernels.h"
@@ -164,6 +165,47 @@ TEST(CudaAttentionFast, MatchesReferenceAndGenericKernel) {
   // Five 128-query tiles after 500 cached keys: warps skip and mask on diagonal tiles.
   check({{{1100, 600}, {50, 20}}, {32, 8, 128}});
   check({{{1100, 600}, {50, 20}}, {8, 2, 64}, 300, 7, DType::kF16});
+}
+
+// The wgmma prefill kernel (D = 128, cache of the activation type, > 64 queries): last query
+// tiles of 104, 65, 1 and 2 rows (the second warpgroup partial, with one row, idle), chunks
+// after cached keys that are not multiples of the 128-key tile, windows that start inside a
+// key tile and cross warpgroup rows, GQA 1 / 8 / 32, block sizes 16 and 7, bf16 and fp16.
+std::vector<std::vector<SeqSpec>> wgmma_steps() {
+  return {
+      {{2200, 1000}, {77, 65}},
+      {{129, 129}, {200, 66}, {40, 1}},
+      {{385, 130}, {65, 65}, {1, 1}, {300, 200}},
+  };
+}
+
+TEST(CudaAttentionFast, WgmmaPrefillEdges) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  for (const HeadShape hs : {HeadShape{32, 8, 128}, HeadShape{8, 8, 128}, HeadShape{32, 1, 128}}) {
+    for (const auto& seqs : wgmma_steps()) {
+      check({seqs, hs});
+      check({seqs, hs, 0, 7, DType::kF16});
+    }
+  }
+  for (int window : {1, 63, 129, 300}) {
+    for (const auto& seqs : wgmma_steps()) {
+      check({seqs, {16, 2, 128}, window, 7, DType::kBF16});
+      check({seqs, {32, 8, 128}, window, 16, DType::kF16});
+    }
+  }
+}
+
+// The mma.sync prefill kernel keeps D = 128 steps when MIXSERVE_PREFILL_ATTN=mma: it must stay
+// right too (it is the wgmma kernel's A/B baseline).
+TEST(CudaAttentionFast, MmaPrefillKernelWhenSelected) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  ASSERT_EQ(setenv("MIXSERVE_PREFILL_ATTN", "mma", 1), 0);
+  for (const auto& seqs : wgmma_steps()) {
+    check({seqs, {32, 8, 128}});
+    check({seqs, {16, 2, 128}, 129, 7, DType::kF16});
+  }
+  check({{{1100, 600}, {50, 20}}, {32, 8, 128}});
+  unsetenv("MIXSERVE_PREFILL_ATTN");
 }
 
 TEST(CudaAttentionFast, SlidingWindow) {

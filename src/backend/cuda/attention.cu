@@ -2,20 +2,30 @@
 // (attention_prefill.cuh) for sequences with many queries, the tiled decode kernel
 // (attention_decode_tiled.cuh; the split-K stream kernel of attention_decode.cuh with
 // MIXSERVE_DECODE_TILED=0) for the other tokens, all for D = 64 / 128; the generic kernel
-// (attention.cuh) for every other head dim.
+// (attention.cuh) for every other head dim. Prefill at D = 128 with a BF16 / FP16 cache and
+// chunks of more than 64 queries takes the wgmma kernel (attention_prefill_wgmma.cuh) unless
+// MIXSERVE_PREFILL_ATTN=mma selects the mma.sync kernel (A/B benchmarks, tests of both).
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <string_view>
 
 #include "backend/cuda/attention.cuh"
 #include "backend/cuda/attention_decode.cuh"
 #include "backend/cuda/attention_decode_tiled.cuh"
 #include "backend/cuda/attention_prefill.cuh"
+#include "backend/cuda/attention_prefill_wgmma.cuh"
 
 namespace mixserve::cuda {
 namespace {
 
 bool fast_head_dim(int D) { return D == 64 || D == 128; }
+
+// Read per call (cheap next to a launch) so that one process can time or test both kernels.
+bool prefill_wgmma_enabled() {
+  const char* v = std::getenv("MIXSERVE_PREFILL_ATTN");
+  return v == nullptr || std::strcmp(v, "mma") != 0;
+}
 
 // T: the query/output type; C: the cache element type (T, or E4M3 for an FP8 cache).
 template <typename T, typename C, int D>
@@ -27,7 +37,14 @@ cudaError_t launch_fast_typed(const AttentionArgs& a, const DecodeSplitPlan& pla
     all.seq_offsets = nullptr;
     return launch_attention_decode_planned<T, C, D>(all, plan, stream);
   }
-  const cudaError_t err = launch_attention_prefill<T, C, D>(a, stream);
+  cudaError_t err;
+  if constexpr (D == 128 && std::is_same_v<T, C>) {
+    err = a.max_q_len > 64 && prefill_wgmma_enabled()
+              ? launch_attention_prefill_wgmma<T>(a, stream)
+              : launch_attention_prefill<T, C, D>(a, stream);
+  } else {
+    err = launch_attention_prefill<T, C, D>(a, stream);
+  }
   if (err != cudaSuccess) return err;
   // num_decode_tokens == 0: the prefill kernel took every token.
   if (a.num_decode_tokens == 0) return cudaSuccess;
