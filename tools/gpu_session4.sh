@@ -8,6 +8,7 @@ B=.devcarry/bin/mixserve; T=.devcarry/bin/mixserve_tests
 OUT=${OUT:-/tmp/out}; R=$OUT/r; mkdir -p $R; TAG=${TAG:-h100-s4}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $R/gpu.txt
 M=synthetic:mixtral-8x7b
+export MIXSERVE_ASSETS=${MIXSERVE_ASSETS:-$PWD/assets} MIXSERVE_SOURCE_DIR=${MIXSERVE_SOURCE_DIR:-$PWD}
 FP8="--model $M --device cuda --quantization fp8 --kv-cache-dtype fp8"
 if [ -n "${TESTS:-}" ]; then
   timeout 240 $T --gtest_filter="$TESTS" > $R/$TAG-gpu-tests.log 2>&1; echo "tests rc=$?"
@@ -23,7 +24,7 @@ step() {  # label, flags... (the MoE count read-backs' share and the SM clock / 
   sort -t, -k1 -n $R/smi-$label.txt | awk -F, '{c[NR]=$1; p[NR]=$2} END {if (NR) printf "SM MHz min/median %s/%s, power median %s\n", c[1], c[int((NR+1)/2)], p[int((NR+1)/2)]; else print ""}'
 }
 export MIXSERVE_SYNC_TIMING=1
-for mode in ${STEP_MODES:-0 1.25}; do
+for mode in ${STEP_MODES-0 1.25}; do
   export MIXSERVE_FP8_COUNTED=$mode
   for b in ${STEP_BATCHES:-256 1024 1536}; do step "decode-b$b-counted$mode" --batch $b; done
   CTX=128 step "prefill-8192-counted$mode" --prefill --batch 64
