@@ -153,26 +153,36 @@ bool CudaBackend::moe_padded_fp8(int l, int T) {
   return true;
 }
 
-bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts) {
-  const double max_padding = options_.moe_counted_max_padding;
-  if (max_padding <= 0.0 || batched_fp8_ == nullptr) return false;
-  const int E = local_experts(), H = config_.hidden_size;
-  const int F = config_.intermediate_size;
+std::optional<CountedLayout> plan_counted_layout(const int32_t* counts, int E, double max_padding,
+                                                 size_t max_rows, int align) {
+  if (max_padding <= 0.0 || align <= 0) return std::nullopt;
   int G = 0, most = 0;
   int64_t pairs = 0;  // this rank's pairs (all T*K unless expert parallel)
   for (int e = 0; e < E; ++e) {
-    G += counts[e] > 0;
-    most = std::max(most, counts[e]);
-    pairs += counts[e];
+    const int32_t n = counts[e];
+    G += n > 0;
+    most = std::max(most, n);
+    pairs += n;
   }
-  if (G == 0) return false;
-  const int C = (most + kCountedRowAlign - 1) / kCountedRowAlign * kCountedRowAlign;
+  if (G == 0) return std::nullopt;
+  const int C = (most + align - 1) / align * align;
   const int64_t rows = int64_t{G} * C;
   // Imbalanced routing would make the padding cost more than one GEMM per expert does.
-  if (size_t(rows) > ws_moe_rows_ ||
-      double(rows) > max_padding * double(pairs) + double(G) * kCountedRowAlign) {
-    return false;
+  if (size_t(rows) > max_rows ||
+      double(rows) > max_padding * double(pairs) + double(G) * align) {
+    return std::nullopt;
   }
+  return CountedLayout{G, C};
+}
+
+bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts) {
+  if (batched_fp8_ == nullptr) return false;
+  const int H = config_.hidden_size, F = config_.intermediate_size;
+  const std::optional<CountedLayout> layout =
+      plan_counted_layout(counts, local_experts(), options_.moe_counted_max_padding,
+                          ws_moe_rows_, kCountedRowAlign);
+  if (!layout) return false;
+  const int G = layout->groups, C = layout->capacity;
   using Mode = CublasLtBatchedFp8::Mode;
   if (!batched_fp8_->supported(Mode::kPointerArray, C, 2 * F, H, G, DType::kBF16) ||
       !batched_fp8_->supported(Mode::kPointerArray, C, H, F, G, DType::kF32)) {

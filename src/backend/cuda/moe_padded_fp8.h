@@ -20,7 +20,9 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 
 namespace mixserve::cuda {
 
@@ -80,6 +82,16 @@ cudaError_t moe_combine_grouped_fp8(const float* raw2, const float* act_scales,
                                     int H, int E, float* out, cudaStream_t stream);
 
 // ---- cuda_moe_padded_fp8.cpp: the whole step after the router ----
+
+// The counted layout of a step whose expert counts (counts[0..E), host memory) the host has
+// read: G = the experts with rows, C = the largest count rounded up to `align` rows. Empty (std::nullopt) when no expert
+// has rows, when max_padding <= 0 (off), when G * C exceeds `max_rows` (the workspace), or when
+// the routing is too uneven: G * C > max_padding * (sum of counts) + G * align.
+struct CountedLayout {
+  int groups = 0, capacity = 0;
+};
+std::optional<CountedLayout> plan_counted_layout(const int32_t* counts, int E, double max_padding,
+                                                 size_t max_rows, int align);
 
 class CublasLtBatchedFp8;
 
