@@ -112,6 +112,9 @@ OfflineResult run_offline(Engine& engine, const std::vector<WorkloadItem>& warmu
   result.stats.requests_finished -= before.requests_finished;
   result.stats.step_seconds -= before.step_seconds;
   result.stats.forward_seconds -= before.forward_seconds;
+  result.stats.schedule_seconds -= before.schedule_seconds;
+  result.stats.plan_seconds -= before.plan_seconds;
+  result.stats.output_seconds -= before.output_seconds;
   if (progress) {
     progress->update(int64_t(items.size()));
     progress->finish();

@@ -126,9 +126,16 @@ int run(const OfflineArgs& a) {
       m.extra["engine_forward_ms_mean"] = fwd_ms;
       m.extra["engine_host_fraction"] =
           st.step_seconds > 0 ? 1.0 - st.forward_seconds / st.step_seconds : 0.0;
+      // ... and where that host time goes.
+      const double sched_ms = 1e3 * st.schedule_seconds / double(st.steps);
+      const double plan_ms = 1e3 * st.plan_seconds / double(st.steps);
+      const double out_ms = 1e3 * st.output_seconds / double(st.steps);
+      m.extra["engine_schedule_ms_mean"] = sched_ms;
+      m.extra["engine_plan_ms_mean"] = plan_ms;
+      m.extra["engine_output_ms_mean"] = out_ms;
       log::info(label, ": ", st.steps, " engine steps, ", step_ms, " ms each, of which ",
                 fwd_ms, " ms in the backend's forward (host outside it: ", step_ms - fwd_ms,
-                " ms a step)");
+                " ms a step: schedule ", sched_ms, ", plan ", plan_ms, ", output ", out_ms, ")");
     }
     report.runs.push_back(std::move(m));
   }

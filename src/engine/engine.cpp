@@ -264,7 +264,8 @@ void Engine::join_emitter() {
   }
 }
 
-void Engine::run_step(const ScheduleResult& sched) {
+void Engine::run_step(const ScheduleResult& sched,
+                      std::chrono::steady_clock::time_point scheduled) {
   // Flat plan: sequence i computes tokens [num_computed, num_computed + n).
   BatchPlan plan;
   const int32_t bs = config_.block_size;
@@ -360,6 +361,7 @@ void Engine::run_step(const ScheduleResult& sched) {
     return;
   }
   counters_.forward_seconds += std::chrono::duration<double>(forward_end - forward_start).count();
+  counters_.plan_seconds += std::chrono::duration<double>(forward_start - scheduled).count();
   scheduler_->on_computed(sched);
   // The previous step's text is done by now (it ran beside this step); a stop string in it
   // finishes its sequence here, and this step's token for that sequence is dropped.
@@ -371,6 +373,7 @@ void Engine::run_step(const ScheduleResult& sched) {
     if (it != live_.end()) postprocess(*it->second, ids[r], std::move(lps[r]));
   }
   emit_pending();
+  counters_.output_seconds += std::chrono::duration<double>(Clock::now() - forward_end).count();
 }
 
 bool Engine::step() {
@@ -388,7 +391,9 @@ bool Engine::do_step() {
   const bool did = !sched.empty();
   if (did) {
     ++counters_.steps;
-    run_step(sched);
+    const auto scheduled = std::chrono::steady_clock::now();
+    counters_.schedule_seconds += std::chrono::duration<double>(scheduled - start).count();
+    run_step(sched, scheduled);
     counters_.step_seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   } else {

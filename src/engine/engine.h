@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -61,6 +62,12 @@ struct EngineStats {
   // share that the device does not overlap.
   double step_seconds = 0.0;
   double forward_seconds = 0.0;
+  // The host's parts of those steps: admission, cancellations and scheduling; the plan and the
+  // sampling inputs; after the forward, the tokens' bookkeeping (stop conditions, finishes,
+  // handing the output to the emitter, waiting for the previous step's).
+  double schedule_seconds = 0.0;
+  double plan_seconds = 0.0;
+  double output_seconds = 0.0;
 };
 
 struct SampleOutput {
@@ -117,7 +124,7 @@ class Engine {
   void loop();
   void admit_new_requests();
   void handle_cancellations();
-  void run_step(const ScheduleResult& sched);
+  void run_step(const ScheduleResult& sched, std::chrono::steady_clock::time_point scheduled);
   void postprocess(EngineSequence& es, int32_t token, TokenLogprobs lp);
   void finish(EngineSequence& es, const std::string& reason, StreamEvent event);
   // Hands the step's text work (pending_) to the emitter thread.

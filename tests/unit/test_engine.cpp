@@ -384,8 +384,16 @@ TEST(Engine, StepAndForwardTimesAccumulate) {
   ASSERT_GT(after.steps, 0);
   EXPECT_GT(after.forward_seconds, 0.0);
   EXPECT_GE(after.step_seconds, after.forward_seconds);
+  // The host's parts: each counted, together within the steps' time.
+  EXPECT_GT(after.schedule_seconds, 0.0);
+  EXPECT_GT(after.plan_seconds, 0.0);
+  EXPECT_GT(after.output_seconds, 0.0);
+  EXPECT_LE(after.schedule_seconds + after.plan_seconds + after.forward_seconds +
+                after.output_seconds,
+            after.step_seconds * (1 + 1e-9));
   h.engine->step();  // nothing to do: no time added
   EXPECT_EQ(h.engine->stats().step_seconds, after.step_seconds);
+  EXPECT_EQ(h.engine->stats().schedule_seconds, after.schedule_seconds);
 }
 
 TEST(Engine, LogprobsAndNoTokenizer) {
