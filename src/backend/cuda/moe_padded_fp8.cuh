@@ -88,6 +88,38 @@ __device__ __forceinline__ void unpack_bf16x8(const uint4& v, float* out) {
   for (int j = 0; j < 8; ++j) out[j] = __bfloat162float(b[j]);
 }
 
+// One chunk of SiLU·mul on raw sums: v[k] = SiLU(gate[k] xs gsc[k]) * up[k] xs usc[k] for 8
+// bf16 gate and up sums; amax takes |v|.
+__device__ __forceinline__ void silu_mul_scaled8(const uint4& gate, const uint4& up, float xs,
+                                                 const float* gsc, const float* usc, float* v,
+                                                 float& amax) {
+  float gv[8], uv[8];
+  unpack_bf16x8(gate, gv);
+  unpack_bf16x8(up, uv);
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    const float a = gv[k] * xs * gsc[k], u = uv[k] * xs * usc[k];
+    v[k] = a / (1.0f + expf(-a)) * u;
+    amax = fmaxf(amax, fabsf(v[k]));
+  }
+}
+
+// The row's E4M3 chunks (thread's chunk c = c * kThreads + threadIdx.x) with one scale from the
+// block's amax: d[chunk] = pack(v[c] / scale), *scale_out = scale (thread 0).
+template <int kThreads, int kChunks>
+__device__ __forceinline__ void store_row_e4m3(const float (&v)[kChunks][8], float amax,
+                                               int chunks, uint2* d, float* scale_out) {
+  amax = grouped_block_amax<kThreads>(amax);
+  const float scale = amax > 0.0f ? amax / kFp8Max : 1.0f;
+  const float inv = amax > 0.0f ? kFp8Max / amax : 0.0f;
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = c * kThreads + threadIdx.x;
+    if (i < chunks) d[i] = pack_e4m3x8(v[c], inv);
+  }
+  if (threadIdx.x == 0) *scale_out = scale;
+}
+
 // One block of kThreads per grouped row, the row in registers (kChunks chunks of 8 gate and 8
 // up values per thread: F <= 8 * kChunks * kThreads).  raw13: [G*C, 2F]; q: [G*C, F]
 template <int kThreads, int kChunks>
@@ -116,29 +148,13 @@ __global__ void __launch_bounds__(kThreads)
   for (int c = 0; c < kChunks; ++c) {
     const int i = c * kThreads + threadIdx.x;
     if (i < chunks) {
-      float gv[8], uv[8];
-      unpack_bf16x8(gp[i], gv);
-      unpack_bf16x8(up[i], uv);
       const float4 g0 = gs[2 * i], g1 = gs[2 * i + 1], u0 = us[2 * i], u1 = us[2 * i + 1];
       const float gsc[8] = {g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w};
       const float usc[8] = {u0.x, u0.y, u0.z, u0.w, u1.x, u1.y, u1.z, u1.w};
-#pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        const float a = gv[k] * xs * gsc[k], u = uv[k] * xs * usc[k];
-        v[c][k] = a / (1.0f + expf(-a)) * u;
-        amax = fmaxf(amax, fabsf(v[c][k]));
-      }
+      silu_mul_scaled8(gp[i], up[i], xs, gsc, usc, v[c], amax);
     }
   }
-  amax = grouped_block_amax<kThreads>(amax);
-  const float scale = amax > 0.0f ? amax / kFp8Max : 1.0f;
-  const float inv = amax > 0.0f ? kFp8Max / amax : 0.0f;
-#pragma unroll
-  for (int c = 0; c < kChunks; ++c) {
-    const int i = c * kThreads + threadIdx.x;
-    if (i < chunks) d[i] = pack_e4m3x8(v[c], inv);
-  }
-  if (threadIdx.x == 0) scales[r] = scale;
+  store_row_e4m3<kThreads, kChunks>(v, amax, chunks, d, scales + r);
 }
 
 // Row tiles for large groups (counted steps): a block of kThreads runs kRows consecutive rows
@@ -190,28 +206,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
       const int i = c * kThreads + threadIdx.x;
-      if (i < chunks) {
-        float gv[8], uv[8];
-        unpack_bf16x8(gp[i], gv);
-        unpack_bf16x8(up[i], uv);
-#pragma unroll
-        for (int k = 0; k < 8; ++k) {
-          const float a = gv[k] * xs * gsc[c][k], u = uv[k] * xs * usc[c][k];
-          v[c][k] = a / (1.0f + expf(-a)) * u;
-          amax = fmaxf(amax, fabsf(v[c][k]));
-        }
-      }
+      if (i < chunks) silu_mul_scaled8(gp[i], up[i], xs, gsc[c], usc[c], v[c], amax);
     }
-    amax = grouped_block_amax<kThreads>(amax);
-    const float scale = amax > 0.0f ? amax / kFp8Max : 1.0f;
-    const float inv = amax > 0.0f ? kFp8Max / amax : 0.0f;
-    uint2* d = reinterpret_cast<uint2*>(q + r * F);
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      const int i = c * kThreads + threadIdx.x;
-      if (i < chunks) d[i] = pack_e4m3x8(v[c], inv);
-    }
-    if (threadIdx.x == 0) scales[r] = scale;
+    store_row_e4m3<kThreads, kChunks>(v, amax, chunks, reinterpret_cast<uint2*>(q + r * F),
+                                      scales + r);
     __syncthreads();  // grouped_block_amax's shared partials are reused by the next row
   }
 }
