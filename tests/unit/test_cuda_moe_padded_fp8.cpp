@@ -378,6 +378,31 @@ Agreement agreement(const std::vector<DecodeRun>& got, const std::vector<DecodeR
   return a;
 }
 
+// A checkpoint of `preset` in dir, the float32 CPU backend on it, and two FP8 CUDA backends
+// (max_num_tokens 64; `a` and `b` change the options of each), every KV cache allocated.
+struct CpuAndTwoFp8 {
+  std::unique_ptr<CpuBackend> cpu;
+  std::unique_ptr<cuda::CudaBackend> a, b;
+};
+template <typename EditA, typename EditB>
+CpuAndTwoFp8 load_cpu_and_two_fp8(const testing::TempDir& dir, const std::string& preset,
+                                  EditA&& a, EditB&& b) {
+  const std::filesystem::path model = write_model(dir, preset);
+  CpuAndTwoFp8 r;
+  r.cpu = CpuBackend::load(model, 0);
+  r.cpu->allocate_kv_cache({kNumBlocks, kBlockSize});
+  cuda::CudaBackendOptions o;
+  o.max_num_tokens = 64;
+  o.fp8 = true;
+  cuda::CudaBackendOptions oa = o, ob = o;
+  a(oa);
+  b(ob);
+  r.a = cuda::CudaBackend::load(model, oa);
+  r.b = cuda::CudaBackend::load(model, ob);
+  for (auto* g : {r.a.get(), r.b.get()}) g->allocate_kv_cache({kNumBlocks, kBlockSize});
+  return r;
+}
+
 // The grouped FP8 MoE (decode graphs) against the CPU, beside the per-expert FP8 path
 // (--moe-padded-max-rows 0), held to test_cuda_fp8_model.cpp's W8A8 bounds (mean |Δ log p| <
 // 0.8, top-1 >= 70%). Not compared bit for bit with the per-expert path: its GEMMs may be
@@ -389,21 +414,9 @@ TEST(CudaMoePaddedFp8, GroupedDecodeAsAccurateAsPerExpertPath) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   testing::TempDir dir("cuda_fp8_grouped");
   for (const std::string preset : {"tiny", "tiny-e8"}) {
-    MakeModelOptions mo;
-    mo.preset = preset;
-    mo.out = dir.path() / preset;
-    make_model(mo);
-    auto cpu = CpuBackend::load(mo.out, 0);
-    cpu->allocate_kv_cache({kNumBlocks, kBlockSize});
-    cuda::CudaBackendOptions o;
-    o.max_num_tokens = 64;
-    o.fp8 = true;
-    auto grouped = cuda::CudaBackend::load(mo.out, o);
-    o.moe_padded_max_rows = 0;
-    auto per_expert = cuda::CudaBackend::load(mo.out, o);
-    for (auto* b : {grouped.get(), per_expert.get()}) {
-      b->allocate_kv_cache({kNumBlocks, kBlockSize});
-    }
+    auto [cpu, grouped, per_expert] = load_cpu_and_two_fp8(
+        dir, preset, [](cuda::CudaBackendOptions&) {},
+        [](cuda::CudaBackendOptions& o) { o.moe_padded_max_rows = 0; });
     std::vector<DecodeRun> ref, g, e;
     for (int batch : {1, 3, 17}) {
       ref.push_back(run_decode_steps(*cpu, batch, 13 * batch));
@@ -430,20 +443,9 @@ TEST(CudaMoePaddedFp8, CountedPrefillAsAccurateAsPerExpertPath) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   testing::TempDir dir("cuda_fp8_counted");
   for (const std::string preset : {"tiny", "tiny-e8"}) {
-    MakeModelOptions mo;
-    mo.preset = preset;
-    mo.out = dir.path() / preset;
-    make_model(mo);
-    auto cpu = CpuBackend::load(mo.out, 0);
-    cpu->allocate_kv_cache({kNumBlocks, kBlockSize});
-    cuda::CudaBackendOptions o;
-    o.max_num_tokens = 64;
-    o.fp8 = true;
-    o.moe_counted_max_padding = 8.0;
-    auto counted = cuda::CudaBackend::load(mo.out, o);
-    o.moe_counted_max_padding = 0.0;
-    auto lanes = cuda::CudaBackend::load(mo.out, o);
-    for (auto* b : {counted.get(), lanes.get()}) b->allocate_kv_cache({kNumBlocks, kBlockSize});
+    auto [cpu, counted, lanes] = load_cpu_and_two_fp8(
+        dir, preset, [](cuda::CudaBackendOptions& o) { o.moe_counted_max_padding = 8.0; },
+        [](cuda::CudaBackendOptions& o) { o.moe_counted_max_padding = 0.0; });
     std::vector<DecodeRun> ref(1), c(1), e(1);
     ref[0].steps = {run_decode_steps(*cpu, 17, 29).prefill};
     c[0].steps = {run_decode_steps(*counted, 17, 29).prefill};
