@@ -28,6 +28,7 @@
 #include "cli/command.h"
 #include "model/dtype.h"
 #include "util/error.h"
+#include "util/rel_l2.h"
 
 namespace mixserve::cli {
 namespace {
@@ -179,13 +180,10 @@ double rel_l2_device(const void* got, const void* ref, size_t n, DType dt) {
   MIXSERVE_CUDA_CHECK(cudaMemcpy(g.data(), got, n * 2, cudaMemcpyDeviceToHost));
   MIXSERVE_CUDA_CHECK(cudaMemcpy(r.data(), ref, n * 2, cudaMemcpyDeviceToHost));
   auto f = [&](uint16_t v) { return dt == DType::kBF16 ? bf16_to_float(v) : fp16_to_float(v); };
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const double x = f(g[i]), y = f(r[i]);
-    num += (x - y) * (x - y);
-    den += y * y;
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
+  std::vector<float> gf(n), rf(n);
+  std::transform(g.begin(), g.end(), gf.begin(), f);
+  std::transform(r.begin(), r.end(), rf.begin(), f);
+  return rel_l2(gf, rf);
 }
 
 json run_case(const Case& c, DType dt, bool kv_fp8, int iters, bool sweep, int sms, bool* ok) {

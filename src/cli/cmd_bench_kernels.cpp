@@ -39,6 +39,7 @@
 #include "model/dtype.h"
 #include "model/fp8_quant.h"
 #include "util/error.h"
+#include "util/rel_l2.h"
 
 namespace mixserve::cli {
 namespace {
@@ -101,16 +102,6 @@ std::vector<uint16_t> to_bf16(const std::vector<float>& f) {
   std::vector<uint16_t> h(f.size());
   for (size_t i = 0; i < f.size(); ++i) h[i] = float_to_bf16(f[i]);
   return h;
-}
-
-double rel_l2(const std::vector<float>& got, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    num += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
-    den += double(ref[i]) * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
 }
 
 // A kernel's check: relative L2 error of its output against the host reference, and an

@@ -38,6 +38,7 @@
 #include "model/make_model.h"
 #include "temp_dir.h"
 #include "model/dtype.h"
+#include "util/rel_l2.h"
 
 namespace mixserve::cuda_test {
 
@@ -129,16 +130,6 @@ inline std::vector<int64_t> random_slots(int T, int N) {
   std::shuffle(slots.begin(), slots.end(), rng());
   slots.resize(T);
   return slots;
-}
-
-inline double rel_l2(const std::vector<float>& got, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    num += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
-    den += double(ref[i]) * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
 }
 
 // A checkpoint of `preset` (make-model, BF16) in dir/preset.
