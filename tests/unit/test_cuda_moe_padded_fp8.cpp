@@ -18,6 +18,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cublaslt_batched_fp8.h"
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/fp8_kernels.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/moe_padded_fp8.h"
 #include "cuda_plan_builder.h"
@@ -233,6 +234,30 @@ void check_grouped_step(cuda::CublasLtBatchedFp8& gemm, const MoeInputs& in,
     }
   }
   EXPECT_EQ(total, c.T * c.K) << what;
+
+  // The combine deferred to the next norm (add_rms_norm_fp8_moe, as the backend runs it)
+  // against the combine's out added by add_rms_norm_fp8: the same residual bit for bit, the
+  // same E4M3 row and scale. H = 320: one float4 chunk a thread, some threads idle.
+  ASSERT_TRUE(cuda::add_rms_norm_fp8_moe_supported(c.H, c.K)) << what;
+  const size_t th = size_t(c.T) * c.H;
+  const std::vector<float> x0 = random_vector(th, 2.0f);
+  const DeviceBuffer norm_w = upload(to_half(random_vector(size_t(c.H), 1.0f), DType::kBF16));
+  DeviceBuffer x_two = upload(x0), x_one = upload(x0);
+  DeviceBuffer q_two = poisoned(th), q_one = poisoned(th), sc_two = poisoned(c.T * 4),
+               sc_one = poisoned(c.T * 4);
+  MIXSERVE_CUDA_CHECK(cuda::add_rms_norm_fp8(x_two.as<float>(), out.as<float>(), c.T, c.H,
+                                             norm_w.get(), 1e-5f, nullptr, q_two.as<uint8_t>(),
+                                             sc_two.as<float>(), DType::kBF16, nullptr));
+  MIXSERVE_CUDA_CHECK(cuda::add_rms_norm_fp8_moe(x_one.as<float>(), s.combine(), c.T, c.H,
+                                                 norm_w.get(), 1e-5f, nullptr,
+                                                 q_one.as<uint8_t>(), sc_one.as<float>(),
+                                                 DType::kBF16, nullptr));
+  const std::vector<float> xa = download<float>(x_two, th), xb = download<float>(x_one, th);
+  EXPECT_EQ(0, std::memcmp(xa.data(), xb.data(), th * 4)) << what << ": fused residual differs";
+  EXPECT_EQ(download<uint8_t>(q_two, th), download<uint8_t>(q_one, th)) << what;
+  const std::vector<float> sa = download<float>(sc_two, c.T), sb = download<float>(sc_one, c.T);
+  EXPECT_EQ(0, std::memcmp(sa.data(), sb.data(), size_t(c.T) * 4)) << what;
+  EXPECT_NE(xa, x0) << what << ": the combine added nothing";
 }
 
 TEST(CudaMoePaddedFp8, GroupedStepMatchesCpuReference) {
@@ -255,13 +280,17 @@ TEST(CudaMoePaddedFp8, GroupedStepMatchesCpuReference) {
 // Steps of the size that read counts back (257 and 600 tokens, uneven counts not multiples of
 // 16; every token on two experts; top-1 over 4 experts): the counted layout. C >= 64 takes
 // the row-tiled SiLU·mul, with one chunk of 8 per thread (F <= 8192) or two (F = 8208, as
-// Mixtral's 14,336).
+// Mixtral's 14,336); more than 1,024 grouped rows the bulk-copy one. After each step, the
+// combine deferred into the next norm (add_rms_norm_fp8_moe) equals the combine + norm.
 TEST(CudaMoePaddedFp8, CountedStepMatchesCpuReference) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   cuda::CublasLtBatchedFp8 gemm;
   const Case cases[] = {
       {257, 8, 2, 128, 384}, {600, 8, 2, 64, 256}, {130, 8, 2, 64, 256, 5},
       {300, 4, 1, 128, 128}, {3, 8, 2, 64, 1040}, {300, 8, 2, 64, 8208},
+      // More than 1,024 grouped rows: the bulk-copy SiLU·mul (persistent blocks whose rows
+      // cross groups; one chunk a thread, two for F = 8208; two groups of one expert pair).
+      {1100, 8, 2, 64, 8208}, {1030, 8, 2, 64, 256, 5}, {2100, 4, 1, 128, 128},
   };
   for (const Case& c : cases) {
     const MoeInputs in = make_inputs(c);

@@ -102,6 +102,9 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
   if (const char* env = std::getenv("MIXSERVE_FP8_COUNTED"); env != nullptr && *env != '\0') {
     options_.moe_counted_max_padding = std::string(env) == "0" ? 0.0 : std::atof(env);
   }
+  if (const char* env = std::getenv("MIXSERVE_FP8_FUSED_COMBINE"); env != nullptr) {
+    fused_combine_ = std::string(env) != "0";
+  }
   if (const char* env = std::getenv("MIXSERVE_FP8_GROUPED"); env != nullptr) {
     fp8_grouped_forced_ = env;
   }

@@ -154,6 +154,13 @@ class CudaBackend : public Backend {
   bool moe_counted_fp8(int layer, int T, const int32_t* counts);
   MoeGroupedFp8Step grouped_fp8_step(int layer, int T) const;  // the fields both paths share
   int64_t counted_moe_layers_ = 0;  // MoE layers moe_counted_fp8 ran (counted_moe_layers())
+  // The grouped FP8 MoE of layer l leaves its weighted combine to layer l + 1's attention
+  // norm (add_rms_norm_fp8_moe), which adds it to x without the delta round trip: single
+  // device only (shards all-reduce the delta), not the last layer (the final norm takes the
+  // delta). MIXSERVE_FP8_FUSED_COMBINE=0 turns it off, for measurements.
+  bool defer_moe_combine(int layer) const;
+  bool fused_combine_ = true;
+  int deferred_combine_layer_ = -1;  // the layer whose combine is pending, or -1
   static constexpr int kCountedRowAlign = 16;
   // Expert GEMMs of large MoE steps: experts round-robin over `lanes` streams forked from
   // stream_ (cuda_moe_lanes.cpp). A lane runs w13 -> SiLU·mul -> w2 of its experts.

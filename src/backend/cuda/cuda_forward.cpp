@@ -63,6 +63,7 @@ void CudaBackend::enqueue_forward(int T, int R, int max_blocks_per_seq) {
   const int qkv_width = (Hq + 2 * Hkv) * D;
   const DType dt = options_.dtype;
 
+  deferred_combine_layer_ = -1;  // a step that threw may have left one
   MIXSERVE_CUDA_CHECK(
       embedding_gather(plan_.token_ids, T, weights_.embed(), dt, H, ws_.x, stream_));
   for (int l = 0; l < c.num_hidden_layers; ++l) {
@@ -100,6 +101,7 @@ void CudaBackend::enqueue_forward(int T, int R, int max_blocks_per_seq) {
     feed_forward(l, T);  // -> ws_.delta
     all_reduce_delta(T);
   }
+  MIXSERVE_CHECK(deferred_combine_layer_ < 0, "CUDA backend: the last MoE combine is pending");
   if (R == 0 || !computes_logits()) return;
   // Only the wanted rows get the last residual add, the final norm and the lm_head.
   MIXSERVE_CUDA_CHECK(add_rms_norm(ws_.x, ws_.delta, plan_.logits_rows, R, H, weights_.final_norm(),

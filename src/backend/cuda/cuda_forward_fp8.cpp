@@ -12,6 +12,8 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/fp8_kernels.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/moe_padded_fp8.h"
+#include "util/error.h"
 
 namespace mixserve::cuda {
 
@@ -29,8 +31,17 @@ void CudaBackend::norm_and_qkv(int l, int T) {
     gemm_->matmul(ws_.h, w.wqkv, ws_.qkv, T, width, H, dt, dt, stream_);
     return;
   }
-  MIXSERVE_CUDA_CHECK(add_rms_norm_fp8(ws_.x, delta, T, H, w.attn_norm, c.rms_norm_eps, nullptr,
-                                       ws_.h_q, ws_.h_scale, dt, stream_));
+  if (deferred_combine_layer_ >= 0) {  // the previous MoE's combine is this norm's delta
+    MIXSERVE_CHECK(deferred_combine_layer_ == l - 1, "CUDA backend: the MoE combine of layer ",
+                   deferred_combine_layer_, " is still pending at layer ", l);
+    const MoeCombineFp8 m = grouped_fp8_step(l - 1, T).combine();
+    deferred_combine_layer_ = -1;
+    MIXSERVE_CUDA_CHECK(add_rms_norm_fp8_moe(ws_.x, m, T, H, w.attn_norm, c.rms_norm_eps,
+                                             nullptr, ws_.h_q, ws_.h_scale, dt, stream_));
+  } else {
+    MIXSERVE_CUDA_CHECK(add_rms_norm_fp8(ws_.x, delta, T, H, w.attn_norm, c.rms_norm_eps,
+                                         nullptr, ws_.h_q, ws_.h_scale, dt, stream_));
+  }
   gemm_->matmul_fp8(ws_.h_q, ws_.h_scale, static_cast<const uint8_t*>(w.wqkv), w.wqkv_scale,
                     ws_.qkv, T, width, H, dt, stream_);
 }

@@ -68,6 +68,7 @@ void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaS
     gemm.matmul_pointers(s.ptrs + 3 * G, s.ptrs + 4 * G, const_cast<void* const*>(s.ptrs + 5 * G),
                          C, H, F, G, DType::kF32, stream, s.counted);
   }
+  if (s.defer_combine) return;
   MIXSERVE_CUDA_CHECK(moe_combine_grouped_fp8(s.raw2, s.act_scale, s.w2_scale, s.experts,
                                               s.expert_weights, s.pair_pos, T, K, H, E, s.out,
                                               stream));
@@ -149,8 +150,15 @@ bool CudaBackend::moe_padded_fp8(int l, int T) {
   MoeGroupedFp8Step s = grouped_fp8_step(l, T);
   s.sort_buckets = route_tokens(l, T);  // all experts, or E + 1 under expert parallelism
   s.strided = mode == Fp8Grouped::kStrided;
+  s.defer_combine = defer_moe_combine(l);
   moe_grouped_fp8(s, *batched_fp8_, stream_);
+  if (s.defer_combine) deferred_combine_layer_ = l;
   return true;
+}
+
+bool CudaBackend::defer_moe_combine(int l) const {
+  return fused_combine_ && options_.shard.size <= 1 && l + 1 < config_.num_hidden_layers &&
+         add_rms_norm_fp8_moe_supported(config_.hidden_size, config_.num_experts_per_tok);
 }
 
 std::optional<CountedLayout> plan_counted_layout(const int32_t* counts, int E, double max_padding,
@@ -192,7 +200,9 @@ bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts) {
   s.counted = true;
   s.G = G;
   s.C = C;
+  s.defer_combine = defer_moe_combine(l);
   moe_grouped_fp8(s, *batched_fp8_, stream_);
+  if (s.defer_combine) deferred_combine_layer_ = l;
   ++counted_moe_layers_;
   return true;
 }

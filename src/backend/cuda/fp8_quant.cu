@@ -65,6 +65,40 @@ cudaError_t add_rms_norm_fp8(float* x, const float* delta, int R, int H, const v
   });
 }
 
+cudaError_t add_rms_norm_fp8_moe(float* x, const MoeCombineFp8& delta, int R, int H,
+                                 const void* w, float eps, void* out_half, uint8_t* q,
+                                 float* scales, DType dt, cudaStream_t stream) {
+  if (R <= 0) return cudaSuccess;
+  if (!add_rms_norm_fp8_moe_supported(H, delta.K)) return cudaErrorInvalidValue;
+  const auto aligned = [](const void* p, uintptr_t a) {
+    return reinterpret_cast<uintptr_t>(p) % a == 0;
+  };
+  if (!aligned(x, 16) || !aligned(delta.raw2, 16) || !aligned(delta.w2_scales, 16) ||
+      !aligned(w, 8) || !aligned(out_half, 8) || !aligned(q, 4)) {
+    return cudaErrorInvalidValue;
+  }
+  const int chunks_per_thread = (H / 4 + kQuantThreads - 1) / kQuantThreads;
+  return dispatch_half_type(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const T* wt = static_cast<const T*>(w);
+    T* oh = static_cast<T*>(out_half);
+    if (chunks_per_thread <= 1) {
+      add_rms_norm_fp8_moe_kernel<T, 1>
+          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales);
+    } else if (chunks_per_thread <= 2) {
+      add_rms_norm_fp8_moe_kernel<T, 2>
+          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales);
+    } else if (chunks_per_thread <= 4) {
+      add_rms_norm_fp8_moe_kernel<T, 4>
+          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales);
+    } else {
+      add_rms_norm_fp8_moe_kernel<T, 8>
+          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales);
+    }
+    return cudaGetLastError();
+  });
+}
+
 // silu_mul_fp8_vec_kernel with per_thread (1, 2, 4 or 8) chunks a thread.
 template <typename T, bool kUnscaled>
 cudaError_t launch_silu_mul_fp8_vec(int per_thread, int n, int threads, const T* src, int F,

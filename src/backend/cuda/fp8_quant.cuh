@@ -9,6 +9,7 @@
 #include "backend/cuda/dtype_traits.cuh"
 #include "backend/cuda/fp8_pack.cuh"
 #include "backend/cuda/fp8_kernels.h"
+#include "backend/cuda/moe_padded_fp8.h"
 
 namespace mixserve::cuda {
 
@@ -132,12 +133,14 @@ __global__ void add_rms_norm_fp8_kernel(float* x, const float* delta, int H, con
 // The same with the row in registers: one read pass of float4 loads, kChunks float4 chunks a
 // thread (H % 4 == 0, H <= 4 * kChunks * kQuantThreads). The three-pass kernel above reads
 // the row three times with 4-byte loads (~17 us a row at batch 1, docs/perf/NOTES.md).
-template <typename T, int kChunks>
-__global__ void add_rms_norm_fp8_vec_kernel(float* x, const float* delta, int H, const T* w,
-                                            float eps, T* out_half, uint8_t* q, float* scales) {
-  const int64_t r = blockIdx.x;
+// The row's body, shared with the MoE combine's fused norm (moe_padded_fp8.cuh):
+// delta(i, &d) writes float4 chunk i of row r's delta into d and returns false when there is
+// none (x is then only read).
+template <typename T, int kChunks, typename Delta>
+__device__ __forceinline__ void add_rms_norm_fp8_row(float* x, int64_t r, int H, const T* w,
+                                                     float eps, T* out_half, uint8_t* q,
+                                                     float* scales, const Delta& delta) {
   float4* xr = reinterpret_cast<float4*>(x + r * H);
-  const float4* dr = delta ? reinterpret_cast<const float4*>(delta + r * H) : nullptr;
   const int chunks = H / 4;
   float4 v[kChunks];
   float sum_sq = 0.0f;
@@ -146,8 +149,8 @@ __global__ void add_rms_norm_fp8_vec_kernel(float* x, const float* delta, int H,
     const int i = c * kQuantThreads + threadIdx.x;
     if (i < chunks) {
       float4 a = xr[i];
-      if (dr) {
-        const float4 d = dr[i];
+      float4 d;
+      if (delta(i, &d)) {
         a.x += d.x;
         a.y += d.y;
         a.z += d.z;
@@ -195,6 +198,82 @@ __global__ void add_rms_norm_fp8_vec_kernel(float* x, const float* delta, int H,
     }
   }
   if (threadIdx.x == 0) scales[r] = si.x;
+}
+
+template <typename T, int kChunks>
+__global__ void add_rms_norm_fp8_vec_kernel(float* x, const float* delta, int H, const T* w,
+                                            float eps, T* out_half, uint8_t* q, float* scales) {
+  const int64_t r = blockIdx.x;
+  const float4* dr = delta ? reinterpret_cast<const float4*>(delta + r * H) : nullptr;
+  add_rms_norm_fp8_row<T, kChunks>(x, r, H, w, eps, out_half, q, scales,
+                                   [dr](int i, float4* d) {
+                                     if (dr == nullptr) return false;
+                                     *d = dr[i];
+                                     return true;
+                                   });
+}
+
+// add_rms_norm_fp8_vec_kernel whose delta is the grouped FP8 MoE's weighted combine
+// (moe_padded_fp8.h, add_rms_norm_fp8_moe): the sums of moe_combine_grouped_fp8_kernel in the
+// same order with the same float operations, so x ends bit-identical to the two kernels.
+template <typename T, int kChunks>
+__global__ void add_rms_norm_fp8_moe_kernel(float* x, MoeCombineFp8 m, int H, const T* w,
+                                            float eps, T* out_half, uint8_t* q, float* scales) {
+  __shared__ int64_t rows[kMoeCombineMaxTopK];
+  __shared__ float coefs[kMoeCombineMaxTopK];
+  __shared__ int row_experts[kMoeCombineMaxTopK];
+  __shared__ int live;
+  const int64_t t = blockIdx.x;
+  if (threadIdx.x == 0) {
+    // The token's slots of experts < E in ascending expert order (insertion sort).
+    int order[kMoeCombineMaxTopK];
+    int n = 0;
+    for (int k = 0; k < m.K; ++k) {
+      const int e = m.experts[t * m.K + k];
+      if (e >= m.E) continue;
+      int j = n++;
+      while (j > 0 && m.experts[t * m.K + order[j - 1]] > e) {
+        order[j] = order[j - 1];
+        --j;
+      }
+      order[j] = k;
+    }
+    for (int k = 0; k < n; ++k) {
+      const int64_t slot = t * m.K + order[k];
+      const int64_t r = m.pair_pos[slot];
+      rows[k] = r;
+      coefs[k] = m.weights[slot] * m.act_scales[r];
+      row_experts[k] = m.experts[slot];
+    }
+    live = n;
+  }
+  __syncthreads();
+  const int n = live;
+  const float4* raw2 = reinterpret_cast<const float4*>(m.raw2);
+  const float4* w2s = reinterpret_cast<const float4*>(m.w2_scales);
+  const int64_t h4 = H / 4;
+  add_rms_norm_fp8_row<T, kChunks>(
+      x, t, H, w, eps, out_half, q, scales, [&](int i, float4* d) {
+        float acc[4] = {};
+        auto add = [&acc](const float4& xv4, const float4& sv4, float coef) {
+          const float xv[4] = {xv4.x, xv4.y, xv4.z, xv4.w};
+          const float sv[4] = {sv4.x, sv4.y, sv4.z, sv4.w};
+#pragma unroll
+          for (int j = 0; j < 4; ++j) acc[j] += xv[j] * sv[j] * coef;
+        };
+        if (n == 2) {  // top-2: both rows' loads in flight at once
+          const float4 x0 = __ldg(raw2 + rows[0] * h4 + i), s0 = __ldg(w2s + row_experts[0] * h4 + i);
+          const float4 x1 = __ldg(raw2 + rows[1] * h4 + i), s1 = __ldg(w2s + row_experts[1] * h4 + i);
+          add(x0, s0, coefs[0]);
+          add(x1, s1, coefs[1]);
+        } else {
+          for (int k = 0; k < n; ++k) {
+            add(__ldg(raw2 + rows[k] * h4 + i), __ldg(w2s + row_experts[k] * h4 + i), coefs[k]);
+          }
+        }
+        *d = make_float4(acc[0], acc[1], acc[2], acc[3]);
+        return true;
+      });
 }
 
 // One block per row.  gate_up: [n, 2F]; q: [n, F]; scales: padded

@@ -1,7 +1,22 @@
 // Launchers of the grouped, padded FP8 MoE kernels (moe_padded_fp8.cuh).
 #include "backend/cuda/moe_padded_fp8.cuh"
 
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+
 namespace mixserve::cuda {
+
+namespace {
+// MIXSERVE_SILU_BULK=0: the row-tile kernel instead of the bulk-copy pipeline, for measurements.
+bool silu_bulk_disabled() {
+  static const bool off = [] {
+    const char* env = std::getenv("MIXSERVE_SILU_BULK");
+    return env != nullptr && std::string(env) == "0";
+  }();
+  return off;
+}
+}  // namespace
 
 cudaError_t moe_group_experts_fp8(const MoeGroupFp8Args& args, cudaStream_t stream) {
   if (args.E <= 0 || args.G <= 0) return cudaSuccess;
@@ -40,6 +55,30 @@ cudaError_t silu_mul_grouped_fp8(const void* raw13, const float* x_scales,
     kernel<<<rows, threads, 0, stream>>>(raw, x_scales, w13_scales, group_expert, group_count, C,
                                          F, act_q, act_scales);
   };
+  // Many rows (counted steps; never a captured decode step, whose G * C <= 8 * 128): the
+  // bulk-copy pipeline, where its 16F bytes of shared memory fit.
+  constexpr int kBulkThreads = 1024;
+  if (rows > 1024 && F / 8 <= 2 * kBulkThreads && !silu_bulk_disabled()) {
+    int device = 0, sms = 0, smem_optin = 0;
+    if (cudaGetDevice(&device) == cudaSuccess &&
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess &&
+        cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) ==
+            cudaSuccess &&
+        size_t(16) * F + 256 <= size_t(smem_optin)) {
+      const size_t smem = size_t(16) * F;
+      auto bulk = [&](auto kernel) {
+        cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(smem));
+        if (e != cudaSuccess) return e;
+        const unsigned grid = static_cast<unsigned>(std::min<int64_t>(sms, rows));
+        kernel<<<grid, kBulkThreads, smem, stream>>>(raw, x_scales, w13_scales, group_expert,
+                                                     group_count, G, C, F, act_q, act_scales);
+        return cudaGetLastError();
+      };
+      if (F / 8 <= kBulkThreads) return bulk(silu_mul_grouped_bulk_fp8_kernel<kBulkThreads, 1>);
+      return bulk(silu_mul_grouped_bulk_fp8_kernel<kBulkThreads, 2>);
+    }
+  }
   // Large groups (counted steps): row tiles that keep the w13 scales in registers.
   constexpr int kTileThreads = 1024, kTileRows = 16;
   if (C >= 4 * kTileRows && F / 8 <= 2 * kTileThreads) {

@@ -214,6 +214,155 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
+// ---- sm_90 bulk copies (cp.async.bulk) completing on shared-memory mbarriers ----
+__device__ __forceinline__ uint32_t shared_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t arrivals) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(shared_addr(bar)), "r"(arrivals)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_init_fence() {
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+// The issuing thread's arrival, expecting `bytes` of bulk copies to complete the phase.
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(shared_addr(bar)),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_wait_parity(uint64_t* bar, uint32_t parity) {
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n\t.reg .pred p;\n\t"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+        "selp.u32 %0, 1, 0, p;\n\t}"
+        : "=r"(done)
+        : "r"(shared_addr(bar)), "r"(parity)
+        : "memory");
+  } while (done == 0);
+}
+// Global -> shared, `bytes` (a multiple of 16, both addresses 16-byte aligned).
+__device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes,
+                                          uint64_t* bar) {
+  // Generic-proxy reads of dst before this (the previous row's) are ordered before the copy.
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::
+          "r"(shared_addr(dst)),
+      "l"(src), "r"(bytes), "r"(shared_addr(bar))
+      : "memory");
+}
+
+// Counted steps (many rows a group): persistent blocks, one an SM, each a contiguous share of
+// the live rows (groups in order, row j < group_count[g]) and of the padding rows. The raw
+// gate|up row (4F bytes) arrives by one bulk copy into one of two shared-memory stages while
+// the row before it is computed; the group's 2F w13 scales sit in shared memory beside them
+// (loaded again when the block's rows cross into the next group). Shared memory: 16F bytes
+// (F = 14,336: 224 KiB). The row-tile kernel above waits for each row's loads with nothing
+// else in flight (1.7 TB/s on an H100, docs/perf/NOTES.md).
+//   raw13: [G*C, 2F] (16-byte aligned); w13_scales: [E, 2F]; q: [G*C, F]; F % 8 == 0,
+//   F / 8 <= kThreads * kChunks
+template <int kThreads, int kChunks>
+__global__ void __launch_bounds__(kThreads, 1)
+    silu_mul_grouped_bulk_fp8_kernel(const __nv_bfloat16* raw13, const float* x_scales,
+                                     const float* w13_scales, const int32_t* group_expert,
+                                     const int32_t* group_count, int G, int C, int F,
+                                     uint8_t* q, float* scales) {
+  extern __shared__ __align__(128) unsigned char bulk_smem[];
+  float* sc = reinterpret_cast<float*>(bulk_smem);  // [2F] gate then up scales
+  __nv_bfloat16* stage = reinterpret_cast<__nv_bfloat16*>(bulk_smem + size_t(8) * F);  // [2][2F]
+  __shared__ uint64_t bars[3];  // stage 0, stage 1, scales
+  const int chunks = F / 8;
+  const uint32_t row_bytes = uint32_t(F) * 4, scale_bytes = uint32_t(F) * 8;
+  auto live_of = [&](int g) { return min(max(group_count[g], 0), C); };
+  int n_live = 0;
+  for (int g = 0; g < G; ++g) n_live += live_of(g);
+  const int64_t n_pad = int64_t{G} * C - n_live;
+  const int nb = gridDim.x, b = blockIdx.x;
+
+  // Padding rows: zeros and scale 0 (the w2 GEMM computes them; nothing reads them).
+  {
+    int64_t p = n_pad * b / nb;
+    const int64_t p_end = n_pad * (b + 1) / nb;
+    int g = 0;
+    int64_t before = 0;  // padding rows of groups < g
+    while (p < p_end) {
+      while (before + (C - live_of(g)) <= p) before += C - live_of(g++);
+      const int64_t r = int64_t{g} * C + live_of(g) + (p - before);
+      uint2* d = reinterpret_cast<uint2*>(q + r * F);
+      for (int i = threadIdx.x; i < chunks; i += kThreads) d[i] = make_uint2(0, 0);
+      if (threadIdx.x == 0) scales[r] = 0.0f;
+      ++p;
+    }
+  }
+  const int k_begin = int(int64_t{n_live} * b / nb), n = int(int64_t{n_live} * (b + 1) / nb) - k_begin;
+  if (n <= 0) return;
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < 3; ++i) mbar_init(&bars[i], 1);
+    mbar_init_fence();
+  }
+  __syncthreads();
+  // (g, j) of the block's first live row, then advance() steps through live rows.
+  int g = 0, j = k_begin;
+  while (j >= live_of(g)) j -= live_of(g++);
+  auto advance = [&](int& gg, int& jj) {
+    if (++jj >= live_of(gg)) {
+      jj = 0;
+      do ++gg;
+      while (gg < G && live_of(gg) == 0);
+    }
+  };
+  auto issue = [&](int k, int gg, int jj) {  // thread 0: row (gg, jj) into stage k & 1
+    mbar_arrive_expect_tx(&bars[k & 1], row_bytes);
+    bulk_load(stage + size_t(k & 1) * 2 * F, raw13 + (int64_t{gg} * C + jj) * 2 * F, row_bytes,
+              &bars[k & 1]);
+  };
+  if (threadIdx.x == 0) issue(0, g, j);
+  int scales_of = -1;
+  uint32_t scale_parity = 0;
+  for (int k = 0; k < n; ++k) {
+    if (g != scales_of) {  // every thread is past its last read of sc (the row's end sync)
+      if (threadIdx.x == 0) {
+        mbar_arrive_expect_tx(&bars[2], scale_bytes);
+        bulk_load(sc, w13_scales + int64_t{group_expert[g]} * 2 * F, scale_bytes, &bars[2]);
+      }
+      mbar_wait_parity(&bars[2], scale_parity);
+      scale_parity ^= 1;
+      scales_of = g;
+    }
+    int g1 = g, j1 = j;
+    advance(g1, j1);
+    // The next row into the other stage, whose last reader (row k - 1) is behind the end sync.
+    if (threadIdx.x == 0 && k + 1 < n) issue(k + 1, g1, j1);
+    mbar_wait_parity(&bars[k & 1], (k >> 1) & 1);
+    const int64_t r = int64_t{g} * C + j;
+    const float xs = x_scales[r];
+    const uint4* gp = reinterpret_cast<const uint4*>(stage + size_t(k & 1) * 2 * F);
+    const uint4* up = gp + F / 8;
+    const float4* gs = reinterpret_cast<const float4*>(sc);
+    const float4* us = gs + F / 4;
+    float v[kChunks][8];
+    float amax = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const int i = c * kThreads + threadIdx.x;
+      if (i < chunks) {
+        const float4 g0 = gs[2 * i], g1v = gs[2 * i + 1], u0 = us[2 * i], u1 = us[2 * i + 1];
+        const float gsc[8] = {g0.x, g0.y, g0.z, g0.w, g1v.x, g1v.y, g1v.z, g1v.w};
+        const float usc[8] = {u0.x, u0.y, u0.z, u0.w, u1.x, u1.y, u1.z, u1.w};
+        silu_mul_scaled8(gp[i], up[i], xs, gsc, usc, v[c], amax);
+      }
+    }
+    store_row_e4m3<kThreads, kChunks>(v, amax, chunks, reinterpret_cast<uint2*>(q + r * F),
+                                      scales + r);
+    __syncthreads();  // the amax partials and this stage are free for the next rows
+    g = g1;
+    j = j1;
+  }
+}
+
 // Block (t, slice): token t, kVec consecutive h per thread from slice * blockDim.x * kVec (16-
 // byte loads for kVec = 4), so a batch-1 step still spreads over H / (blockDim.x kVec) blocks.
 //   raw2: [G*C, H]; experts, weights, pair_pos: [T, K]; out: [T, H]; kVec = 4 needs H % 4 == 0

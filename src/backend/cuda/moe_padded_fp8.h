@@ -24,6 +24,8 @@
 #include <cstdint>
 #include <optional>
 
+#include "model/dtype.h"
+
 namespace mixserve::cuda {
 
 struct MoeGroupFp8Args {
@@ -81,6 +83,29 @@ cudaError_t moe_combine_grouped_fp8(const float* raw2, const float* act_scales,
                                     const float* weights, const int32_t* pair_pos, int T, int K,
                                     int H, int E, float* out, cudaStream_t stream);
 
+// The combine above as the delta of the next norm (fp8_quant.cu): x[t] += out[t] of
+// moe_combine_grouped_fp8 (same order, same float operations: bit-identical), then
+// add_rms_norm_fp8 (fp8_kernels.h) of the row, in one pass that never writes out.
+struct MoeCombineFp8 {
+  const float* raw2 = nullptr;        // [G*C, H] (16-byte aligned)
+  const float* act_scales = nullptr;  // [G*C]
+  const float* w2_scales = nullptr;   // [E, H] (16-byte aligned)
+  const int32_t* experts = nullptr;   // [T, K]
+  const float* weights = nullptr;     // [T, K]
+  const int32_t* pair_pos = nullptr;  // [T, K] grouped rows
+  int K = 0, E = 0;
+};
+constexpr int kMoeCombineMaxTopK = 16;
+// What add_rms_norm_fp8_moe takes: H % 4 == 0, H <= 8192, 0 < K <= 16.
+inline bool add_rms_norm_fp8_moe_supported(int H, int K) {
+  return H % 4 == 0 && H <= 8192 && K > 0 && K <= kMoeCombineMaxTopK;
+}
+//   x: [R, H] float, 16-byte aligned; w: [H] dt; out_half: [R, H] dt or null; q: [R, H];
+//   scales: [R]. R = T, the step's tokens.
+cudaError_t add_rms_norm_fp8_moe(float* x, const MoeCombineFp8& delta, int R, int H,
+                                 const void* w, float eps, void* out_half, uint8_t* q,
+                                 float* scales, DType dt, cudaStream_t stream);
+
 // ---- cuda_moe_padded_fp8.cpp: the whole step after the router ----
 
 // The counted layout of a step whose expert counts (counts[0..E), host memory) the host has
@@ -128,12 +153,18 @@ struct MoeGroupedFp8Step {
   float* act_scale = nullptr;  // [G*C]
   float* raw2 = nullptr;       // [G*C, H]
   float* out = nullptr;        // [T, H]
+  // Set: the combine is left to the next norm (add_rms_norm_fp8_moe with combine()); out is
+  // not written.
+  bool defer_combine = false;
+  MoeCombineFp8 combine() const {
+    return MoeCombineFp8{raw2, act_scale, w2_scale, experts, expert_weights, pair_pos, K, E};
+  }
   int groups() const { return counted ? G : strided ? E : (E < T * K ? E : T * K); }
   int capacity() const { return counted ? C : T; }
 };
 
 // Sort (unless counted), group, gather, the two batched GEMMs, SiLU·mul + quantization,
-// combine: enqueue only (no sync, no allocation once gemm's plans exist). Throws
+// combine (unless deferred): enqueue only (no sync, no allocation once gemm's plans exist). Throws
 // mixserve::Error on a failed launch.
 void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaStream_t stream);
 
