@@ -40,6 +40,18 @@ class Backend {
   virtual bool supports_device_sampling() const { return false; }
   virtual void forward_and_sample(const BatchPlan& plan, const SamplingBatch& batch,
                                   SampledTokens* out);
+
+  // forward_and_sample in two halves, so that the engine can prepare the next step while the
+  // device computes this one: submit_and_sample enqueues the step (it may return before the
+  // device is done; plan and batch may be destroyed once it returns), collect_sampled waits
+  // for it and hands the tokens over. At most one step is in flight: every submit is
+  // collected before the next. The defaults run forward_and_sample inside the submit.
+  virtual void submit_and_sample(const BatchPlan& plan, const SamplingBatch& batch);
+  virtual void collect_sampled(SampledTokens* out);
+
+ private:
+  SampledTokens submitted_;  // the defaults' result between submit and collect
+  bool in_flight_ = false;
 };
 
 }  // namespace mixserve

@@ -115,6 +115,8 @@ OfflineResult run_offline(Engine& engine, const std::vector<WorkloadItem>& warmu
   result.stats.schedule_seconds -= before.schedule_seconds;
   result.stats.plan_seconds -= before.plan_seconds;
   result.stats.output_seconds -= before.output_seconds;
+  result.stats.launch_gap_seconds -= before.launch_gap_seconds;
+  result.stats.launch_gaps -= before.launch_gaps;
   if (progress) {
     progress->update(int64_t(items.size()));
     progress->finish();

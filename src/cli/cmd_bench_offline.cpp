@@ -133,9 +133,16 @@ int run(const OfflineArgs& a) {
       m.extra["engine_schedule_ms_mean"] = sched_ms;
       m.extra["engine_plan_ms_mean"] = plan_ms;
       m.extra["engine_output_ms_mean"] = out_ms;
+      // The host time the device waits for between two steps.
+      const double gap_ms =
+          st.launch_gaps > 0 ? 1e3 * st.launch_gap_seconds / double(st.launch_gaps) : 0.0;
+      m.extra["engine_launch_gap_ms_mean"] = gap_ms;
+      m.extra["engine_async_scheduling"] = cfg.async_scheduling ? 1.0 : 0.0;
       log::info(label, ": ", st.steps, " engine steps, ", step_ms, " ms each, of which ",
-                fwd_ms, " ms in the backend's forward (host outside it: ", step_ms - fwd_ms,
-                " ms a step: schedule ", sched_ms, ", plan ", plan_ms, ", output ", out_ms, ")");
+                fwd_ms, " ms in the backend's calls (host outside them: ", step_ms - fwd_ms,
+                " ms a step: schedule ", sched_ms, ", plan ", plan_ms, ", output ", out_ms,
+                "; the device waits ", gap_ms, " ms a step between steps, async scheduling ",
+                cfg.async_scheduling ? "on" : "off", ")");
     }
     report.runs.push_back(std::move(m));
   }

@@ -92,6 +92,11 @@ void EngineFlags::add_to(CLI::App& app, bool model_required) {
                  "fcfs (preempts the newest request when the cache is full) or no-evict")
       ->check(CLI::IsMember({"fcfs", "no-evict"}))
       ->capture_default_str();
+  // On by default for the commands (the library's EngineConfig default is off).
+  engine.async_scheduling = true;
+  app.add_flag("!--no-async-scheduling", engine.async_scheduling,
+               "Schedule each step only after the previous one finished (by default the next "
+               "step is scheduled and planned while the device computes this one)");
 }
 
 BackendOptions EngineFlags::backend_for_steps(int32_t max_step_tokens) const {

@@ -22,7 +22,7 @@ struct EngineFlags {
   // Adds --model, --device, --threads, --dtype, --quantization, --kv-cache-dtype,
   // --gpu-memory-fraction, --enforce-eager, --host-sampling, --block-size, --kv-cache-tokens,
   // --max-num-seqs,
-  // --max-num-batched-tokens, --max-model-len, --no-prefix-caching, --scheduler-policy, and the
+  // --max-num-batched-tokens, --max-model-len, --no-prefix-caching, --scheduler-policy, --no-async-scheduling, and the
   // parallelism flags (add_parallel_flags).
   void add_to(CLI::App& app, bool model_required = true);
 

@@ -17,6 +17,9 @@
 
 namespace mixserve {
 
+// A sequence's token that the step in flight is still sampling (async scheduling).
+constexpr int32_t kPlaceholderToken = -1;
+
 struct EngineRequestState {
   Request request;
   std::shared_ptr<TokenStream> stream;
@@ -43,6 +46,7 @@ struct Engine::PendingText {
   StreamEvent event;
   int32_t token = 0;
   bool past_min = false;  // past min_tokens: stop strings may end the sequence
+  int32_t slot = 0;       // its index in the sequence's tokens
 };
 
 Engine::Engine(std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer> tokenizer,
@@ -191,9 +195,13 @@ void Engine::handle_cancellations() {
   }
 }
 
-void Engine::finish(EngineSequence& es, const std::string& reason, StreamEvent event) {
+void Engine::finish(EngineSequence& es, const std::string& reason, StreamEvent event,
+                    int32_t keep) {
   emitter_.wait();  // it may be reading es (its text, its stream)
-  const Sequence& s = es.seq;
+  Sequence& s = es.seq;
+  if (keep >= 0 && keep < s.total_tokens()) s.tokens.resize(size_t(keep));
+  while (s.total_tokens() > s.num_prompt_tokens && s.tokens.back() == kPlaceholderToken)
+    s.tokens.pop_back();
   event.sample_index = es.sample_index;
   if (es.text && reason != "stop") event.text += es.text->finish();
   event.finish_reason = reason;
@@ -207,7 +215,7 @@ void Engine::finish(EngineSequence& es, const std::string& reason, StreamEvent e
   live_.erase(s.seq_id);  // es is gone from here on
 }
 
-void Engine::postprocess(EngineSequence& es, int32_t token, TokenLogprobs lp) {
+void Engine::postprocess(EngineSequence& es, int32_t slot, TokenLogprobs lp) {
   Sequence& s = es.seq;
   EngineRequestState& rs = *es.req;
   const SamplingParams& p = rs.request.params;
@@ -217,25 +225,27 @@ void Engine::postprocess(EngineSequence& es, int32_t token, TokenLogprobs lp) {
       scheduler_->add_front(&live_.at(*it)->seq);
     rs.sibling_ids.clear();
   }
-  s.tokens.push_back(token);
+  const int32_t token = s.tokens[size_t(slot)];
   ++counters_.generated_tokens;
   StreamEvent ev;
   ev.sample_index = es.sample_index;
   ev.token_ids = {token};
   if (p.logprobs >= 0) ev.logprobs.push_back(std::move(lp));
 
-  const bool past_min = s.num_output_tokens() > p.min_tokens;
+  // Output tokens up to this one (a placeholder of the step after may follow it).
+  const int32_t num_output = slot + 1 - s.num_prompt_tokens;
+  const bool past_min = num_output > p.min_tokens;
   const bool is_eos =
       !p.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end();
   const bool is_stop_id =
       std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), token) != p.stop_token_ids.end();
-  if (past_min && (is_eos || is_stop_id)) return finish(es, "stop", std::move(ev));
-  if (s.num_output_tokens() >= s.max_tokens) {  // the last token: its text now
+  if (past_min && (is_eos || is_stop_id)) return finish(es, "stop", std::move(ev), slot + 1);
+  if (num_output >= s.max_tokens) {  // the last token: its text now
     bool stopped = false;
     if (es.text) ev.text = es.text->push(token, past_min, &stopped);
-    return finish(es, stopped ? "stop" : "length", std::move(ev));
+    return finish(es, stopped ? "stop" : "length", std::move(ev), slot + 1);
   }
-  pending_.push_back({&es, std::move(ev), token, past_min});  // text and push: the emitter
+  pending_.push_back({&es, std::move(ev), token, past_min, slot});  // text and push: the emitter
 }
 
 void Engine::emit_pending() {
@@ -245,7 +255,7 @@ void Engine::emit_pending() {
       bool stopped = false;
       if (p.es->text) p.event.text = p.es->text->push(p.token, p.past_min, &stopped);
       if (stopped) {
-        late_stops_.emplace_back(p.es->seq.seq_id, std::move(p.event));
+        late_stops_.push_back({p.es->seq.seq_id, std::move(p.event), p.slot + 1});
       } else {
         p.es->req->stream->push(std::move(p.event));
       }
@@ -256,31 +266,64 @@ void Engine::emit_pending() {
 
 void Engine::join_emitter() {
   emitter_.wait();
-  std::vector<std::pair<int64_t, StreamEvent>> stops;
+  std::vector<LateStop> stops;
   stops.swap(late_stops_);
-  for (auto& [id, event] : stops) {
-    auto it = live_.find(id);
-    if (it != live_.end()) finish(*it->second, "stop", std::move(event));
+  for (LateStop& st : stops) {
+    auto it = live_.find(st.seq_id);
+    if (it != live_.end()) finish(*it->second, "stop", std::move(st.event), st.keep);
   }
 }
 
-void Engine::run_step(const ScheduleResult& sched,
-                      std::chrono::steady_clock::time_point scheduled) {
-  // Flat plan: sequence i computes tokens [num_computed, num_computed + n).
+// A scheduled step with its plan built. Plan tokens that are placeholders (a token of the
+// step in flight, not sampled yet) are listed in `fills` and written at launch.
+struct Engine::PreparedStep {
+  ScheduleResult sched;
   BatchPlan plan;
+  std::vector<EngineSequence*> sampled;  // the sequences of plan.logits_rows, in order
+  struct Fill {
+    int32_t plan_index;
+    const Sequence* seq;
+    int32_t position;
+  };
+  std::vector<Fill> fills;
+  double build_seconds = 0.0;  // building the plan (plan_seconds, with the launch's fill-in)
+};
+
+// What a submitted step's results need: its rows' sequences (by id: a sequence may end while
+// the step is in flight) and where each row's token goes.
+struct Engine::StepInFlight {
+  std::vector<int64_t> row_seq_ids;
+  std::vector<int32_t> row_slots;     // index of the row's placeholder in its sequence's tokens
+  std::vector<int32_t> row_logprobs;  // the row's SamplingParams::logprobs
+  std::vector<int64_t> step_seq_ids;  // every sequence of the step (to fail them)
+  bool device_sampled = false;
+  std::chrono::steady_clock::time_point submitted;
+};
+
+struct Engine::StepResults {
+  std::vector<int64_t> row_seq_ids;
+  std::vector<int32_t> row_slots;
+  std::vector<TokenLogprobs> logprobs;
+};
+
+Engine::PreparedStep Engine::prepare_step(ScheduleResult sched) {
+  // Flat plan: sequence i computes tokens [num_computed, num_computed + n).
+  PreparedStep step;
+  step.sched = std::move(sched);
+  BatchPlan& plan = step.plan;
   const int32_t bs = config_.block_size;
-  std::vector<EngineSequence*> sampled;
   plan.seq_offsets.push_back(0);
-  for (const ScheduledChunk& c : sched.chunks)
+  for (const ScheduledChunk& c : step.sched.chunks)
     plan.max_blocks_per_seq =
         std::max(plan.max_blocks_per_seq, static_cast<int32_t>(c.seq->kv.blocks.size()));
-  for (const ScheduledChunk& c : sched.chunks) {
+  for (const ScheduledChunk& c : step.sched.chunks) {
     const Sequence& s = *c.seq;
     for (int32_t pos = s.num_computed; pos < s.num_computed + c.num_tokens; ++pos) {
-      plan.token_ids.push_back(s.tokens[size_t(pos)]);
+      const int32_t token = s.tokens[size_t(pos)];
+      if (token == kPlaceholderToken) step.fills.push_back({plan.num_tokens(), &s, pos});
+      plan.token_ids.push_back(token);
       plan.positions.push_back(pos);
       plan.slot_mapping.push_back(int64_t{s.kv.blocks[size_t(pos / bs)]} * bs + pos % bs);
-      if (pos < s.num_prompt_tokens) ++counters_.prompt_tokens_computed;
     }
     plan.seq_offsets.push_back(plan.num_tokens());
     plan.context_lens.push_back(s.num_computed + c.num_tokens);
@@ -291,89 +334,177 @@ void Engine::run_step(const ScheduleResult& sched,
     if (!es->first_scheduled) es->first_scheduled = std::chrono::steady_clock::now();
     if (c.sample) {
       plan.logits_rows.push_back(plan.num_tokens() - 1);
-      sampled.push_back(es);
+      step.sampled.push_back(es);
     }
-    if (!es->cache_hit_counted) {  // first chunk ever: count the prefix-cache hit once
-      es->cache_hit_counted = true;
+  }
+  return step;
+}
+
+namespace {
+
+// The Sampler's view of a sequence whose first `len` tokens are known (the rest, if any, is
+// the placeholder being sampled): prompt and output histories, and the ids suppressed before
+// min_tokens.
+SampleContext sample_context(const Sequence& s, int32_t len, const SamplingParams& p,
+                             const std::vector<int32_t>& eos_ids, uint64_t seed,
+                             int32_t sample_index, std::vector<int32_t>* suppressed) {
+  std::span<const int32_t> all(s.tokens.data(), size_t(len));
+  suppressed->clear();
+  if (len - s.num_prompt_tokens < p.min_tokens) {
+    if (!p.ignore_eos) *suppressed = eos_ids;
+    suppressed->insert(suppressed->end(), p.stop_token_ids.begin(), p.stop_token_ids.end());
+  }
+  return {all.first(size_t(s.num_prompt_tokens)), all.subspan(size_t(s.num_prompt_tokens)),
+          *suppressed, seed, sample_index};
+}
+
+}  // namespace
+
+void Engine::launch(PreparedStep& step) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  BatchPlan& plan = step.plan;
+  for (const PreparedStep::Fill& f : step.fills) {
+    const int32_t token = f.seq->tokens[size_t(f.position)];
+    MIXSERVE_CHECK(token != kPlaceholderToken, "engine: sequence ", f.seq->seq_id,
+                   " is planned with token ", f.position, " still unknown");
+    plan.token_ids[size_t(f.plan_index)] = token;
+  }
+  auto f = std::make_unique<StepInFlight>();
+  f->device_sampled = backend_->supports_device_sampling();
+  const size_t R = step.sampled.size();
+  SamplingBatch batch;
+  if (f->device_sampled) {
+    // The backend samples on its device with the same semantics (sampler.h); only rows that
+    // want log-probabilities bring their raw logits back.
+    std::vector<int32_t> suppressed;
+    for (EngineSequence* es : step.sampled) {
+      const SamplingParams& p = es->req->request.params;
+      append_sampling_row(p,
+                          sample_context(es->seq, es->seq.total_tokens(), p, eos_ids_,
+                                         es->req->seed, es->sample_index, &suppressed),
+                          &batch);
+    }
+  }
+  const Clock::time_point submit = Clock::now();
+  counters_.plan_seconds +=
+      step.build_seconds + std::chrono::duration<double>(submit - start).count();
+  if (last_collect_) {
+    counters_.launch_gap_seconds += std::chrono::duration<double>(submit - *last_collect_).count();
+    ++counters_.launch_gaps;
+  }
+  if (f->device_sampled) {
+    backend_->submit_and_sample(plan, batch);
+  } else {
+    logits_.resize(R * size_t(vocab_size_));
+    backend_->forward(plan, logits_);
+  }
+  f->submitted = submit;
+  counters_.forward_seconds += std::chrono::duration<double>(Clock::now() - submit).count();
+  // Committed: the counters, the chunks' KV, and a placeholder for each token being sampled.
+  counters_.tokens_computed += plan.num_tokens();
+  for (const ScheduledChunk& c : step.sched.chunks) {
+    const Sequence& s = *c.seq;
+    counters_.prompt_tokens_computed +=
+        std::max(0, std::min(s.num_prompt_tokens, s.num_computed + c.num_tokens) - s.num_computed);
+    EngineSequence& es = *live_.at(s.seq_id);
+    if (!es.cache_hit_counted) {  // first chunk ever: count the prefix-cache hit once
+      es.cache_hit_counted = true;
       counters_.cached_prompt_tokens += s.num_cached_prompt_tokens;
     }
+    f->step_seq_ids.push_back(s.seq_id);
   }
-  counters_.tokens_computed += plan.num_tokens();
-  // What the Sampler needs of each sampled row; the histories are views into the sequences.
-  std::vector<std::vector<int32_t>> suppressed(sampled.size());
-  std::vector<SampleContext> contexts;
-  for (size_t r = 0; r < sampled.size(); ++r) {
-    const EngineSequence& es = *sampled[r];
-    const SamplingParams& p = es.req->request.params;
-    const Sequence& s = es.seq;
-    std::span<const int32_t> all(s.tokens);
-    if (s.num_output_tokens() < p.min_tokens) {
-      if (!p.ignore_eos) suppressed[r] = eos_ids_;
-      suppressed[r].insert(suppressed[r].end(), p.stop_token_ids.begin(), p.stop_token_ids.end());
-    }
-    contexts.push_back({all.first(size_t(s.num_prompt_tokens)),
-                        all.subspan(size_t(s.num_prompt_tokens)), suppressed[r], es.req->seed,
-                        es.sample_index});
+  scheduler_->on_computed(step.sched);
+  for (EngineSequence* es : step.sampled) {
+    Sequence& s = es->seq;
+    f->row_seq_ids.push_back(s.seq_id);
+    f->row_slots.push_back(s.total_tokens());
+    f->row_logprobs.push_back(es->req->request.params.logprobs);
+    s.tokens.push_back(kPlaceholderToken);
+    // Its last token: no further step for it; its blocks are free for the next schedule
+    // (which the device runs after this step).
+    if (s.num_output_tokens() >= s.max_tokens) scheduler_->remove(&s);
   }
-  std::vector<int32_t> ids(sampled.size());
-  std::vector<TokenLogprobs> lps(sampled.size());
+  inflight_ = std::move(f);
+}
+
+Engine::StepResults Engine::collect() {
   using Clock = std::chrono::steady_clock;
-  // The backend's call alone: building its inputs and host sampling count as host time.
-  Clock::time_point forward_start{}, forward_end{};
-  try {
-    if (backend_->supports_device_sampling()) {
-      // The backend samples on its device with the same semantics (sampler.h); only rows that
-      // want log-probabilities bring their raw logits back.
-      SamplingBatch batch;
-      for (size_t r = 0; r < sampled.size(); ++r)
-        append_sampling_row(sampled[r]->req->request.params, contexts[r], &batch);
-      SampledTokens out;
-      forward_start = Clock::now();
-      backend_->forward_and_sample(plan, batch, &out);
-      forward_end = Clock::now();
-      for (size_t r = 0, k = 0; r < sampled.size(); ++r) {
-        ids[r] = out.ids[r];
-        const int32_t n = sampled[r]->req->request.params.logprobs;
-        if (n < 0) continue;
-        std::span<const float> raw(out.raw_logits.data() + k++ * size_t(vocab_size_),
-                                   size_t(vocab_size_));
-        lps[r] = compute_logprobs(raw, ids[r], n);
-      }
-    } else {
-      logits_.resize(plan.logits_rows.size() * size_t(vocab_size_));
-      forward_start = Clock::now();
-      backend_->forward(plan, logits_);
-      forward_end = Clock::now();
-      for (size_t r = 0; r < sampled.size(); ++r) {
-        std::span<float> row(logits_.data() + r * size_t(vocab_size_), size_t(vocab_size_));
-        SampleResult res = sample_token(row, sampled[r]->req->request.params, contexts[r]);
-        ids[r] = res.id;
-        lps[r] = std::move(res.logprobs);
-      }
+  // inflight_ stays set until the results are in: on a throw the caller fails its sequences.
+  StepInFlight* f = inflight_.get();
+  StepResults res;
+  const size_t R = f->row_seq_ids.size();
+  std::vector<int32_t> ids(R, 0);
+  res.logprobs.resize(R);
+  const Clock::time_point wait = Clock::now();
+  if (f->device_sampled) {
+    SampledTokens out;
+    backend_->collect_sampled(&out);
+    MIXSERVE_CHECK(out.ids.size() == R, "engine: the backend sampled ", out.ids.size(),
+                   " tokens for ", R, " rows");
+    counters_.forward_seconds += std::chrono::duration<double>(Clock::now() - wait).count();
+    for (size_t r = 0, k = 0; r < R; ++r) {
+      ids[r] = out.ids[r];
+      const int32_t n = f->row_logprobs[r];
+      if (n < 0) continue;
+      std::span<const float> raw(out.raw_logits.data() + k++ * size_t(vocab_size_),
+                                 size_t(vocab_size_));
+      res.logprobs[r] = compute_logprobs(raw, ids[r], n);
     }
-  } catch (const std::exception& e) {
-    log::error("engine: forward failed: ", e.what());
-    join_emitter();  // the previous step's text first; its late stops end theirs as "stop"
-    for (const ScheduledChunk& c : sched.chunks) {
-      auto it = live_.find(c.seq->seq_id);
-      if (it != live_.end()) finish(*it->second, std::string("error: ") + e.what(), StreamEvent{});
+  } else {
+    std::vector<int32_t> suppressed;
+    for (size_t r = 0; r < R; ++r) {
+      auto it = live_.find(f->row_seq_ids[r]);
+      if (it == live_.end()) continue;  // ended while in flight: the row is dropped
+      const EngineSequence& es = *it->second;
+      const SamplingParams& p = es.req->request.params;
+      std::span<float> row(logits_.data() + r * size_t(vocab_size_), size_t(vocab_size_));
+      SampleResult sr = sample_token(row, p,
+                                     sample_context(es.seq, f->row_slots[r], p, eos_ids_,
+                                                    es.req->seed, es.sample_index, &suppressed));
+      ids[r] = sr.id;
+      res.logprobs[r] = std::move(sr.logprobs);
     }
-    return;
   }
-  counters_.forward_seconds += std::chrono::duration<double>(forward_end - forward_start).count();
-  counters_.plan_seconds += std::chrono::duration<double>(forward_start - scheduled).count();
-  scheduler_->on_computed(sched);
+  last_collect_ = Clock::now();
+  // The tokens into their sequences (the next step's placeholders read them at its launch).
+  for (size_t r = 0; r < R; ++r) {
+    auto it = live_.find(f->row_seq_ids[r]);
+    if (it == live_.end()) continue;
+    Sequence& s = it->second->seq;
+    MIXSERVE_CHECK(size_t(f->row_slots[r]) < s.tokens.size() &&
+                       s.tokens[size_t(f->row_slots[r])] == kPlaceholderToken,
+                   "engine: no placeholder for the token of sequence ", s.seq_id);
+    s.tokens[size_t(f->row_slots[r])] = ids[r];
+  }
+  res.row_seq_ids = std::move(f->row_seq_ids);
+  res.row_slots = std::move(f->row_slots);
+  inflight_.reset();
+  return res;
+}
+
+void Engine::output(StepResults& results) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
   // The previous step's text is done by now (it ran beside this step); a stop string in it
   // finishes its sequence here, and this step's token for that sequence is dropped.
-  std::vector<int64_t> sampled_ids(sampled.size());
-  for (size_t r = 0; r < sampled.size(); ++r) sampled_ids[r] = sampled[r]->seq.seq_id;
   join_emitter();
-  for (size_t r = 0; r < sampled.size(); ++r) {
-    auto it = live_.find(sampled_ids[r]);
-    if (it != live_.end()) postprocess(*it->second, ids[r], std::move(lps[r]));
+  for (size_t r = 0; r < results.row_seq_ids.size(); ++r) {
+    auto it = live_.find(results.row_seq_ids[r]);
+    if (it != live_.end())
+      postprocess(*it->second, results.row_slots[r], std::move(results.logprobs[r]));
   }
   emit_pending();
-  counters_.output_seconds += std::chrono::duration<double>(Clock::now() - forward_end).count();
+  counters_.output_seconds += std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+void Engine::fail_sequences(const std::vector<int64_t>& seq_ids, const std::string& what) {
+  log::error("engine: forward failed: ", what);
+  join_emitter();  // the text already made goes out first; its late stops end as "stop"
+  for (int64_t id : seq_ids) {
+    auto it = live_.find(id);
+    if (it != live_.end()) finish(*it->second, "error: " + what, StreamEvent{});
+  }
 }
 
 bool Engine::step() {
@@ -382,25 +513,66 @@ bool Engine::step() {
   return do_step();
 }
 
+// Without async scheduling: schedule, prepare, launch, collect, output. With it, the step in
+// flight is collected only after the next one is prepared: schedule and prepare step n+1,
+// collect step n, launch step n+1, output step n (while the device runs step n+1).
 bool Engine::do_step() {
-  const auto start = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
   admit_new_requests();
   handle_cancellations();
   ScheduleResult sched = scheduler_->schedule();
   counters_.preemptions += static_cast<int64_t>(sched.preempted.size());
-  const bool did = !sched.empty();
-  if (did) {
-    ++counters_.steps;
-    const auto scheduled = std::chrono::steady_clock::now();
-    counters_.schedule_seconds += std::chrono::duration<double>(scheduled - start).count();
-    run_step(sched, scheduled);
-    counters_.step_seconds +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  } else {
+  if (sched.empty() && !inflight_) {
     join_emitter();  // nothing runs: the last text goes out now
+    last_collect_.reset();  // the device waits for work, not for the host
+    publish_stats();
+    return false;
   }
+  const auto scheduled = Clock::now();
+  counters_.schedule_seconds += std::chrono::duration<double>(scheduled - start).count();
+  const bool run = !sched.empty();
+  PreparedStep next;
+  if (run) {
+    next = prepare_step(std::move(sched));
+    next.build_seconds = std::chrono::duration<double>(Clock::now() - scheduled).count();
+  }
+  std::optional<StepResults> done;
+  if (inflight_) {  // async: the step in flight
+    try {
+      done = collect();
+    } catch (const std::exception& e) {
+      const std::vector<int64_t> failed = inflight_->step_seq_ids;
+      inflight_.reset();
+      fail_sequences(failed, e.what());
+      if (run) {  // the next step without the failed sequences
+        ScheduleResult kept;
+        for (const ScheduledChunk& c : next.sched.chunks)
+          if (live_.count(c.seq->seq_id)) kept.chunks.push_back(c);
+        const double built = next.build_seconds;
+        next = prepare_step(std::move(kept));
+        next.build_seconds = built;
+      }
+    }
+  }
+  if (run && !next.sched.empty()) {
+    ++counters_.steps;
+    try {
+      launch(next);
+      if (!config_.async_scheduling) done = collect();
+    } catch (const std::exception& e) {
+      std::vector<int64_t> failed;
+      for (const ScheduledChunk& c : next.sched.chunks) failed.push_back(c.seq->seq_id);
+      inflight_.reset();
+      if (done) output(*done);  // the step before (async) completed
+      done.reset();
+      fail_sequences(failed, e.what());
+    }
+  }
+  if (done) output(*done);
+  counters_.step_seconds += std::chrono::duration<double>(Clock::now() - start).count();
   publish_stats();
-  return did;
+  return true;
 }
 
 void Engine::publish_stats() {
@@ -426,6 +598,14 @@ EngineStats Engine::stats() const {
 }
 
 void Engine::abort_all(const std::string& reason) {
+  if (inflight_) {  // the backend finishes its step; its tokens are dropped
+    try {
+      collect();
+    } catch (const std::exception& e) {
+      log::error("engine: forward failed: ", e.what());
+    }
+    inflight_.reset();
+  }
   try {
     join_emitter();  // text already made goes out first; late stops end as "stop"
   } catch (const std::exception& e) {
@@ -440,7 +620,7 @@ void Engine::abort_all(const std::string& reason) {
 
 void Engine::loop() {
   while (true) {
-    const bool idle = !scheduler_->has_work() && live_.empty();
+    const bool idle = !scheduler_->has_work() && live_.empty() && !inflight_;
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (idle) cv_.wait(lock, [&] { return stopping_ || !inbox_.empty(); });

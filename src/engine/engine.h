@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -39,6 +40,13 @@ struct EngineConfig {
                                         // the cache size
   bool enable_prefix_caching = true;    // --no-prefix-caching turns it off
   std::string scheduler_policy = "fcfs";  // "fcfs" (preempting) or "no-evict"
+  // Schedule and plan step n+1 while the backend computes step n (--no-async-scheduling
+  // turns it off in the CLI, where it is on by default). The next step is planned with a
+  // placeholder for each token still being sampled, filled in when step n's tokens arrive;
+  // only that fill-in and the submission stay between two device steps. A sequence that
+  // step n finishes (EOS, stop id, stop string) has its row in step n+1 computed in vain and
+  // dropped; one that reaches max_tokens is known in advance and not scheduled again.
+  bool async_scheduling = false;
 
   static constexpr int64_t kDefaultKvCacheTokens = 16384;
 };
@@ -68,6 +76,12 @@ struct EngineStats {
   double schedule_seconds = 0.0;
   double plan_seconds = 0.0;
   double output_seconds = 0.0;
+  // Host time on the device's critical path: from one step's results coming back to the next
+  // step's submission, for steps that were ready to go (not waiting for requests). Without
+  // async scheduling it is the output + schedule + plan of every step; with it, only the
+  // placeholders' fill-in and the sampling inputs.
+  double launch_gap_seconds = 0.0;
+  int64_t launch_gaps = 0;  // steps counted in launch_gap_seconds
 };
 
 struct SampleOutput {
@@ -124,9 +138,25 @@ class Engine {
   void loop();
   void admit_new_requests();
   void handle_cancellations();
-  void run_step(const ScheduleResult& sched, std::chrono::steady_clock::time_point scheduled);
-  void postprocess(EngineSequence& es, int32_t token, TokenLogprobs lp);
-  void finish(EngineSequence& es, const std::string& reason, StreamEvent event);
+  // A step: prepared (plan built, placeholders to fill), submitted (in flight), its results
+  // collected (tokens written into their sequences), then output (stop conditions, streams).
+  struct PreparedStep;
+  struct StepInFlight;
+  struct StepResults;
+  PreparedStep prepare_step(ScheduleResult sched);
+  // Fills the placeholders, submits; then commits the chunks and appends the placeholders of
+  // the tokens it samples. Throws if the backend does (nothing was committed then).
+  void launch(PreparedStep& step);
+  StepResults collect();  // inflight_'s results; throws if the backend does
+  void output(StepResults& results);
+  // Ends every live sequence of seq_ids with the backend's error.
+  void fail_sequences(const std::vector<int64_t>& seq_ids, const std::string& what);
+  // slot: the index of the token in es.seq.tokens (already written there).
+  void postprocess(EngineSequence& es, int32_t slot, TokenLogprobs lp);
+  // keep >= 0: the sequence's tokens are cut to that many first (tokens computed past a stop);
+  // otherwise only trailing placeholders go.
+  void finish(EngineSequence& es, const std::string& reason, StreamEvent event,
+              int32_t keep = -1);
   // Hands the step's text work (pending_) to the emitter thread.
   void emit_pending();
   // Waits for the emitter, then finishes the sequences whose text met a stop string.
@@ -149,6 +179,9 @@ class Engine {
   int64_t next_seq_id_ = 0;
   std::vector<float> logits_;  // [R * V]
   EngineStats counters_;
+  std::unique_ptr<StepInFlight> inflight_;  // submitted, not yet collected (async scheduling)
+  // When the last results came back, while the next step may be waiting on the host.
+  std::optional<std::chrono::steady_clock::time_point> last_collect_;
 
   // Shared with submitters.
   mutable std::mutex mu_;
@@ -169,7 +202,12 @@ class Engine {
   // finish() waits for the emitter first, so the sequences it reads stay alive.
   struct PendingText;
   std::vector<PendingText> pending_;                        // this step's, for the emitter
-  std::vector<std::pair<int64_t, StreamEvent>> late_stops_;  // seq id, event; the emitter's
+  struct LateStop {
+    int64_t seq_id = 0;
+    StreamEvent event;
+    int32_t keep = 0;  // tokens up to and including the one that met the stop string
+  };
+  std::vector<LateStop> late_stops_;  // the emitter's
   BackgroundWorker emitter_;  // last: joined before the members it uses go away
 };
 

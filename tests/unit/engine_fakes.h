@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/sampling_batch.h"
 #include "tokenizer/tokenizer.h"
 
 namespace mixserve::testing {
@@ -79,6 +81,46 @@ class FakeBackend : public Backend {
   std::vector<int32_t> kv_token_, kv_pos_;
   int64_t tokens_computed_ = 0;
   int64_t steps_ = 0;
+};
+
+// The FakeBackend with "device" sampling: forward_and_sample picks greedily (ties to the lowest
+// id) after applying the batch's penalty entries (suppressed ids to -inf; repetition /
+// presence / frequency penalties as in sampler.h), so a SamplingBatch built from a wrong
+// history changes the tokens. Rows must be greedy.
+class FakeDeviceBackend : public FakeBackend {
+ public:
+  using FakeBackend::FakeBackend;
+  bool supports_device_sampling() const override { return true; }
+  void forward_and_sample(const BatchPlan& plan, const SamplingBatch& batch,
+                          SampledTokens* out) override {
+    const size_t R = plan.logits_rows.size(), V = size_t(config().vocab_size);
+    ASSERT_EQ(batch.rows.size(), R);
+    std::vector<float> logits(R * V);
+    forward(plan, logits);
+    out->ids.assign(R, 0);
+    out->raw_logits.clear();
+    for (size_t r = 0; r < R; ++r) {
+      const SamplingRow& row = batch.rows[r];
+      ASSERT_EQ(row.temperature, 0.0f) << "FakeDeviceBackend samples greedily only";
+      float* l = logits.data() + r * V;
+      if (row.logprobs >= 0) out->raw_logits.insert(out->raw_logits.end(), l, l + V);
+      for (int32_t e = batch.entry_offsets[r]; e < batch.entry_offsets[r + 1]; ++e) {
+        const PenaltyEntry& pe = batch.entries[size_t(e)];
+        float& x = l[pe.id];
+        if (pe.flags & PenaltyEntry::kInHistory)
+          x = x > 0 ? x / row.repetition_penalty : x * row.repetition_penalty;
+        x -= row.frequency_penalty * float(pe.output_count) +
+             (pe.output_count > 0 ? row.presence_penalty : 0.0f);
+        if (pe.flags & PenaltyEntry::kSuppressed) x = -1e30f;
+      }
+      out->ids[r] = int32_t(std::max_element(l, l + V) - l);
+    }
+    ++device_steps_;
+  }
+  int64_t device_steps() const { return device_steps_; }
+
+ private:
+  int64_t device_steps_ = 0;
 };
 
 // Id 0 is "</s>" (special, EOS); id i > 0 is two letters, so stop strings can span tokens.

@@ -16,7 +16,7 @@
 namespace mixserve {
 namespace {
 
-std::unique_ptr<Engine> make_engine(int32_t cache_tokens, int32_t budget) {
+std::unique_ptr<Engine> make_engine(int32_t cache_tokens, int32_t budget, bool async = false) {
   const ModelConfig config = cpu_test::moe_config();
   auto backend = std::make_unique<CpuBackend>(config, make_random_cpu_weights(config, 7), 1);
   EngineConfig ec;
@@ -25,6 +25,7 @@ std::unique_ptr<Engine> make_engine(int32_t cache_tokens, int32_t budget) {
   ec.max_num_batched_tokens = budget;
   ec.max_num_seqs = 32;
   ec.max_model_len = 256;
+  ec.async_scheduling = async;
   return std::make_unique<Engine>(std::move(backend), nullptr, ec);
 }
 
@@ -83,10 +84,11 @@ TEST(EngineOnCpuBackend, GreedyTokensIndependentOfBatchChunkingAndPreemption) {
   struct Case {
     int32_t cache_tokens, budget;
     bool expect_preemption;
+    bool async = false;  // the engine's async scheduling
   };
   for (const Case& c : {Case{4096, 1, false}, Case{4096, 7, false}, Case{4096, 64, false},
-                        Case{96, 16, true}}) {
-    auto engine = make_engine(c.cache_tokens, c.budget);
+                        Case{96, 16, true}, Case{4096, 7, false, true}, Case{96, 16, true, true}}) {
+    auto engine = make_engine(c.cache_tokens, c.budget, c.async);
     std::vector<Request> reqs;
     std::vector<int> arrival;
     for (int i = 0; i < 16; ++i) {
@@ -99,7 +101,8 @@ TEST(EngineOnCpuBackend, GreedyTokensIndependentOfBatchChunkingAndPreemption) {
     reqs.insert(reqs.begin() + 6, target);
     arrival.insert(arrival.begin() + 6, 5);
     const auto out = run(*engine, reqs, arrival);
-    EXPECT_EQ(out[6], reference) << "cache " << c.cache_tokens << ", budget " << c.budget;
+    EXPECT_EQ(out[6], reference) << "cache " << c.cache_tokens << ", budget " << c.budget
+                                 << (c.async ? ", async" : "");
     const EngineStats st = engine->stats();
     EXPECT_EQ(st.preemptions > 0, c.expect_preemption) << "cache " << c.cache_tokens;
     EXPECT_EQ(st.num_free_kv_blocks, st.num_kv_blocks);

@@ -106,6 +106,10 @@ class CudaBackend : public Backend {
   bool supports_device_sampling() const override { return options_.device_sampling; }
   void forward_and_sample(const BatchPlan& plan, const SamplingBatch& batch,
                           SampledTokens* out) override;
+  // The same in two halves: the submit enqueues everything (its only host waits are the
+  // counted MoE layers' count read-backs) and the collect synchronizes the stream.
+  void submit_and_sample(const BatchPlan& plan, const SamplingBatch& batch) override;
+  void collect_sampled(SampledTokens* out) override;
 
   DType dtype() const { return options_.dtype; }
   bool fp8() const { return options_.fp8; }
@@ -285,6 +289,9 @@ class CudaBackend : public Backend {
   DeviceBuffer sample_dev_;
   PinnedBuffer ids_host_;   // [R]
   PinnedBuffer raw_host_;   // [rows with logprobs, V] float
+  // The submitted step's shape until its collect_sampled (-1: none in flight).
+  int64_t submitted_rows_ = -1;
+  size_t submitted_raw_rows_ = 0;
   size_t kv_budget_bytes_ = 0;
   DeviceBuffer kv_cache_;
   std::vector<float> k_scales_, v_scales_;  // [L] FP8 KV cache scales

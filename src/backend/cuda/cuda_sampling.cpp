@@ -18,6 +18,13 @@ size_t align_up8(size_t n) { return (n + 7) / 8 * 8; }
 
 void CudaBackend::forward_and_sample(const BatchPlan& plan, const SamplingBatch& batch,
                                      SampledTokens* out) {
+  submit_and_sample(plan, batch);
+  collect_sampled(out);
+}
+
+void CudaBackend::submit_and_sample(const BatchPlan& plan, const SamplingBatch& batch) {
+  MIXSERVE_CHECK(submitted_rows_ < 0,
+                 "CUDA backend: submit_and_sample while the previous step is not collected");
   const int V = config_.vocab_size;
   const size_t R = plan.logits_rows.size();
   MIXSERVE_CHECK(batch.rows.size() == R && batch.entry_offsets.size() == R + 1 &&
@@ -26,10 +33,9 @@ void CudaBackend::forward_and_sample(const BatchPlan& plan, const SamplingBatch&
                  batch.entry_offsets.size(), " entry offsets for a plan of ", R,
                  " logits rows (needs R rows, R + 1 offsets ending at the entry count)");
   run_model(plan);
-  out->ids.assign(R, 0);
-  out->raw_logits.clear();
+  submitted_raw_rows_ = 0;
   if (R == 0 || plan.num_tokens() == 0) {
-    MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    submitted_rows_ = 0;
     return;
   }
   // rows [R] | offsets [R+1] | entries, one upload.
@@ -71,9 +77,20 @@ void CudaBackend::forward_and_sample(const BatchPlan& plan, const SamplingBatch&
   MIXSERVE_CUDA_CHECK(sample_rows(ws_.logits, int(R), V, rows, ws_.sorted_token, stream_));
   MIXSERVE_CUDA_CHECK(
       cudaMemcpyAsync(ids_host_.get(), ws_.sorted_token, R * 4, cudaMemcpyDeviceToHost, stream_));
+  submitted_rows_ = int64_t(R);
+  submitted_raw_rows_ = raw_rows;
+}
+
+void CudaBackend::collect_sampled(SampledTokens* out) {
+  MIXSERVE_CHECK(submitted_rows_ >= 0, "CUDA backend: collect_sampled without a submitted step");
+  const size_t R = size_t(submitted_rows_), raw_rows = submitted_raw_rows_;
+  submitted_rows_ = -1;
   MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  std::memcpy(out->ids.data(), ids_host_.get(), R * 4);
+  out->ids.assign(R, 0);
+  if (R > 0) std::memcpy(out->ids.data(), ids_host_.get(), R * 4);
+  out->raw_logits.clear();
   if (raw_rows > 0) {
+    const size_t V = size_t(config_.vocab_size);
     out->raw_logits.assign(raw_host_.as<float>(), raw_host_.as<float>() + raw_rows * V);
   }
 }
