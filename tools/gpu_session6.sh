@@ -23,7 +23,7 @@ step() {  # label, flags...
 }
 if [ -n "$SM" ]; then
   for rep in ${REPS-1 2}; do
-    modes="00 10 01 11"; [ $rep = 2 ] && modes="11 01 10 00"
+    modes=${MODES:-"00 10 01 11"}; [ $rep = 2 ] && modes=$(echo $modes | tr ' ' '\n' | tac | tr '\n' ' ')
     for m in $modes; do
       export MIXSERVE_FP8_FUSED_COMBINE=${m:0:1} MIXSERVE_SILU_BULK=${m:1:1}
       step "decode-b1536-c${m:0:1}s${m:1:1}-r$rep" --batch 1536

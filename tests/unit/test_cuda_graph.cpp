@@ -87,9 +87,11 @@ TEST(CudaGraph, ReplayIsBitIdenticalToEagerAtAwkwardBatchSizes) {
 }
 
 // The engine end to end: 12 requests of different prompt lengths, 10 tokens each.
-std::vector<std::vector<int32_t>> run_engine(std::unique_ptr<Backend> backend, float temperature) {
+std::vector<std::vector<int32_t>> run_engine(std::unique_ptr<Backend> backend, float temperature,
+                                             bool async = false) {
   EngineConfig cfg;
   cfg.num_kv_blocks = kNumBlocks;
+  cfg.async_scheduling = async;
   Engine engine(std::move(backend), nullptr, cfg);
   std::vector<Request> reqs;
   for (int i = 0; i < 12; ++i) {
@@ -120,6 +122,9 @@ TEST(CudaGraph, EngineTokensSameWithGraphsEagerDeviceAndHostSampling) {
     const auto graphs_host = run_engine(tiny_backend(false, false), temperature);
     EXPECT_EQ(graphs_device, eager_device) << "temperature " << temperature;
     EXPECT_EQ(graphs_device, graphs_host) << "temperature " << temperature;
+    // Async scheduling (the CLI's default): the same tokens through submit / collect.
+    EXPECT_EQ(run_engine(tiny_backend(false, true), temperature, true), graphs_device)
+        << "temperature " << temperature;
   }
 }
 
