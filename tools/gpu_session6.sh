@@ -2,7 +2,7 @@
 # Session 6's GPU run (one H100): A/B of the deferred MoE combine (MIXSERVE_FP8_FUSED_COMBINE)
 # and the bulk-copy SiLU·mul (MIXSERVE_SILU_BULK) one at a time, repeated in alternating order
 # (the card is power-capped and drifts with temperature), on STEP_MODEL; then OFF-128 on the
-# full model at OFF_CFGS ("max_batch:max_num_batched_tokens:gpu_memory_fraction[:env]").
+# full model at OFF_CFGS ("max_batch:max_num_batched_tokens:gpu_memory_fraction[:flags]").
 # Reports in $OUT/results.tgz.
 set -uo pipefail
 B=.devcarry/bin/mixserve; T=.devcarry/bin/mixserve_tests
@@ -39,10 +39,10 @@ off() {  # name, env assignments (comma-separated, may be empty), flags...
   echo "== $name: rc=$?"; grep -A4 "^run " $R/$TAG-$name.log | grep -v "^\[" | head -3 | cut -c1-130
   grep -hiE "engine steps|kv cache|kv pool" $R/$TAG-$name.log | sed 's/^\[[^]]*\] //' | head -3
 }
-for cfg in ${OFF_CFGS-1536:8192:0.95}; do
-  IFS=: read -r mb nt mf envs <<< "$cfg"
-  off OFF-128-b$mb-t$nt-m$mf${envs:+-${envs//[=,]/}} "${envs:-}" --model synthetic:mixtral-8x7b $FP8 \
+for cfg in ${OFF_CFGS-1536:8192:0.95}; do  # extra flags after the third colon, commas for spaces
+  IFS=: read -r mb nt mf extra <<< "$cfg"
+  off OFF-128-b$mb-t$nt-m$mf${extra:+-${extra//[-,]/}} "" --model synthetic:mixtral-8x7b $FP8 \
     --output-len 128 --num-requests ${NREQ:-3072} --warmup 64 --max-batch $mb \
-    --max-num-batched-tokens $nt --gpu-memory-fraction $mf --workload-id OFF-128
+    --max-num-batched-tokens $nt --gpu-memory-fraction $mf --workload-id OFF-128 ${extra//,/ }
 done
 tar czf $OUT/results.tgz -C $R .
