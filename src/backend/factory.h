@@ -17,6 +17,7 @@ struct BackendOptions {
   std::string dtype = "bf16";  // CUDA: bf16 | fp16, the weights' and activations' type
   double gpu_memory_fraction = 0.90;  // CUDA: share of the card for weights + workspace + KV
   int max_num_tokens = 2048;   // CUDA: tokens per step the workspace is sized for
+  int max_num_seqs = 0;        // CUDA: sequences per step (logits rows) it is sized for; 0 = tokens
   std::string quantization = "none";   // CUDA: none | fp8 (E4M3 weights + activations)
   std::string kv_cache_dtype = "auto"; // CUDA: auto (the dtype) | fp8 (E4M3 KV cache)
   bool enforce_eager = false;  // CUDA: no CUDA graphs for decode steps

@@ -78,7 +78,7 @@ int run(const OfflineArgs& a) {
     // A fresh engine per batch size: max_num_seqs is fixed at construction. A step must hold a
     // full batch of decodes.
     const int32_t step_tokens = std::max(a.engine.engine.max_num_batched_tokens, b);
-    std::unique_ptr<Backend> backend = create_backend(a.engine.backend_for_steps(step_tokens));
+    std::unique_ptr<Backend> backend = create_backend(a.engine.backend_for_steps(step_tokens, b));
     // A worker rank of a multi-process launch served this batch size's run for rank 0 (which
     // starts a fresh rendezvous per batch size); it writes no report.
     if (!backend) continue;

@@ -99,9 +99,11 @@ void EngineFlags::add_to(CLI::App& app, bool model_required) {
                "step is scheduled and planned while the device computes this one)");
 }
 
-BackendOptions EngineFlags::backend_for_steps(int32_t max_step_tokens) const {
+BackendOptions EngineFlags::backend_for_steps(int32_t max_step_tokens,
+                                              int32_t max_step_seqs) const {
   BackendOptions o = backend;
   o.max_num_tokens = max_step_tokens;
+  o.max_num_seqs = max_step_seqs;
   return o;
 }
 
@@ -112,7 +114,8 @@ EngineBundle make_engine(const EngineFlags& flags) {
     bundle.tokenizer = Tokenizer::from_dir(dir);
   }
   std::unique_ptr<Backend> backend =
-      create_backend(flags.backend_for_steps(flags.engine.max_num_batched_tokens));
+      create_backend(flags.backend_for_steps(flags.engine.max_num_batched_tokens,
+                                            flags.engine.max_num_seqs));
   if (!backend) return bundle;  // a worker process: rank 0 has shut it down
   log::info("model ", flags.backend.model, " on ", backend->name());
   bundle.engine = std::make_unique<Engine>(std::move(backend), bundle.tokenizer, flags.engine);

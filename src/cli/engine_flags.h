@@ -26,9 +26,10 @@ struct EngineFlags {
   // parallelism flags (add_parallel_flags).
   void add_to(CLI::App& app, bool model_required = true);
 
-  // The backend's options, its workspace sized for steps of max_step_tokens (the backend takes
-  // it before the KV cache takes the rest of the memory).
-  BackendOptions backend_for_steps(int32_t max_step_tokens) const;
+  // The backend's options, its workspace sized for steps of max_step_tokens tokens and
+  // max_step_seqs sequences (the backend takes it before the KV cache takes the rest of the
+  // memory).
+  BackendOptions backend_for_steps(int32_t max_step_tokens, int32_t max_step_seqs) const;
 };
 
 // Adds --tensor-parallel (-tp), --expert-parallel, --nnodes, --node-rank, --master-addr,

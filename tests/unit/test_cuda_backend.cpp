@@ -101,6 +101,31 @@ TEST(CudaBackend, SyntheticWeightsEqualWrittenCheckpoint) {
   EXPECT_EQ(a, b) << "same weights, same kernels: bit-identical logits";
 }
 
+// A workspace sized for fewer logits rows (max_num_seqs) than a step has grows for it: the
+// logits equal those of a backend sized for one row per token, first step and after.
+TEST(CudaBackend, LogitsRowsBeyondMaxNumSeqsGrowTheWorkspace) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  testing::TempDir dir("cuda_rows");
+  const auto path = write_model(dir, "tiny");
+  cuda::CudaBackendOptions small = small_options(DType::kBF16);
+  small.max_num_seqs = 1;
+  auto sized = cuda::CudaBackend::load(path, small);
+  auto full = cuda::CudaBackend::load(path, small_options(DType::kBF16));
+  sized->allocate_kv_cache({kNumBlocks, kBlockSize});
+  full->allocate_kv_cache({kNumBlocks, kBlockSize});
+  std::mt19937 gen = rng();
+  for (const std::vector<SeqSpec>& seqs : std::vector<std::vector<SeqSpec>>{
+           {{9, 9}}, {{23, 23}, {7, 7}, {12, 12}}, {{4, 4}}}) {
+    BatchPlan plan = build_plan(seqs, kBlockSize, kNumBlocks, gen);
+    plan.token_ids = random_tokens(plan.num_tokens(), full->config().vocab_size);
+    const size_t n = plan.logits_rows.size() * size_t(full->config().vocab_size);
+    std::vector<float> a(n, NAN), b(n);
+    sized->forward(plan, a);
+    full->forward(plan, b);
+    EXPECT_EQ(a, b) << seqs.size() << " logits rows";
+  }
+}
+
 // Greedy decode: prefill the prompt, then one token per step, on one backend.
 std::vector<int32_t> greedy(Backend& be, const std::vector<int32_t>& prompt, int steps,
                             const std::vector<int32_t>& blocks,

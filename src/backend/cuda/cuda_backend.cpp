@@ -188,7 +188,9 @@ std::unique_ptr<CudaBackend> CudaBackend::synthetic(const ModelConfig& config, u
 }
 
 void CudaBackend::finish_setup() {
-  ensure_workspace(std::max(1, options_.max_num_tokens));
+  const int tokens = std::max(1, options_.max_num_tokens);
+  ensure_workspace(tokens, options_.max_num_seqs > 0 ? std::min(tokens, options_.max_num_seqs)
+                                                     : tokens);
   attn_workspace_.reset(kAttentionWorkspaceBytes);
   size_t free_b = 0, total_b = 0;
   MIXSERVE_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -248,8 +250,10 @@ void* CudaBackend::kv_pool(int layer, int which) const {
   return kv_cache_.as<char>((size_t(layer) * 2 + which) * pool);
 }
 
-void CudaBackend::ensure_workspace(int T) {
-  if (T <= ws_tokens_) return;
+void CudaBackend::ensure_workspace(int T, int R) {
+  if (T <= ws_tokens_ && R <= ws_logits_rows_) return;
+  T = std::max(T, ws_tokens_);
+  R = std::min(T, std::max(R, ws_logits_rows_));
   const ModelConfig& c = config_;
   const size_t H = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
   const size_t E = std::max(1, c.num_local_experts);
@@ -277,12 +281,13 @@ void CudaBackend::ensure_workspace(int T) {
       {reinterpret_cast<void**>(&ws_.offsets), (E + 1) * 4},
       {reinterpret_cast<void**>(&ws_.sorted_token), t * K * 4},
       {reinterpret_cast<void**>(&ws_.pair_pos), t * K * 4},
-      {&ws_.gathered, t * K * H * el},
+      // The half-precision MoE's gathered inputs and activations; FP8 uses gathered_q, act_q.
+      {&ws_.gathered, options_.fp8 ? 0 : t * K * H * el},
       {&ws_.gate_up, moe_rows * 2 * F * el},
-      {&ws_.act, t * K * F * el},
+      {&ws_.act, options_.fp8 ? 0 : t * K * F * el},
       {reinterpret_cast<void**>(&ws_.expert_out), moe_rows * H * 4},
       {&ws_.final_rows, t * H * el},
-      {reinterpret_cast<void**>(&ws_.logits), t * V * 4},
+      {reinterpret_cast<void**>(&ws_.logits), size_t(R) * V * 4},
   };
   if (options_.shard.size > 1 && options_.tp_reduce_bf16) {
     parts.push_back({&ws_.delta_bf16, t * H * 2});
@@ -312,6 +317,7 @@ void CudaBackend::ensure_workspace(int T) {
     *parts[i].first = workspace_buf_.as<char>(offsets[i]);
   }
   ws_tokens_ = T;
+  ws_logits_rows_ = R;
   ws_moe_rows_ = moe_rows;
 }
 

@@ -54,6 +54,9 @@ struct CudaBackendOptions {
   DType dtype = DType::kBF16;         // kBF16 or kF16
   double gpu_memory_fraction = 0.90;  // of the card's memory, for weights + workspace + KV
   int max_num_tokens = 2048;          // tokens per step the workspace is sized for (grows)
+  // Sequences per step (logits rows) the workspace is sized for; 0 = one per token. A step
+  // with more logits rows grows it.
+  int max_num_seqs = 0;
   int device = 0;
   // FP8 (docs/cuda-backend.md, "FP8"): projection weights in E4M3 with per-channel scales and
   // their inputs quantized per token (W8A8). Implied by an FP8 checkpoint.
@@ -127,7 +130,7 @@ class CudaBackend : public Backend {
   // config: the full model's (the shard's local config is derived from it).
   CudaBackend(const ModelConfig& config, const CudaBackendOptions& options);
   void finish_setup();  // workspace + KV budget, after the weights are on the device
-  void ensure_workspace(int num_tokens);
+  void ensure_workspace(int num_tokens, int logits_rows);
   void upload_plan(const BatchPlan& plan);
   // Validates the plan and enqueues the model up to the logits of its R rows (ws_.logits).
   void run_model(const BatchPlan& plan);
@@ -266,6 +269,7 @@ class CudaBackend : public Backend {
   DeviceBuffer attn_workspace_;  // split-K attention partials (kAttentionWorkspaceBytes)
   Workspace ws_;
   int ws_tokens_ = 0;
+  int ws_logits_rows_ = 0;  // rows of ws_.logits (<= ws_tokens_)
   size_t ws_moe_rows_ = 0;  // rows of the MoE's per-pair buffers (>= ws_tokens_ * top-k)
   DeviceBuffer plan_dev_;
   PinnedBuffer plan_host_;

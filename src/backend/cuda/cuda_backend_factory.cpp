@@ -19,6 +19,7 @@ cuda::CudaBackendOptions cuda_backend_options(const BackendOptions& o) {
   co.dtype = parse_weight_dtype(o.dtype);
   co.gpu_memory_fraction = o.gpu_memory_fraction;
   co.max_num_tokens = o.max_num_tokens;
+  co.max_num_seqs = o.max_num_seqs;
   co.fp8 = o.quantization == "fp8";
   co.kv_fp8 = o.kv_cache_dtype == "fp8";
   co.enforce_eager = o.enforce_eager;

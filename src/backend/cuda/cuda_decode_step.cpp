@@ -55,7 +55,8 @@ void CudaBackend::run_decode(const BatchPlan& plan, int bucket) {
   const int K = config_.moe ? config_.num_experts_per_tok : 1;
   const int E = config_.moe ? config_.num_local_experts : 1;
   const int G = std::min(E, Tb * K);
-  ensure_workspace(std::max(Tb, (G * Tb + K - 1) / K));  // the grouped MoE's G * Tb rows
+  // The grouped MoE's G * Tb rows; the graph's lm_head writes all Tb logits rows.
+  ensure_workspace(std::max(Tb, (G * Tb + K - 1) / K), Tb);
   const int B = next_pow2(std::max(1, plan.max_blocks_per_seq)), Bp = plan.max_blocks_per_seq;
   // int32 tokens, positions, seq_of_token, logits rows [Tb] and block tables [Tb, B], then
   // the int64 slots [Tb] at an 8-byte boundary.

@@ -42,7 +42,7 @@ void CudaBackend::run_model(const BatchPlan& plan) {
   const int T = plan.num_tokens();
   if (T == 0) return;
   if (const int bucket = decode_bucket(plan); bucket > 0) return run_decode(plan, bucket);
-  ensure_workspace(T);
+  ensure_workspace(T, static_cast<int>(plan.logits_rows.size()));
   upload_plan(plan);
   attn_step_ = AttentionArgs{};
   attn_step_.seq_offsets = plan_.seq_offsets;  // long query runs take the tensor-core kernel
