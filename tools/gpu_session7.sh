@@ -20,6 +20,7 @@ off() {  # name, flags...
     > $R/$TAG-$name.log 2>&1
   echo "== $name: rc=$?"; grep -A4 "^run " $R/$TAG-$name.log | grep -v "^\[" | head -3 | cut -c1-130
   grep -hiE "engine steps|kv cache|preempt" $R/$TAG-$name.log | sed 's/^\[[^]]*\] //' | cut -c1-220 | head -3
+  tar czf $OUT/results.tgz -C $R .  # after each run: a run cut off by the limit keeps the rest
 }
 for cfg in ${OFF_CFGS-1536:8192:0.95}; do  # extra flags after the third colon, commas for spaces
   IFS=: read -r mb nt mf extra <<< "$cfg"

@@ -35,6 +35,7 @@
 #include "backend/cuda/fp8_kernels.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/l2_flush.h"
+#include "backend/cuda/moe_padded_fp8.h"
 #include "cli/command.h"
 #include "model/dtype.h"
 #include "model/fp8_quant.h"
@@ -287,6 +288,64 @@ void bench_silu(Ctx& ctx, int T) {
          check(bf16_download(act.get(), ref.size()), ref), 1e-2);
 }
 
+// The counted grouped MoE's SiLU·mul (moe_padded_fp8.h) on the unscaled w1|w3 sums of T * K
+// pairs over 8 experts: G = 8 groups of C = the largest count rounded up to 16 rows, counts
+// uneven by a few rows as routing makes them (the padding rows get zeros). Bytes: 4F read
+// and F + 4 written a live row, F + 4 written a padding row, the 8 groups' 2F scales.
+void bench_silu_grouped(Ctx& ctx, int T) {
+  constexpr int G = 8;
+  const int pairs = T * kK;
+  std::vector<int32_t> count(G);
+  const int delta[G] = {-12, 12, -4, 4, 0, -8, 8, 0};
+  for (int g = 0; g < G; ++g) count[g] = std::max(1, pairs / G + delta[g] * pairs / 4096);
+  const int C = (*std::max_element(count.begin(), count.end()) + 15) / 16 * 16;
+  const size_t rows = size_t(G) * C;
+  int64_t live = 0;
+  for (const int n : count) live += n;
+  std::vector<int32_t> group_expert(G), groups(2 * G);
+  std::iota(group_expert.begin(), group_expert.end(), 0);
+  for (int g = 0; g < G; ++g) groups[g] = group_expert[g], groups[G + g] = count[g];
+  DeviceBuffer raw(rows * 2 * kF * 2), q(rows * kF), s(rows * 4), dgroups = upload(groups);
+  fill_bf16(raw, rows * 2 * kF, 21, 3.0);
+  std::vector<float> xs = host_random(rows, 0.25f, 22), ws = host_random(size_t(G) * 2 * kF, 0.25f, 23);
+  for (float& v : xs) v += 1.0f;
+  for (float& v : ws) v += 1.0f;
+  DeviceBuffer dxs = upload(xs), dws = upload(ws);
+  auto launch = [&] {
+    return cuda::silu_mul_grouped_fp8(raw.get(), dxs.as<float>(), dws.as<float>(),
+                                      dgroups.as<int32_t>(), dgroups.as<int32_t>() + G, G, C, kF,
+                                      q.as<uint8_t>(), s.as<float>(), nullptr);
+  };
+  MIXSERVE_CUDA_CHECK(cudaMemset(q.get(), 0xff, rows * kF));  // NaN poison
+  MIXSERVE_CUDA_CHECK(launch());
+  // Check: group 0's first rows (live) against the host, and the last group's last row
+  // (padding, count < C for it) all zeros with scale 0.
+  const int R = std::min(count[0], kCheckRows);
+  const std::vector<float> in = bf16_download(raw.get(), size_t(R) * 2 * kF);
+  std::vector<float> ref(size_t(R) * kF);
+  for (int r = 0; r < R; ++r) {
+    for (int f = 0; f < kF; ++f) {
+      const float a = in[size_t(r) * 2 * kF + f] * xs[r] * ws[f];
+      const float b = in[size_t(r) * 2 * kF + kF + f] * xs[r] * ws[kF + f];
+      ref[size_t(r) * kF + f] = a / (1.0f + std::exp(-a)) * b;
+    }
+  }
+  Check ck = check(dequant(download<uint8_t>(q.get(), ref.size()), download<float>(s.get(), R), R,
+                           kF),
+                   quant_dequant(ref, R, kF));
+  if (count[G - 1] < C) {
+    const size_t last = rows - 1;
+    const std::vector<uint8_t> pad = download<uint8_t>(q.as<uint8_t>() + last * kF, kF);
+    const std::vector<float> pad_scale = download<float>(s.as<float>() + last, 1);
+    if (pad_scale[0] != 0.0f || std::any_of(pad.begin(), pad.end(), [](uint8_t b) { return b; })) {
+      ck.err = 1.0;  // a padding row not zeroed
+    }
+  }
+  report(ctx, "silu_mul_grouped_fp8", T, int64_t(rows),
+         double(live) * (4.0 * kF) + double(rows) * (kF + 4.0) + 8.0 * G * kF + 4.0 * live,
+         time_us(ctx, launch), ck, 1e-2);
+}
+
 // Weighted combine of each token's K = 2 expert rows (float) in ascending expert order.
 // Bytes: K rows read and one written (4H each), plus expert, weight and row indices.
 // scale_rows_cols on the same [T*K, H] float rows: 8 B an element, a row scale, the column
@@ -431,7 +490,7 @@ const CommandRegistrar kBenchKernels(
       struct Args {
         std::vector<int> tokens = {1024, 8192};
         int iters = 50;
-        std::string out;
+        std::string out, only;
       };
       auto a = std::make_shared<Args>();
       sub.add_option("--tokens", a->tokens, "Token counts (MoE rows are tokens x 2)")
@@ -441,6 +500,9 @@ const CommandRegistrar kBenchKernels(
           ->check(CLI::Range(1, 100000))
           ->capture_default_str();
       sub.add_option("--out", a->out, "Write the results to this JSON file");
+      sub.add_option("--only", a->only,
+                     "Only the kernel groups whose name contains this (norm, silu, combine, "
+                     "rope, quantize)");
       return [a] {
         int device = 0;
         MIXSERVE_CUDA_CHECK(cudaGetDevice(&device));
@@ -453,12 +515,16 @@ const CommandRegistrar kBenchKernels(
         Ctx ctx;
         ctx.iters = a->iters;
         MIXSERVE_CUDA_CHECK(cudaMemset(ctx.flush.get(), 0, kFlushBytes));
+        const auto want = [&](const char* group) {
+          return a->only.empty() || std::string(group).find(a->only) != std::string::npos;
+        };
         for (const int T : a->tokens) {
-          bench_norm(ctx, T);
-          bench_silu(ctx, T);
-          bench_combine(ctx, T);
-          bench_rope(ctx, T);
-          bench_quantize(ctx, T);
+          if (want("norm")) bench_norm(ctx, T);
+          if (want("silu")) bench_silu(ctx, T);
+          if (want("silu_grouped")) bench_silu_grouped(ctx, T);
+          if (want("combine")) bench_combine(ctx, T);
+          if (want("rope")) bench_rope(ctx, T);
+          if (want("quantize")) bench_quantize(ctx, T);
         }
         if (!a->out.empty()) {
           std::ofstream f(a->out);

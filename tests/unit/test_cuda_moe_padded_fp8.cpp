@@ -179,12 +179,12 @@ void check_grouped_step(cuda::CublasLtBatchedFp8& gemm, const MoeInputs& in,
                                                          : " pointer arrays");
   const Mode mode = s.strided ? Mode::kStrided : Mode::kPointerArray;
   ASSERT_TRUE(gemm.supported(mode, C, 2 * c.F, c.H, G, DType::kBF16) &&
-              gemm.supported(mode, C, c.H, c.F, G, DType::kF32))
+              gemm.supported(mode, C, c.H, c.F, G, DType::kBF16))
       << "cuBLASLt offers no batched FP8 GEMM: " << what;
   const size_t rows = size_t(G) * C;
   DeviceBuffer xq = poisoned(rows * c.H), xs = poisoned(rows * 4),
                raw13 = poisoned(rows * 2 * c.F * 2), aq = poisoned(rows * c.F),
-               as = poisoned(rows * 4), raw2 = poisoned(rows * c.H * 4),
+               as = poisoned(rows * 4), raw2 = poisoned(rows * c.H * 2),
                out = poisoned(size_t(c.T) * c.H * 4);
   s.h_q = hq.as<uint8_t>();
   s.h_scale = hs.as<float>();
@@ -203,7 +203,7 @@ void check_grouped_step(cuda::CublasLtBatchedFp8& gemm, const MoeInputs& in,
   s.raw13 = raw13.get();
   s.act_q = aq.as<uint8_t>();
   s.act_scale = as.as<float>();
-  s.raw2 = raw2.as<float>();
+  s.raw2 = raw2.get();
   s.out = out.as<float>();
   ASSERT_EQ(s.groups(), G);
   cuda::moe_grouped_fp8(s, gemm, nullptr);

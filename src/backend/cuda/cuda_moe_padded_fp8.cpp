@@ -51,7 +51,7 @@ void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaS
                                               s.offsets, s.sorted_token, G, C, H, s.x_q,
                                               s.x_scale, stream));
   // Per group: [C, H] x [2F, H]^T -> raw [C, 2F] bf16; scales + SiLU·mul + quantization;
-  // [C, F] x [H, F]^T -> raw [C, H] float; scales + weighted combine.
+  // [C, F] x [H, F]^T -> raw [C, H] bf16; scales + weighted combine.
   if (s.strided) {
     gemm.matmul_strided(s.x_q, int64_t{C} * H, s.w13, int64_t{2} * F * H, s.raw13,
                         int64_t{C} * 2 * F, C, 2 * F, H, G, DType::kBF16, stream);
@@ -63,10 +63,10 @@ void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaS
                                            s.group_count, G, C, F, s.act_q, s.act_scale, stream));
   if (s.strided) {
     gemm.matmul_strided(s.act_q, int64_t{C} * F, s.w2, int64_t{H} * F, s.raw2, int64_t{C} * H, C,
-                        H, F, G, DType::kF32, stream);
+                        H, F, G, DType::kBF16, stream);
   } else {
     gemm.matmul_pointers(s.ptrs + 3 * G, s.ptrs + 4 * G, const_cast<void* const*>(s.ptrs + 5 * G),
-                         C, H, F, G, DType::kF32, stream, s.counted);
+                         C, H, F, G, DType::kBF16, stream, s.counted);
   }
   if (s.defer_combine) return;
   MIXSERVE_CUDA_CHECK(moe_combine_grouped_fp8(s.raw2, s.act_scale, s.w2_scale, s.experts,
@@ -91,7 +91,7 @@ CudaBackend::Fp8Grouped CudaBackend::fp8_grouped_mode(int T) const {
   using Mode = CublasLtBatchedFp8::Mode;
   auto both = [&](Mode m, int G) {
     return batched_fp8_->supported(m, T, 2 * F, H, G, DType::kBF16) &&
-           batched_fp8_->supported(m, T, H, F, G, DType::kF32);
+           batched_fp8_->supported(m, T, H, F, G, DType::kBF16);
   };
   // Pointer arrays read only the routed experts' weights (G = min(E, T*K)); strided batches
   // (G = E, every expert) are the fallback once every expert is likely to have rows.
@@ -193,7 +193,7 @@ bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts) {
   const int G = layout->groups, C = layout->capacity;
   using Mode = CublasLtBatchedFp8::Mode;
   if (!batched_fp8_->supported(Mode::kPointerArray, C, 2 * F, H, G, DType::kBF16) ||
-      !batched_fp8_->supported(Mode::kPointerArray, C, H, F, G, DType::kF32)) {
+      !batched_fp8_->supported(Mode::kPointerArray, C, H, F, G, DType::kBF16)) {
     return false;
   }
   MoeGroupedFp8Step s = grouped_fp8_step(l, T);

@@ -32,6 +32,24 @@ __device__ __forceinline__ __nv_fp8_e4m3 from_float<__nv_fp8_e4m3>(float v) {
   return __nv_fp8_e4m3(v);  // round to nearest even, saturating (satfinite)
 }
 
+// kVec (1 or 4) consecutive bf16 values as floats, through the read-only cache (one 8-byte
+// load for 4: p 8-byte aligned).
+template <int kVec>
+__device__ __forceinline__ void load_bf16(const __nv_bfloat16* p, float* out) {
+  static_assert(kVec == 1 || kVec == 4, "load_bf16: 1 or 4 values");
+  if constexpr (kVec == 1) {
+    out[0] = __bfloat162float(__ldg(p));
+  } else {
+    const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
+    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
+    out[0] = a.x;
+    out[1] = a.y;
+    out[2] = b.x;
+    out[3] = b.y;
+  }
+}
+
 // Calls f(T{}) with T the device type of `t` (BF16 or F16); other dtypes are an invalid value.
 template <typename F>
 cudaError_t dispatch_half_type(DType t, F&& f) {

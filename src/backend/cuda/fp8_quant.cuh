@@ -249,26 +249,30 @@ __global__ void add_rms_norm_fp8_moe_kernel(float* x, MoeCombineFp8 m, int H, co
   }
   __syncthreads();
   const int n = live;
-  const float4* raw2 = reinterpret_cast<const float4*>(m.raw2);
+  const __nv_bfloat16* raw2 = static_cast<const __nv_bfloat16*>(m.raw2);
   const float4* w2s = reinterpret_cast<const float4*>(m.w2_scales);
   const int64_t h4 = H / 4;
   add_rms_norm_fp8_row<T, kChunks>(
       x, t, H, w, eps, out_half, q, scales, [&](int i, float4* d) {
         float acc[4] = {};
-        auto add = [&acc](const float4& xv4, const float4& sv4, float coef) {
-          const float xv[4] = {xv4.x, xv4.y, xv4.z, xv4.w};
+        auto add = [&acc](const float* xv, const float4& sv4, float coef) {
           const float sv[4] = {sv4.x, sv4.y, sv4.z, sv4.w};
 #pragma unroll
           for (int j = 0; j < 4; ++j) acc[j] += xv[j] * sv[j] * coef;
         };
         if (n == 2) {  // top-2: both rows' loads in flight at once
-          const float4 x0 = __ldg(raw2 + rows[0] * h4 + i), s0 = __ldg(w2s + row_experts[0] * h4 + i);
-          const float4 x1 = __ldg(raw2 + rows[1] * h4 + i), s1 = __ldg(w2s + row_experts[1] * h4 + i);
+          float x0[4], x1[4];
+          load_bf16<4>(raw2 + (rows[0] * h4 + i) * 4, x0);
+          load_bf16<4>(raw2 + (rows[1] * h4 + i) * 4, x1);
+          const float4 s0 = __ldg(w2s + row_experts[0] * h4 + i);
+          const float4 s1 = __ldg(w2s + row_experts[1] * h4 + i);
           add(x0, s0, coefs[0]);
           add(x1, s1, coefs[1]);
         } else {
           for (int k = 0; k < n; ++k) {
-            add(__ldg(raw2 + rows[k] * h4 + i), __ldg(w2s + row_experts[k] * h4 + i), coefs[k]);
+            float xk[4];
+            load_bf16<4>(raw2 + (rows[k] * h4 + i) * 4, xk);
+            add(xk, __ldg(w2s + row_experts[k] * h4 + i), coefs[k]);
           }
         }
         *d = make_float4(acc[0], acc[1], acc[2], acc[3]);

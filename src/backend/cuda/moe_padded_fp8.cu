@@ -16,6 +16,17 @@ bool silu_bulk_disabled() {
   }();
   return off;
 }
+// MIXSERVE_SILU_VARIANT (measurement): 0 = the bulk kernel with expf and IEEE division on
+// 1,024 threads, 1 = __expf / __fdividef on 1,024 threads, 2 = __expf / __fdividef on the
+// fewest warps that give every thread the same number of chunks (default), 3 = the streaming
+// kernel (scales in registers, up to 4 rows in flight).
+int silu_variant() {
+  static const int v = [] {
+    const char* env = std::getenv("MIXSERVE_SILU_VARIANT");
+    return env != nullptr && *env >= '0' && *env <= '3' ? *env - '0' : 2;
+  }();
+  return v;
+}
 }  // namespace
 
 cudaError_t moe_group_experts_fp8(const MoeGroupFp8Args& args, cudaStream_t stream) {
@@ -66,17 +77,41 @@ cudaError_t silu_mul_grouped_fp8(const void* raw13, const float* x_scales,
             cudaSuccess &&
         size_t(16) * F + 256 <= size_t(smem_optin)) {
       const size_t smem = size_t(16) * F;
+      const int variant = silu_variant(), per_thread = F / 8 <= kBulkThreads ? 1 : 2;
+      constexpr int kStreamThreads = 448, kStreamChunks = 4;
+      const int stream_threads = (F / 8 + kStreamChunks * 32 - 1) / (kStreamChunks * 32) * 32;
+      const int stages = std::min<int>(kSiluStreamMaxStages, (smem_optin - 1024) / (4 * F));
+      if (variant == 3 && stream_threads <= kStreamThreads && stages >= 2) {
+        auto kernel = silu_mul_grouped_stream_fp8_kernel<kStreamThreads, kStreamChunks, true>;
+        const size_t stream_smem = size_t(stages) * 4 * F;
+        cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(stream_smem));
+        if (e != cudaSuccess) return e;
+        const unsigned grid = static_cast<unsigned>(std::min<int64_t>(sms, rows));
+        kernel<<<grid, stream_threads, stream_smem, stream>>>(raw, x_scales, w13_scales,
+                                                              group_expert, group_count, G, C,
+                                                              F, stages, act_q, act_scales);
+        return cudaGetLastError();
+      }
+      // Variant 2: F = 14,336 (1,792 chunks) runs 896 threads of 2 chunks, not 1,024 of which
+      // a quarter have one.
+      const int threads = variant == 2 ? (F / 8 + per_thread * 32 - 1) / (per_thread * 32) * 32
+                                       : kBulkThreads;
       auto bulk = [&](auto kernel) {
         cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              static_cast<int>(smem));
         if (e != cudaSuccess) return e;
         const unsigned grid = static_cast<unsigned>(std::min<int64_t>(sms, rows));
-        kernel<<<grid, kBulkThreads, smem, stream>>>(raw, x_scales, w13_scales, group_expert,
-                                                     group_count, G, C, F, act_q, act_scales);
+        kernel<<<grid, threads, smem, stream>>>(raw, x_scales, w13_scales, group_expert,
+                                                group_count, G, C, F, act_q, act_scales);
         return cudaGetLastError();
       };
-      if (F / 8 <= kBulkThreads) return bulk(silu_mul_grouped_bulk_fp8_kernel<kBulkThreads, 1>);
-      return bulk(silu_mul_grouped_bulk_fp8_kernel<kBulkThreads, 2>);
+      if (variant == 0) {
+        if (per_thread == 1) return bulk(silu_mul_grouped_bulk_fp8_kernel<kBulkThreads, 1, false>);
+        return bulk(silu_mul_grouped_bulk_fp8_kernel<kBulkThreads, 2, false>);
+      }
+      if (per_thread == 1) return bulk(silu_mul_grouped_bulk_fp8_kernel<kBulkThreads, 1, true>);
+      return bulk(silu_mul_grouped_bulk_fp8_kernel<kBulkThreads, 2, true>);
     }
   }
   // Large groups (counted steps): row tiles that keep the w13 scales in registers.
@@ -115,23 +150,24 @@ cudaError_t silu_mul_grouped_fp8(const void* raw13, const float* x_scales,
   return cudaGetLastError();
 }
 
-cudaError_t moe_combine_grouped_fp8(const float* raw2, const float* act_scales,
+cudaError_t moe_combine_grouped_fp8(const void* raw2, const float* act_scales,
                                     const float* w2_scales, const int32_t* experts,
                                     const float* weights, const int32_t* pair_pos, int T, int K,
                                     int H, int E, float* out, cudaStream_t stream) {
   if (T <= 0) return cudaSuccess;
   if (K <= 0 || K > kGroupedMaxTopK) return cudaErrorInvalidValue;
+  const auto* bf16 = static_cast<const __nv_bfloat16*>(raw2);
   const bool vec = H % 4 == 0 && ((reinterpret_cast<uintptr_t>(raw2) |
                                     reinterpret_cast<uintptr_t>(w2_scales) |
                                     reinterpret_cast<uintptr_t>(out)) % 16 == 0);
   if (vec) {
     const dim3 grid(T, (H / 4 + 255) / 256);
-    moe_combine_grouped_fp8_kernel<4><<<grid, 256, 0, stream>>>(raw2, act_scales, w2_scales,
+    moe_combine_grouped_fp8_kernel<4><<<grid, 256, 0, stream>>>(bf16, act_scales, w2_scales,
                                                                 experts, weights, pair_pos, K, H,
                                                                 E, out);
   } else {
     const dim3 grid(T, (H + 255) / 256);
-    moe_combine_grouped_fp8_kernel<1><<<grid, 256, 0, stream>>>(raw2, act_scales, w2_scales,
+    moe_combine_grouped_fp8_kernel<1><<<grid, 256, 0, stream>>>(bf16, act_scales, w2_scales,
                                                                 experts, weights, pair_pos, K, H,
                                                                 E, out);
   }

@@ -7,7 +7,7 @@
 //   raw13[r, n] = sum_h x_q[r, h] w13_q[e, n, h]                       (bf16: fp32's range)
 //   gate/up[r, n] = raw13[r, n] * x_scale[r] * w13_scale[e, n]
 //   act = SiLU(gate) * up, quantized per row -> (act_q[r], act_scale[r])
-//   raw2[r, h] = sum_f act_q[r, f] w2_q[e, h, f]                        (float32)
+//   raw2[r, h] = sum_f act_q[r, f] w2_q[e, h, f]                        (bf16: fp32's range)
 //   out[t, h] = sum over t's slots k of weight[t, k] * act_scale[r] * w2_scale[e, h] * raw2[r, h]
 // with r the grouped row of the pair and e its group's expert. The padding rows (j >=
 // group_count[g]) hold zeros and scale 0, are computed and never read.
@@ -42,7 +42,7 @@ struct MoeGroupFp8Args {
   void* raw13 = nullptr;         // [G*C, 2F] bf16
   const uint8_t* act_q = nullptr;  // [G*C, F] E4M3
   const uint8_t* w2 = nullptr;   // [E, H, F] E4M3
-  float* raw2 = nullptr;         // [G*C, H]
+  void* raw2 = nullptr;          // [G*C, H] bf16
   int H = 0, F = 0;
   // Optional (pair_pos null: skipped): the pairs' sorted rows (moe_sort) mapped in place to
   // their grouped rows, expert_group[e] * C + (pair_pos[p] - offsets[e]), e = experts[p];
@@ -77,8 +77,9 @@ cudaError_t silu_mul_grouped_fp8(const void* raw13, const float* x_scales,
 // out[t, h] = sum over k with e < E (ascending expert, as moe_combine) of
 //   weights[t, k] * act_scales[r] * w2_scales[e, h] * raw2[r, h], r = pair_pos[t, k] (grouped
 //   row), e = experts[t, k]. Slots with e >= E are skipped (expert parallel: another rank's).
-//   raw2: [G*C, H]; experts, weights, pair_pos: [T, K], K <= 16; w2_scales: [E, H]; out: [T, H]
-cudaError_t moe_combine_grouped_fp8(const float* raw2, const float* act_scales,
+//   raw2: [G*C, H] bf16; experts, weights, pair_pos: [T, K], K <= 16; w2_scales: [E, H];
+//   out: [T, H]
+cudaError_t moe_combine_grouped_fp8(const void* raw2, const float* act_scales,
                                     const float* w2_scales, const int32_t* experts,
                                     const float* weights, const int32_t* pair_pos, int T, int K,
                                     int H, int E, float* out, cudaStream_t stream);
@@ -87,7 +88,7 @@ cudaError_t moe_combine_grouped_fp8(const float* raw2, const float* act_scales,
 // moe_combine_grouped_fp8 (same order, same float operations: bit-identical), then
 // add_rms_norm_fp8 (fp8_kernels.h) of the row, in one pass that never writes out.
 struct MoeCombineFp8 {
-  const float* raw2 = nullptr;        // [G*C, H] (16-byte aligned)
+  const void* raw2 = nullptr;         // [G*C, H] bf16 (16-byte aligned)
   const float* act_scales = nullptr;  // [G*C]
   const float* w2_scales = nullptr;   // [E, H] (16-byte aligned)
   const int32_t* experts = nullptr;   // [T, K]
@@ -151,7 +152,7 @@ struct MoeGroupedFp8Step {
   void* raw13 = nullptr;       // [G*C, 2F] bf16
   uint8_t* act_q = nullptr;    // [G*C, F]
   float* act_scale = nullptr;  // [G*C]
-  float* raw2 = nullptr;       // [G*C, H]
+  void* raw2 = nullptr;        // [G*C, H] bf16
   float* out = nullptr;        // [T, H]
   // Set: the combine is left to the next norm (add_rms_norm_fp8_moe with combine()); out is
   // not written.
