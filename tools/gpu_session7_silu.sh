@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Session 7, second run: the counted SiLU·mul variants (MIXSERVE_SILU_VARIANT 0 = expf / IEEE
-# division on 1,024 threads, 1 = __expf / __fdividef, 2 = that on 896 threads for F = 14,336,
-# 3 = the streaming kernel: scales in registers, 4 rows in flight; KVARIANTS picks them)
+# division on 1,024 threads, 1 = __expf / __fdividef, 2 = that on 896 threads for F = 14,336;
+# KVARIANTS picks them; commit c9c872f also had 3 = a streaming kernel, never run)
 # timed alone by bench-kernels (L2 flushed, checked against the host) at 1,536 and 8,192
-# tokens, the grouped-MoE GPU tests (SANITIZE: a gtest filter run under compute-sanitizer memcheck), then OFF-128 (full model, FP8 + FP8 KV) per VARIANTS at
-# OFF_CFG. Reports in $OUT/results.tgz.
+# tokens, the grouped-MoE GPU tests (SANITIZE: a gtest filter under compute-sanitizer
+# memcheck), then OFF-128 (full model, FP8 + FP8 KV) per VARIANTS at OFF_CFG. Reports in $OUT/results.tgz.
 set -uo pipefail
 B=.devcarry/bin/mixserve; T=.devcarry/bin/mixserve_tests
 OUT=${OUT:-/tmp/out}; R=$OUT/r; mkdir -p $R; TAG=${TAG:-h100-s7}
 nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv,noheader | tee $R/gpu.txt
 export MIXSERVE_ASSETS=${MIXSERVE_ASSETS:-$PWD/assets} MIXSERVE_SOURCE_DIR=${MIXSERVE_SOURCE_DIR:-$PWD}
-for v in ${KVARIANTS:-0 1 2 3}; do
+for v in ${KVARIANTS:-0 1 2}; do
   MIXSERVE_SILU_VARIANT=$v timeout 60 $B bench-kernels --only silu_grouped --tokens 1536 8192 \
     --iters 30 --out $R/$TAG-silu-variant$v.json > $R/$TAG-silu-variant$v.log 2>&1
   echo "variant $v rc=$?"; grep silu_mul_grouped $R/$TAG-silu-variant$v.log
@@ -21,7 +21,7 @@ for v in ${TEST_VARIANTS:-2}; do  # the tests under each variant
   grep -E "^\[  FAILED|^\[  PASSED" $R/$TAG-gpu-tests-silu$v.log | head
 done
 if [ -n "${SANITIZE:-}" ]; then
-  MIXSERVE_SILU_VARIANT=${SANITIZE_VARIANT:-3} timeout 240 compute-sanitizer --tool memcheck $T \
+  MIXSERVE_SILU_VARIANT=${SANITIZE_VARIANT:-2} timeout 240 compute-sanitizer --tool memcheck $T \
     --gtest_filter="$SANITIZE" > $R/$TAG-memcheck.log 2>&1
   echo "memcheck rc=$?"; grep -E "ERROR SUMMARY|PASSED|FAILED" $R/$TAG-memcheck.log | head -4
 fi
