@@ -302,9 +302,8 @@ void bench_silu_grouped(Ctx& ctx, int T) {
   const size_t rows = size_t(G) * C;
   int64_t live = 0;
   for (const int n : count) live += n;
-  std::vector<int32_t> group_expert(G), groups(2 * G);
-  std::iota(group_expert.begin(), group_expert.end(), 0);
-  for (int g = 0; g < G; ++g) groups[g] = group_expert[g], groups[G + g] = count[g];
+  std::vector<int32_t> groups(2 * G);  // group_expert (group g = expert g), then group_count
+  for (int g = 0; g < G; ++g) groups[g] = g, groups[G + g] = count[g];
   DeviceBuffer raw(rows * 2 * kF * 2), q(rows * kF), s(rows * 4), dgroups = upload(groups);
   fill_bf16(raw, rows * 2 * kF, 21, 3.0);
   std::vector<float> xs = host_random(rows, 0.25f, 22), ws = host_random(size_t(G) * 2 * kF, 0.25f, 23);
@@ -501,8 +500,8 @@ const CommandRegistrar kBenchKernels(
           ->capture_default_str();
       sub.add_option("--out", a->out, "Write the results to this JSON file");
       sub.add_option("--only", a->only,
-                     "Only the kernel groups whose name contains this (norm, silu, combine, "
-                     "rope, quantize)");
+                     "Only the kernel groups whose name contains this (norm, silu, "
+                     "silu_grouped, combine, rope, quantize)");
       return [a] {
         int device = 0;
         MIXSERVE_CUDA_CHECK(cudaGetDevice(&device));
