@@ -16,13 +16,15 @@ bool silu_bulk_disabled() {
   }();
   return off;
 }
-// MIXSERVE_SILU_VARIANT (measurement): 0 = the bulk kernel with expf and IEEE division on
-// 1,024 threads, 1 = __expf / __fdividef on 1,024 threads, 2 = __expf / __fdividef on the
-// fewest warps that give every thread the same number of chunks (default).
+// MIXSERVE_SILU_VARIANT (measurement): 0 = the two-stage bulk kernel with expf and IEEE
+// division on 1,024 threads, 1 = __expf / __fdividef on 1,024 threads, 2 = __expf /
+// __fdividef on the fewest warps that give every thread the same number of chunks, 3 = the
+// streaming kernel (scales in registers, up to 4 rows in flight; the default: 536 -> 418 us
+// at 8,192 tokens on an H100, docs/perf/NOTES.md session 8).
 int silu_variant() {
   static const int v = [] {
     const char* env = std::getenv("MIXSERVE_SILU_VARIANT");
-    return env != nullptr && *env >= '0' && *env <= '2' ? *env - '0' : 2;
+    return env != nullptr && *env >= '0' && *env <= '3' ? *env - '0' : 3;
   }();
   return v;
 }
@@ -77,6 +79,21 @@ cudaError_t silu_mul_grouped_fp8(const void* raw13, const float* x_scales,
         size_t(16) * F + 256 <= size_t(smem_optin)) {
       const size_t smem = size_t(16) * F;
       const int variant = silu_variant(), per_thread = F / 8 <= kBulkThreads ? 1 : 2;
+      constexpr int kStreamThreads = 448, kStreamChunks = 4;
+      const int stream_threads = (F / 8 + kStreamChunks * 32 - 1) / (kStreamChunks * 32) * 32;
+      const int stages = std::min<int>(kSiluStreamMaxStages, (smem_optin - 1024) / (4 * F));
+      if (variant == 3 && stream_threads <= kStreamThreads && stages >= 2) {
+        auto kernel = silu_mul_grouped_stream_fp8_kernel<kStreamThreads, kStreamChunks, true>;
+        const size_t stream_smem = size_t(stages) * 4 * F;
+        cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(stream_smem));
+        if (e != cudaSuccess) return e;
+        const unsigned grid = static_cast<unsigned>(std::min<int64_t>(sms, rows));
+        kernel<<<grid, stream_threads, stream_smem, stream>>>(raw, x_scales, w13_scales,
+                                                              group_expert, group_count, G, C,
+                                                              F, stages, act_q, act_scales);
+        return cudaGetLastError();
+      }
       // Variant 2: F = 14,336 (1,792 chunks) runs 896 threads of 2 chunks, not 1,024 of which
       // a quarter have one.
       const int threads = variant == 2 ? (F / 8 + per_thread * 32 - 1) / (per_thread * 32) * 32
