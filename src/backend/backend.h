@@ -5,6 +5,8 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "backend/batch_plan.h"
 #include "backend/sampling_batch.h"
@@ -48,6 +50,10 @@ class Backend {
   // collected before the next. The defaults run forward_and_sample inside the submit.
   virtual void submit_and_sample(const BatchPlan& plan, const SamplingBatch& batch);
   virtual void collect_sampled(SampledTokens* out);
+
+  // Counters since construction, for benchmark reports (name, value): e.g. the CUDA
+  // backend's MoE layers by path and their padding. Read while no step is in flight.
+  virtual std::vector<std::pair<std::string, double>> counters() const { return {}; }
 
  private:
   SampledTokens submitted_;  // the defaults' result between submit and collect

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -143,6 +144,19 @@ int run(const OfflineArgs& a) {
                 " ms a step: schedule ", sched_ms, ", plan ", plan_ms, ", output ", out_ms,
                 "; the device waits ", gap_ms, " ms a step between steps, async scheduling ",
                 cfg.async_scheduling ? "on" : "off", ")");
+    }
+    // Backend counters (CUDA: the MoE paths and the counted path's padding).
+    std::map<std::string, double> counters;
+    for (const auto& [name, value] : engine.backend_counters()) {
+      m.extra["backend_" + name] = value;
+      counters[name] = value;
+    }
+    if (counters["moe_counted_pairs"] > 0) {
+      log::info(label, ": MoE layers of larger steps: ", int64_t(counters["moe_counted_layers"]),
+                " counted grouped GEMMs (rows ",
+                100.0 * (counters["moe_counted_rows"] / counters["moe_counted_pairs"] - 1.0),
+                "% above the pairs: padding), ", int64_t(counters["moe_lanes_layers"]),
+                " per-expert lanes");
     }
     report.runs.push_back(std::move(m));
   }

@@ -130,6 +130,10 @@ class Engine {
   EngineStats stats() const;
   int32_t max_model_len() const { return max_model_len_; }
   int32_t num_kv_blocks() const { return num_blocks_; }
+  // The backend's counters (Backend::counters); call while no request is being served.
+  std::vector<std::pair<std::string, double>> backend_counters() const {
+    return backend_->counters();
+  }
   const EngineConfig& config() const { return config_; }
 
  private:

@@ -482,6 +482,25 @@ TEST(CudaMoePaddedFp8, CountedPrefillAsAccurateAsPerExpertPath) {
     const int layers = cpu->config().num_hidden_layers;
     EXPECT_GE(counted->counted_moe_layers(), layers) << preset << ": the prefill went counted";
     EXPECT_EQ(lanes->counted_moe_layers(), 0) << preset;
+    // The backends' counters for reports: every counted layer's pairs and padded rows.
+    auto counter = [](const cuda::CudaBackend& b, const std::string& name) {
+      for (const auto& [n, v] : b.counters())
+        if (n == name) return v;
+      ADD_FAILURE() << "no counter " << name;
+      return -1.0;
+    };
+    const double pairs = counter(*counted, "moe_counted_pairs");
+    const double rows = counter(*counted, "moe_counted_rows");
+    const int K = cpu->config().num_experts_per_tok;
+    EXPECT_EQ(counter(*counted, "moe_counted_layers"), double(counted->counted_moe_layers()));
+    EXPECT_GE(pairs, double(K) * 17 * counted->counted_moe_layers()) << preset;
+    EXPECT_EQ(std::fmod(pairs, double(K)), 0.0) << preset << ": K pairs a token";
+    EXPECT_GE(rows, pairs) << preset;
+    EXPECT_LE(rows, 8.0 * pairs + 16.0 * 8 * counted->counted_moe_layers()) << preset;
+    EXPECT_EQ(std::fmod(rows, 16.0), 0.0) << preset << ": groups of 16-row multiples";
+    EXPECT_EQ(counter(*counted, "moe_lanes_layers"), 0.0) << preset;
+    EXPECT_EQ(counter(*lanes, "moe_counted_pairs"), 0.0) << preset;
+    EXPECT_GE(counter(*lanes, "moe_lanes_layers"), double(layers)) << preset;
     const int V = cpu->config().vocab_size;
     const Agreement ac = agreement(c, ref, V), ae = agreement(e, ref, V);
     std::printf("[fp8 counted] %s prefill vs CPU (%zu rows): counted mean |dlogp| %.4f top-1 "

@@ -122,6 +122,10 @@ class CudaBackend : public Backend {
   int num_decode_graphs() const;  // CUDA graphs captured so far
   // MoE layers (over all steps) whose FP8 experts ran as counted grouped GEMMs.
   int64_t counted_moe_layers() const { return counted_moe_layers_; }
+  // moe_counted_layers, moe_counted_pairs (token-expert pairs of those layers), moe_counted_rows
+  // (the GEMM rows they ran: G * C, padding included), moe_lanes_layers (FP8 MoE layers of
+  // larger steps that ran per-expert GEMMs on lanes: routing too uneven).
+  std::vector<std::pair<std::string, double>> counters() const override;
   // Whether forward() writes logits: on every rank but a shard's workers (rank > 0), which
   // skip the final norm and the lm_head and leave logits_out untouched.
   bool computes_logits() const { return options_.shard.rank == 0; }
@@ -161,6 +165,7 @@ class CudaBackend : public Backend {
   bool moe_counted_fp8(int layer, int T, const int32_t* counts);
   MoeGroupedFp8Step grouped_fp8_step(int layer, int T) const;  // the fields both paths share
   int64_t counted_moe_layers_ = 0;  // MoE layers moe_counted_fp8 ran (counted_moe_layers())
+  int64_t counted_moe_pairs_ = 0, counted_moe_rows_ = 0, lanes_moe_layers_ = 0;  // counters()
   // The grouped FP8 MoE of layer l leaves its weighted combine to layer l + 1's attention
   // norm (add_rms_norm_fp8_moe), which adds it to x without the delta round trip: single
   // device only (shards all-reduce the delta), not the last layer (the final norm takes the

@@ -94,6 +94,7 @@ void CudaBackend::feed_forward_fp8(int l, int T) {
   // Balanced routing: the grouped GEMMs over G groups of the largest count (scales folded into
   // SiLU·mul and the combine); otherwise one GEMM pair per expert on the lanes below.
   if (moe_counted_fp8(l, T, counts)) return;
+  ++lanes_moe_layers_;
   MIXSERVE_CUDA_CHECK(gather_rows_fp8(ws_.h_q, ws_.h_scale, ws_.sorted_token, T * K, H,
                                       ws_.offsets, Es, ws_.gathered_q, ws_.gathered_scale,
                                       stream_));

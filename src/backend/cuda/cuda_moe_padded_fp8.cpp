@@ -204,7 +204,16 @@ bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts) {
   moe_grouped_fp8(s, *batched_fp8_, stream_);
   if (s.defer_combine) deferred_combine_layer_ = l;
   ++counted_moe_layers_;
+  for (int e = 0; e < local_experts(); ++e) counted_moe_pairs_ += counts[e];
+  counted_moe_rows_ += int64_t{G} * C;
   return true;
+}
+
+std::vector<std::pair<std::string, double>> CudaBackend::counters() const {
+  return {{"moe_counted_layers", double(counted_moe_layers_)},
+          {"moe_counted_pairs", double(counted_moe_pairs_)},
+          {"moe_counted_rows", double(counted_moe_rows_)},
+          {"moe_lanes_layers", double(lanes_moe_layers_)}};
 }
 
 }  // namespace mixserve::cuda
