@@ -20,8 +20,10 @@ off() {  # id, file, flags...
     > $R/$TAG-$name.log 2>&1
   echo "== $id ($name): $*"; grep -A20 "^run " $R/$TAG-$name.log | grep -v "^\[" | head -8
 }
-want OFF-128 && off OFF-128 OFF-128 --output-len 128 --num-requests 3072 --warmup 64 \
-  --max-batch 1536 --max-num-batched-tokens 8192 --gpu-memory-fraction 0.95
+# OFF-128 at session 8's best H100 settings (docs/perf/NOTES.md); sessions 2-6 ran 3,072
+# requests with 8,192-token steps.
+want OFF-128 && off OFF-128 OFF-128 --output-len 128 --num-requests 6144 --warmup 64 \
+  --max-batch 1536 --max-num-batched-tokens 16384 --gpu-memory-fraction 0.95
 want LAT-1 && off LAT-1 LAT-1 --output-len 128 --num-requests 8 --warmup 1 --max-batch 1
 want OFF-BS && off OFF-BS OFF-BS-8 --output-len 128 --num-requests 64 --warmup 8 --max-batch 8
 want OFF-BS && off OFF-BS OFF-BS-64-1024 --output-len 128 --num-requests ${BS_REQUESTS:-1024} \
