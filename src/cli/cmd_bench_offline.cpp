@@ -155,7 +155,12 @@ int run(const OfflineArgs& a) {
       log::info(label, ": MoE layers of larger steps: ", int64_t(counters["moe_counted_layers"]),
                 " counted grouped GEMMs (rows ",
                 100.0 * (counters["moe_counted_rows"] / counters["moe_counted_pairs"] - 1.0),
-                "% above the pairs: padding), ", int64_t(counters["moe_lanes_layers"]),
+                "% above the pairs: padding; w1|w3 GEMM rows ",
+                100.0 * (counters["moe_counted_w13_rows"] / counters["moe_counted_pairs"] - 1.0),
+                "%, w2 ",
+                100.0 * (counters["moe_counted_w2_rows"] / counters["moe_counted_pairs"] - 1.0),
+                "%, ", counters["moe_counted_tiers"] / counters["moe_counted_layers"],
+                " launches a GEMM), ", int64_t(counters["moe_lanes_layers"]),
                 " per-expert lanes");
     }
     report.runs.push_back(std::move(m));

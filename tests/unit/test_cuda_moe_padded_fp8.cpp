@@ -141,8 +141,12 @@ enum class Layout { kPointers, kStrided, kCounted };
 // Runs one grouped step on poisoned scratch and checks what every layout guarantees: the
 // output near the CPU reference, every pair given a row, the capacity left over zeros with
 // scale 0.
+// Counted only: tiers > 1 cuts the groups (ordered by count) into up to that many GEMM
+// launches as the backend does (plan_counted_layout, every cut taken that saves a row);
+// tier_w2: the w2 GEMM too.
 void check_grouped_step(cuda::CublasLtBatchedFp8& gemm, const MoeInputs& in,
-                        const std::vector<float>& ref, Layout layout) {
+                        const std::vector<float>& ref, Layout layout, int tiers = 1,
+                        bool tier_w2 = true) {
   const Case& c = in.c;
   const size_t pairs = size_t(c.T) * c.K;
   DeviceBuffer hq = upload(in.h.q), hs = upload(in.h.scales), ex = upload(in.experts),
@@ -170,13 +174,29 @@ void check_grouped_step(cuda::CublasLtBatchedFp8& gemm, const MoeInputs& in,
     s.counted = true;
     s.G = G = int(std::count_if(n.begin(), n.end(), [](int32_t x) { return x > 0; }));
     s.C = (*std::max_element(n.begin(), n.end()) + 15) / 16 * 16;
+    if (tiers > 1) {
+      const auto l = cuda::plan_counted_layout(n.data(), c.E, 64.0, size_t{1} << 30, 16, tiers);
+      ASSERT_TRUE(l.has_value());
+      ASSERT_EQ(l->groups, s.G);
+      ASSERT_EQ(l->capacity, s.C);
+      // These cases' uneven counts always gain from a cut.
+      ASSERT_GT(l->tiers, 1) << "T=" << c.T << " E=" << c.E << ": no cut";
+      ASSERT_LE(l->tiers, tiers);
+      ASSERT_LT(l->tiered_rows(), int64_t{s.G} * s.C);
+      s.tiers = l->tiers;
+      std::copy(l->tier, l->tier + l->tiers, s.tier);
+      s.tier_w2 = tier_w2;
+    }
   }
   const int C = s.capacity();
   const std::string what = "T=" + std::to_string(c.T) + " E=" + std::to_string(c.E) +
                            " K=" + std::to_string(c.K) + " F=" + std::to_string(c.F) +
                            (layout == Layout::kStrided   ? " strided"
                             : layout == Layout::kCounted ? " counted, C=" + std::to_string(C)
-                                                         : " pointer arrays");
+                                                         : " pointer arrays") +
+                           (s.tiers > 1 ? ", " + std::to_string(s.tiers) + " tiers" +
+                                              (s.tier_w2 ? "" : " (w1|w3 only)")
+                                        : "");
   const Mode mode = s.strided ? Mode::kStrided : Mode::kPointerArray;
   ASSERT_TRUE(gemm.supported(mode, C, 2 * c.F, c.H, G, DType::kBF16) &&
               gemm.supported(mode, C, c.H, c.F, G, DType::kBF16))
@@ -222,6 +242,12 @@ void check_grouped_step(cuda::CublasLtBatchedFp8& gemm, const MoeInputs& in,
   int total = 0;
   for (int g = 0; g < G; ++g) {
     const int n = gc[64 + g];
+    if (s.tiers > 1) {  // by_count: groups by count, largest first, as the host planned them
+      if (g > 0) ASSERT_LE(n, gc[64 + g - 1]) << what << " group " << g;
+      for (int t = 0; t < s.tiers; ++t) {
+        if (g >= s.tier[t].begin && g < s.tier[t].end) ASSERT_LE(n, s.tier[t].capacity) << what;
+      }
+    }
     ASSERT_GE(n, layout == Layout::kCounted ? 1 : 0) << what;  // counted: no empty group
     ASSERT_LE(n, C) << what;
     total += n;
@@ -296,6 +322,34 @@ TEST(CudaMoePaddedFp8, CountedStepMatchesCpuReference) {
     const MoeInputs in = make_inputs(c);
     check_grouped_step(gemm, in, reference(in), Layout::kCounted);
   }
+}
+
+// The same steps with the counted GEMMs cut into tiers of groups ordered by count, each
+// launch padded to its own largest count (plan_counted_layout): 2 to 4 tiers, the w2 GEMM
+// tiered or not. The rows a tier leaves uncomputed hold poison (NaN) in raw13 / raw2: a
+// kernel that read them would show in the output.
+TEST(CudaMoePaddedFp8, TieredCountedStepMatchesCpuReference) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  cuda::CublasLtBatchedFp8 gemm;
+  const Case cases[] = {
+      {257, 8, 2, 128, 384}, {600, 8, 2, 64, 256}, {130, 8, 2, 64, 256, 5},
+      {300, 4, 1, 128, 128}, {300, 8, 2, 64, 8208}, {1100, 8, 2, 64, 8208},
+      {1030, 8, 2, 64, 256, 5}, {2100, 4, 1, 128, 128},
+  };
+  int cut = 0;
+  for (const Case& c : cases) {
+    const MoeInputs in = make_inputs(c);
+    std::vector<int32_t> n(c.E, 0);
+    for (int32_t e : in.experts) ++n[e];
+    const auto l = cuda::plan_counted_layout(n.data(), c.E, 64.0, size_t{1} << 30, 16, 2);
+    ASSERT_TRUE(l.has_value());
+    if (l->tiers == 1) continue;  // every count rounds to the same 16: nothing to cut
+    ++cut;
+    const std::vector<float> ref = reference(in);
+    for (int tiers : {2, 4}) check_grouped_step(gemm, in, ref, Layout::kCounted, tiers);
+    check_grouped_step(gemm, in, ref, Layout::kCounted, 3, /*tier_w2=*/false);
+  }
+  EXPECT_GE(cut, 6) << "too few cases cut into tiers to test them";
 }
 
 constexpr int kBlockSize = 16, kNumBlocks = 256;
@@ -471,9 +525,16 @@ TEST(CudaMoePaddedFp8, GroupedDecodeAsAccurateAsPerExpertPath) {
 TEST(CudaMoePaddedFp8, CountedPrefillAsAccurateAsPerExpertPath) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   testing::TempDir dir("cuda_fp8_counted");
-  for (const std::string preset : {"tiny", "tiny-e8"}) {
+  // tiers 3: the counted GEMMs in tiers (every cut that saves a row), the counters to match.
+  for (const auto& [preset, tiers] : {std::pair<std::string, int>{"tiny", 1}, {"tiny-e8", 1},
+                                      {"tiny-e8", 3}}) {
     auto [cpu, counted, lanes] = load_cpu_and_two_fp8(
-        dir, preset, [](cuda::CudaBackendOptions& o) { o.moe_counted_max_padding = 8.0; },
+        dir, preset,
+        [tiers = tiers](cuda::CudaBackendOptions& o) {
+          o.moe_counted_max_padding = 8.0;
+          o.moe_counted_tiers = tiers;
+          o.moe_counted_tier_min_gain = 0.0;
+        },
         [](cuda::CudaBackendOptions& o) { o.moe_counted_max_padding = 0.0; });
     std::vector<DecodeRun> ref(1), c(1), e(1);
     ref[0].steps = {run_decode_steps(*cpu, 17, 29).prefill};
@@ -498,14 +559,26 @@ TEST(CudaMoePaddedFp8, CountedPrefillAsAccurateAsPerExpertPath) {
     EXPECT_GE(rows, pairs) << preset;
     EXPECT_LE(rows, 8.0 * pairs + 16.0 * 8 * counted->counted_moe_layers()) << preset;
     EXPECT_EQ(std::fmod(rows, 16.0), 0.0) << preset << ": groups of 16-row multiples";
+    const double w13_rows = counter(*counted, "moe_counted_w13_rows");
+    const double launches = counter(*counted, "moe_counted_tiers");
+    EXPECT_EQ(counter(*counted, "moe_counted_w2_rows"), w13_rows) << preset;
+    if (tiers == 1) {
+      EXPECT_EQ(w13_rows, rows) << preset;
+      EXPECT_EQ(launches, double(counted->counted_moe_layers())) << preset;
+    } else {  // the tiny model's uneven routing: most layers cut
+      EXPECT_GE(w13_rows, pairs) << preset;
+      EXPECT_LT(w13_rows, rows) << preset;
+      EXPECT_GT(launches, double(counted->counted_moe_layers())) << preset;
+      EXPECT_LE(launches, 3.0 * counted->counted_moe_layers()) << preset;
+    }
     EXPECT_EQ(counter(*counted, "moe_lanes_layers"), 0.0) << preset;
     EXPECT_EQ(counter(*lanes, "moe_counted_pairs"), 0.0) << preset;
     EXPECT_GE(counter(*lanes, "moe_lanes_layers"), double(layers)) << preset;
     const int V = cpu->config().vocab_size;
     const Agreement ac = agreement(c, ref, V), ae = agreement(e, ref, V);
-    std::printf("[fp8 counted] %s prefill vs CPU (%zu rows): counted mean |dlogp| %.4f top-1 "
-                "%.1f%%; per-expert %.4f, %.1f%%\n",
-                preset.c_str(), ref[0].steps[0].size() / V, ac.mean_dlogprob, 100 * ac.top1,
+    std::printf("[fp8 counted] %s tiers %d prefill vs CPU (%zu rows): counted mean |dlogp| "
+                "%.4f top-1 %.1f%%; per-expert %.4f, %.1f%%\n",
+                preset.c_str(), tiers, ref[0].steps[0].size() / V, ac.mean_dlogprob, 100 * ac.top1,
                 ae.mean_dlogprob, 100 * ae.top1);
     EXPECT_LT(ac.mean_dlogprob, 0.8) << preset;
     EXPECT_GE(ac.top1, 0.7) << preset;

@@ -58,6 +58,72 @@ TEST(MoeCountedLayout, WorkspaceAndSwitchLimitIt) {
   EXPECT_EQ(l->capacity, 310);
 }
 
+TEST(MoeCountedLayout, OneTierUnlessAsked) {
+  const std::vector<int32_t> counts = {384, 300, 380, 290, 385, 295, 370, 310};
+  const auto l = plan_counted_layout(counts.data(), 8, 1.25, 1 << 20, 16);
+  ASSERT_TRUE(l.has_value());
+  EXPECT_EQ(l->tiers, 1);
+  EXPECT_EQ(l->tier[0].begin, 0);
+  EXPECT_EQ(l->tier[0].end, 8);
+  EXPECT_EQ(l->tier[0].capacity, 400);
+  EXPECT_EQ(l->tiered_rows(), 8 * 400);
+}
+
+TEST(MoeCountedLayout, TiersCutTheGroupsByCountWhereTheCutPaysForItself) {
+  // 2,714 pairs. By count: 385 384 380 370 | 310 300 295 290 -> capacities 400 384 384 384
+  // 320 304 304 304. One launch: 8 x 400 = 3,200 rows; two: 4 x 400 + 4 x 320 = 2,880; three:
+  // 2,832 (48 fewer: less than 2% of the pairs, 54 rows; more than 1%, 27); four: 2,784
+  // (400 | 384 x 3 | 320 | 304 x 3, 48 fewer again).
+  const std::vector<int32_t> counts = {384, 300, 380, 290, 385, 295, 370, 310};
+  const auto two = plan_counted_layout(counts.data(), 8, 1.25, 1 << 20, 16, 4, 0.02);
+  ASSERT_TRUE(two.has_value());
+  EXPECT_EQ(two->groups, 8);
+  EXPECT_EQ(two->capacity, 400);  // the layout: still G x the largest count
+  ASSERT_EQ(two->tiers, 2);
+  EXPECT_EQ(two->tier[0].begin, 0);
+  EXPECT_EQ(two->tier[0].end, 4);
+  EXPECT_EQ(two->tier[0].capacity, 400);
+  EXPECT_EQ(two->tier[1].begin, 4);
+  EXPECT_EQ(two->tier[1].end, 8);
+  EXPECT_EQ(two->tier[1].capacity, 320);
+  EXPECT_EQ(two->tiered_rows(), 2880);
+  const auto four = plan_counted_layout(counts.data(), 8, 1.25, 1 << 20, 16, 4, 0.01);
+  ASSERT_TRUE(four.has_value());
+  EXPECT_EQ(four->tiers, 4);
+  EXPECT_EQ(four->tiered_rows(), 2784);
+  const auto three = plan_counted_layout(counts.data(), 8, 1.25, 1 << 20, 16, 3, 0.01);
+  ASSERT_TRUE(three.has_value());
+  ASSERT_EQ(three->tiers, 3);
+  EXPECT_EQ(three->tiered_rows(), 2832);
+  for (int t = 0; t < three->tiers; ++t) {  // contiguous, in order, capacities falling
+    EXPECT_EQ(three->tier[t].begin, t == 0 ? 0 : three->tier[t - 1].end);
+    EXPECT_GT(three->tier[t].end, three->tier[t].begin);
+    if (t > 0) EXPECT_LT(three->tier[t].capacity, three->tier[t - 1].capacity);
+  }
+  EXPECT_EQ(three->tier[2].end, 8);
+  // At most max_tiers, even at no price.
+  const auto capped = plan_counted_layout(counts.data(), 8, 1.25, 1 << 20, 16, 2, 0.0);
+  ASSERT_TRUE(capped.has_value());
+  EXPECT_EQ(capped->tiers, 2);
+  // Every tier's capacity covers its groups' counts (the by-count order: 385, 384, ...).
+  EXPECT_GE(three->tier[0].capacity, 385);
+}
+
+TEST(MoeCountedLayout, NoCutWhenTheCountsRoundAlike) {
+  const std::vector<int32_t> counts = {0, 40, 0, 33, 0, 0, 47, 0};  // all round up to 48
+  const auto l = plan_counted_layout(counts.data(), 8, 1.25, 1 << 20, 16, 4, 0.0);
+  ASSERT_TRUE(l.has_value());
+  EXPECT_EQ(l->groups, 3);
+  EXPECT_EQ(l->tiers, 1);
+  EXPECT_EQ(l->tiered_rows(), 3 * 48);
+  // Ties in count keep the lower expert first; one group a tier at most.
+  const std::vector<int32_t> even = {100, 200, 100, 200};
+  const auto t = plan_counted_layout(even.data(), 4, 2.0, 1 << 20, 1, 4, 0.0);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(t->tiers, 2);
+  EXPECT_EQ(t->tiered_rows(), 2 * 200 + 2 * 100);
+}
+
 }  // namespace
 }  // namespace mixserve
 

@@ -153,7 +153,11 @@ void CublasLtBatchedFp8::run(const Key& key, const void* x, const void* w, void*
   // their algorithm, and so their last bits, differ from run to run for no gain.
   tune = tune && 2.0 * M * N * K * batch >= 1e9;
   if (tune && !p->settled) {
-    const Key cls{mode, gemm_m_class(M), N, K, batch, out_i, sx, sw, sy};
+    // Classes by M and by batch size (1, 2-3, 4-8, else exact): the tiers of a counted MoE
+    // step (moe_padded_fp8.h) give batches of every size from 1 to E, and tuning each one
+    // again would cost more than it finds.
+    const int batch_class = batch <= 1 ? 1 : batch <= 3 ? 2 : batch <= 8 ? 8 : batch;
+    const Key cls{mode, gemm_m_class(M), N, K, batch_class, out_i, sx, sw, sy};
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     MIXSERVE_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
     if (auto t = tuned_.find(cls); t != tuned_.end()) {

@@ -63,7 +63,7 @@ class CublasLtBatchedFp8 {
   size_t workspace_bytes_ = 0;
   std::map<Key, std::unique_ptr<Plan>> plans_;
   struct Algo;
-  std::map<Key, std::unique_ptr<Algo>> tuned_;  // by gemm_m_class(M) (cublas_util.h)
+  std::map<Key, std::unique_ptr<Algo>> tuned_;  // by gemm_m_class(M) and a batch class
   bool autotune_ = true;  // MIXSERVE_GEMM_AUTOTUNE=0 turns it off
 };
 

@@ -10,6 +10,7 @@
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/moe_padded_fp8.h"
 #include "model/loader.h"
 #include "model/safetensors.h"
 #include "util/error.h"
@@ -101,6 +102,15 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
   }
   if (const char* env = std::getenv("MIXSERVE_FP8_COUNTED"); env != nullptr && *env != '\0') {
     options_.moe_counted_max_padding = std::string(env) == "0" ? 0.0 : std::atof(env);
+  }
+  if (const char* env = std::getenv("MIXSERVE_MOE_TIERS"); env != nullptr && *env != '\0') {
+    options_.moe_counted_tiers = std::clamp(std::atoi(env), 1, kMaxCountedTiers);
+  }
+  if (const char* env = std::getenv("MIXSERVE_MOE_TIER_GAIN"); env != nullptr && *env != '\0') {
+    options_.moe_counted_tier_min_gain = std::atof(env);
+  }
+  if (const char* env = std::getenv("MIXSERVE_MOE_TIER_W2"); env != nullptr && *env != '\0') {
+    options_.moe_counted_tier_w2 = std::string(env) != "0";
   }
   if (const char* env = std::getenv("MIXSERVE_FP8_FUSED_COMBINE"); env != nullptr) {
     fused_combine_ = std::string(env) != "0";

@@ -71,6 +71,14 @@ struct CudaBackendOptions {
   // largest count when the padded rows are at most this many times the pairs (+ alignment);
   // else one GEMM pair per expert. 0 = never (MIXSERVE_FP8_COUNTED=0 sets it, for measuring).
   double moe_counted_max_padding = 1.25;
+  // Those steps' GEMMs in up to this many tiers of groups ordered by count, each padded to its
+  // own largest count (plan_counted_layout in moe_padded_fp8.h; 1 = one launch over all
+  // groups), a cut made where it saves more than moe_counted_tier_min_gain x the pairs rows;
+  // tier_w2: the w2 GEMM too, else only w1|w3. MIXSERVE_MOE_TIERS, MIXSERVE_MOE_TIER_GAIN and
+  // MIXSERVE_MOE_TIER_W2 set them, for measuring.
+  int moe_counted_tiers = 1;
+  double moe_counted_tier_min_gain = 0.02;
+  bool moe_counted_tier_w2 = true;
   // Tensor / expert parallelism: the part of the model this backend holds (size 1: all of it)
   // and the all-reduce over its ranks (needed when shard.size > 1; see cuda_shard.cpp).
   dist::ShardSpec shard;
@@ -123,8 +131,10 @@ class CudaBackend : public Backend {
   // MoE layers (over all steps) whose FP8 experts ran as counted grouped GEMMs.
   int64_t counted_moe_layers() const { return counted_moe_layers_; }
   // moe_counted_layers, moe_counted_pairs (token-expert pairs of those layers), moe_counted_rows
-  // (the GEMM rows they ran: G * C, padding included), moe_lanes_layers (FP8 MoE layers of
-  // larger steps that ran per-expert GEMMs on lanes: routing too uneven).
+  // (their layouts' G * C rows, padding included), moe_counted_w13_rows / moe_counted_w2_rows
+  // (the rows the two GEMMs computed: G * C unless tiered), moe_counted_tiers (launches per
+  // GEMM, summed over those layers), moe_lanes_layers (FP8 MoE layers of larger steps that ran
+  // per-expert GEMMs on lanes: routing too uneven).
   std::vector<std::pair<std::string, double>> counters() const override;
   // Whether forward() writes logits: on every rank but a shard's workers (rank > 0), which
   // skip the final norm and the lm_head and leave logits_out untouched.
@@ -166,6 +176,7 @@ class CudaBackend : public Backend {
   MoeGroupedFp8Step grouped_fp8_step(int layer, int T) const;  // the fields both paths share
   int64_t counted_moe_layers_ = 0;  // MoE layers moe_counted_fp8 ran (counted_moe_layers())
   int64_t counted_moe_pairs_ = 0, counted_moe_rows_ = 0, lanes_moe_layers_ = 0;  // counters()
+  int64_t counted_moe_w13_rows_ = 0, counted_moe_w2_rows_ = 0, counted_moe_tiers_ = 0;
   // The grouped FP8 MoE of layer l leaves its weighted combine to layer l + 1's attention
   // norm (add_rms_norm_fp8_moe), which adds it to x without the delta round trip: single
   // device only (shards all-reduce the delta), not the last layer (the final norm takes the

@@ -5,7 +5,10 @@
 // Shapes: T tokens of the step (also the capacity C of each group), E experts, K top-k,
 // G groups, H hidden, F FFN size.
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "backend/cuda/cublaslt_batched_fp8.h"
 #include "backend/cuda/cuda_backend.h"
@@ -20,6 +23,15 @@ void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaS
   const int T = s.T, E = s.E, K = s.K, H = s.H, F = s.F, G = s.groups(), C = s.capacity();
   MIXSERVE_CHECK(!s.counted || (!s.strided && G > 0 && G <= E && C > 0),
                  "grouped FP8 MoE: a counted step needs pointer arrays, 0 < G <= E and C > 0");
+  const int tiers = s.counted ? s.tiers : 1;
+  MIXSERVE_CHECK(tiers >= 1 && tiers <= kMaxCountedTiers, "grouped FP8 MoE: ", tiers, " tiers");
+  for (int t = 0; t < tiers && tiers > 1; ++t) {
+    const CountedTier& r = s.tier[t];
+    MIXSERVE_CHECK(r.begin == (t == 0 ? 0 : s.tier[t - 1].end) && r.end > r.begin &&
+                       r.capacity > 0 && r.capacity <= C && (t + 1 < tiers || r.end == G),
+                   "grouped FP8 MoE: tier ", t, " [", r.begin, ", ", r.end, ") x ", r.capacity,
+                   " does not cover ", G, " groups of ", C, " rows in order");
+  }
   if (!s.counted) {
     MIXSERVE_CUDA_CHECK(moe_sort(s.experts, T, K, std::max(E, s.sort_buckets), s.counts,
                                  s.offsets, s.sorted_token, s.pair_pos, stream));
@@ -30,6 +42,7 @@ void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaS
   g.G = G;
   g.C = C;
   g.experts_in_order = s.strided;
+  g.by_count = tiers > 1;
   g.group_expert = s.group_expert;
   g.group_count = s.group_count;
   g.expert_group = s.expert_group;
@@ -52,21 +65,37 @@ void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaS
                                               s.x_scale, stream));
   // Per group: [C, H] x [2F, H]^T -> raw [C, 2F] bf16; scales + SiLU·mul + quantization;
   // [C, F] x [H, F]^T -> raw [C, H] bf16; scales + weighted combine.
+  // A tier's launch: groups [b, b + n) of the [6, G] pointer arrays, M rows each.
+  auto w13_gemm = [&](int b, int n, int M) {
+    gemm.matmul_pointers(s.ptrs + b, s.ptrs + G + b, const_cast<void* const*>(s.ptrs + 2 * G + b),
+                         M, 2 * F, H, n, DType::kBF16, stream, s.counted);
+  };
+  auto w2_gemm = [&](int b, int n, int M) {
+    gemm.matmul_pointers(s.ptrs + 3 * G + b, s.ptrs + 4 * G + b,
+                         const_cast<void* const*>(s.ptrs + 5 * G + b), M, H, F, n, DType::kBF16,
+                         stream, s.counted);
+  };
   if (s.strided) {
     gemm.matmul_strided(s.x_q, int64_t{C} * H, s.w13, int64_t{2} * F * H, s.raw13,
                         int64_t{C} * 2 * F, C, 2 * F, H, G, DType::kBF16, stream);
+  } else if (tiers > 1) {
+    for (int t = 0; t < tiers; ++t) {
+      w13_gemm(s.tier[t].begin, s.tier[t].end - s.tier[t].begin, s.tier[t].capacity);
+    }
   } else {
-    gemm.matmul_pointers(s.ptrs, s.ptrs + G, const_cast<void* const*>(s.ptrs + 2 * G), C, 2 * F,
-                         H, G, DType::kBF16, stream, s.counted);
+    w13_gemm(0, G, C);
   }
   MIXSERVE_CUDA_CHECK(silu_mul_grouped_fp8(s.raw13, s.x_scale, s.w13_scale, s.group_expert,
                                            s.group_count, G, C, F, s.act_q, s.act_scale, stream));
   if (s.strided) {
     gemm.matmul_strided(s.act_q, int64_t{C} * F, s.w2, int64_t{H} * F, s.raw2, int64_t{C} * H, C,
                         H, F, G, DType::kBF16, stream);
+  } else if (tiers > 1 && s.tier_w2) {
+    for (int t = 0; t < tiers; ++t) {
+      w2_gemm(s.tier[t].begin, s.tier[t].end - s.tier[t].begin, s.tier[t].capacity);
+    }
   } else {
-    gemm.matmul_pointers(s.ptrs + 3 * G, s.ptrs + 4 * G, const_cast<void* const*>(s.ptrs + 5 * G),
-                         C, H, F, G, DType::kBF16, stream, s.counted);
+    w2_gemm(0, G, C);
   }
   if (s.defer_combine) return;
   MIXSERVE_CUDA_CHECK(moe_combine_grouped_fp8(s.raw2, s.act_scale, s.w2_scale, s.experts,
@@ -162,7 +191,8 @@ bool CudaBackend::defer_moe_combine(int l) const {
 }
 
 std::optional<CountedLayout> plan_counted_layout(const int32_t* counts, int E, double max_padding,
-                                                 size_t max_rows, int align) {
+                                                 size_t max_rows, int align, int max_tiers,
+                                                 double min_gain) {
   if (max_padding <= 0.0 || align <= 0) return std::nullopt;
   int G = 0, most = 0;
   int64_t pairs = 0;  // this rank's pairs (all T*K unless expert parallel)
@@ -173,14 +203,61 @@ std::optional<CountedLayout> plan_counted_layout(const int32_t* counts, int E, d
     pairs += n;
   }
   if (G == 0) return std::nullopt;
-  const int C = (most + align - 1) / align * align;
+  auto round_up = [align](int64_t n) { return int((n + align - 1) / align * align); };
+  const int C = round_up(most);
   const int64_t rows = int64_t{G} * C;
   // Imbalanced routing would make the padding cost more than one GEMM per expert does.
   if (size_t(rows) > max_rows ||
       double(rows) > max_padding * double(pairs) + double(G) * align) {
     return std::nullopt;
   }
-  return CountedLayout{G, C};
+  CountedLayout layout;
+  layout.groups = G;
+  layout.capacity = C;
+  layout.tier[0] = CountedTier{0, G, C};
+  max_tiers = std::clamp(max_tiers, 1, std::min(kMaxCountedTiers, G));
+  if (max_tiers == 1) return layout;
+  // The groups' counts in the device's by_count order: largest first, ties by expert.
+  std::vector<int> order;
+  for (int e = 0; e < E; ++e) {
+    if (counts[e] > 0) order.push_back(e);
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return counts[a] > counts[b]; });
+  std::vector<int> cap(G);
+  for (int g = 0; g < G; ++g) cap[g] = round_up(counts[order[g]]);
+  // best[t][i]: fewest rows for groups [i, G) in at most t tiers (a tier [i, j) computes
+  // (j - i) x cap[i] rows); cut[t][i]: where that first tier ends.
+  constexpr int64_t kInf = INT64_MAX / 4;
+  std::vector<std::vector<int64_t>> best(max_tiers + 1, std::vector<int64_t>(G + 1, kInf));
+  std::vector<std::vector<int>> cut(max_tiers + 1, std::vector<int>(G + 1, G));
+  for (int t = 0; t <= max_tiers; ++t) best[t][G] = 0;
+  for (int t = 1; t <= max_tiers; ++t) {
+    for (int i = G - 1; i >= 0; --i) {
+      for (int j = i + 1; j <= G; ++j) {
+        if (best[t - 1][j] >= kInf) continue;
+        const int64_t r = int64_t{j - i} * cap[i] + best[t - 1][j];
+        if (r < best[t][i]) {
+          best[t][i] = r;
+          cut[t][i] = j;
+        }
+      }
+    }
+  }
+  // More tiers only where each one saves more than min_gain x pairs rows.
+  const double price = std::max(0.0, min_gain) * double(pairs);
+  int tiers = 1;
+  for (int t = 2; t <= max_tiers; ++t) {
+    if (double(best[tiers][0] - best[t][0]) > price * (t - tiers)) tiers = t;
+  }
+  layout.tiers = 0;
+  for (int i = 0, t = tiers; i < G; --t) {
+    const int j = cut[t][i];
+    layout.tier[layout.tiers++] = CountedTier{i, j, cap[i]};
+    i = j;
+  }
+  if (layout.tiers == 1) layout.tier[0] = CountedTier{0, G, C};
+  return layout;
 }
 
 bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts) {
@@ -188,7 +265,8 @@ bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts) {
   const int H = config_.hidden_size, F = config_.intermediate_size;
   const std::optional<CountedLayout> layout =
       plan_counted_layout(counts, local_experts(), options_.moe_counted_max_padding,
-                          ws_moe_rows_, kCountedRowAlign);
+                          ws_moe_rows_, kCountedRowAlign, options_.moe_counted_tiers,
+                          options_.moe_counted_tier_min_gain);
   if (!layout) return false;
   const int G = layout->groups, C = layout->capacity;
   using Mode = CublasLtBatchedFp8::Mode;
@@ -196,16 +274,34 @@ bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts) {
       !batched_fp8_->supported(Mode::kPointerArray, C, H, F, G, DType::kBF16)) {
     return false;
   }
+  bool tiered = layout->tiers > 1;
+  for (int t = 0; t < layout->tiers && tiered; ++t) {
+    const CountedTier& r = layout->tier[t];
+    tiered = batched_fp8_->supported(Mode::kPointerArray, r.capacity, 2 * F, H, r.end - r.begin,
+                                     DType::kBF16) &&
+             (!options_.moe_counted_tier_w2 ||
+              batched_fp8_->supported(Mode::kPointerArray, r.capacity, H, F, r.end - r.begin,
+                                      DType::kBF16));
+  }
   MoeGroupedFp8Step s = grouped_fp8_step(l, T);
   s.counted = true;
   s.G = G;
   s.C = C;
+  if (tiered) {
+    s.tiers = layout->tiers;
+    std::copy(layout->tier, layout->tier + layout->tiers, s.tier);
+    s.tier_w2 = options_.moe_counted_tier_w2;
+  }
   s.defer_combine = defer_moe_combine(l);
   moe_grouped_fp8(s, *batched_fp8_, stream_);
   if (s.defer_combine) deferred_combine_layer_ = l;
   ++counted_moe_layers_;
   for (int e = 0; e < local_experts(); ++e) counted_moe_pairs_ += counts[e];
   counted_moe_rows_ += int64_t{G} * C;
+  const int64_t w13_rows = tiered ? layout->tiered_rows() : int64_t{G} * C;
+  counted_moe_w13_rows_ += w13_rows;
+  counted_moe_w2_rows_ += tiered && s.tier_w2 ? w13_rows : int64_t{G} * C;
+  counted_moe_tiers_ += s.tiers;
   return true;
 }
 
@@ -213,6 +309,9 @@ std::vector<std::pair<std::string, double>> CudaBackend::counters() const {
   return {{"moe_counted_layers", double(counted_moe_layers_)},
           {"moe_counted_pairs", double(counted_moe_pairs_)},
           {"moe_counted_rows", double(counted_moe_rows_)},
+          {"moe_counted_w13_rows", double(counted_moe_w13_rows_)},
+          {"moe_counted_w2_rows", double(counted_moe_w2_rows_)},
+          {"moe_counted_tiers", double(counted_moe_tiers_)},
           {"moe_lanes_layers", double(lanes_moe_layers_)}};
 }
 

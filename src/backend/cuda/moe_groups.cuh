@@ -25,4 +25,32 @@ __device__ inline void assign_moe_groups(const int32_t* counts, int E, int G, in
   }
 }
 
+// As assign_moe_groups, but group g is the expert with the g-th largest count (ties: the
+// lower expert first), the order plan_counted_layout (moe_padded_fp8.h) cuts into tiers.
+__device__ inline void assign_moe_groups_by_count(const int32_t* counts, int E, int G,
+                                                  int32_t* group_expert, int32_t* group_count,
+                                                  int32_t* expert_group) {
+  for (int e = 0; e < E; ++e) expert_group[e] = -1;
+  int g = 0;
+  for (; g < G; ++g) {
+    int best = -1, most = 0;
+    for (int e = 0; e < E; ++e) {
+      const int32_t n = counts[e];
+      if (n > most && expert_group[e] < 0) {
+        best = e;
+        most = n;
+      }
+    }
+    if (best < 0) break;
+    group_expert[g] = best;
+    group_count[g] = most;
+    expert_group[best] = g;
+  }
+  const int first = g > 0 ? group_expert[0] : 0;
+  for (; g < G; ++g) {
+    group_expert[g] = first;
+    group_count[g] = 0;
+  }
+}
+
 }  // namespace mixserve::cuda

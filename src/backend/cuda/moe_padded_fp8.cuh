@@ -24,6 +24,9 @@ __device__ inline void group_experts_fp8(const MoeGroupFp8Args& a) {
       a.group_count[e] = a.counts[e];
       a.expert_group[e] = e;
     }
+  } else if (a.by_count) {
+    assign_moe_groups_by_count(a.counts, a.E, a.G, a.group_expert, a.group_count,
+                               a.expert_group);
   } else {
     assign_moe_groups(a.counts, a.E, a.G, a.group_expert, a.group_count, a.expert_group);
   }

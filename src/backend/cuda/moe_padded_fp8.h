@@ -32,6 +32,9 @@ struct MoeGroupFp8Args {
   const int32_t* counts = nullptr;  // [E] rows per expert (moe_sort)
   int E = 0, G = 0, C = 0;
   bool experts_in_order = false;    // group g = expert g; needs G == E
+  // Groups ordered by count, largest first (ties: lower expert first), as the host's
+  // plan_counted_layout orders them when it splits the groups into tiers; else expert order.
+  bool by_count = false;
   int32_t* group_expert = nullptr;  // [G] out
   int32_t* group_count = nullptr;   // [G] out: rows of the group (0 for unused groups)
   int32_t* expert_group = nullptr;  // [E] out: group of each expert with rows, else -1
@@ -110,14 +113,36 @@ cudaError_t add_rms_norm_fp8_moe(float* x, const MoeCombineFp8& delta, int R, in
 // ---- cuda_moe_padded_fp8.cpp: the whole step after the router ----
 
 // The counted layout of a step whose expert counts (counts[0..E), host memory) the host has
-// read: G = the experts with rows, C = the largest count rounded up to `align` rows. Empty (std::nullopt) when no expert
-// has rows, when max_padding <= 0 (off), when G * C exceeds `max_rows` (the workspace), or when
+// read: G = the experts with rows, C = the largest count rounded up to `align` rows; group g's
+// rows are [g * C, g * C + C) of the grouped buffers. Empty (std::nullopt) when no expert has
+// rows, when max_padding <= 0 (off), when G * C exceeds `max_rows` (the workspace), or when
 // the routing is too uneven: G * C > max_padding * (sum of counts) + G * align.
+//
+// Tiers (max_tiers > 1): one batched GEMM over G groups computes C rows of each, padding
+// every expert to the largest one. Instead the groups, ordered by count (largest first, ties:
+// lower expert first; by_count in MoeGroupFp8Args), are cut into up to max_tiers runs, and
+// each run is one batched GEMM whose M is its own largest count, rounded up: groups [begin,
+// end) compute rows [g * C, g * C + capacity). The layout stays G x C; the rows a tier does not
+// compute are padding (zeros in the GEMM inputs, never read). A cut is made only where it saves
+// more than min_gain x (sum of counts) GEMM rows, the price put on one more launch pair and its
+// partial last wave.
+constexpr int kMaxCountedTiers = 4;
+struct CountedTier {
+  int begin = 0, end = 0, capacity = 0;
+};
 struct CountedLayout {
   int groups = 0, capacity = 0;
+  int tiers = 1;  // tiers > 1: groups ordered by count
+  CountedTier tier[kMaxCountedTiers];
+  int64_t tiered_rows() const {  // rows the tiers' GEMMs compute
+    int64_t rows = 0;
+    for (int t = 0; t < tiers; ++t) rows += int64_t{tier[t].end - tier[t].begin} * tier[t].capacity;
+    return rows;
+  }
 };
 std::optional<CountedLayout> plan_counted_layout(const int32_t* counts, int E, double max_padding,
-                                                 size_t max_rows, int align);
+                                                 size_t max_rows, int align, int max_tiers = 1,
+                                                 double min_gain = 0.0);
 
 class CublasLtBatchedFp8;
 
@@ -134,6 +159,13 @@ struct MoeGroupedFp8Step {
   bool strided = false;  // G = E groups in expert order, strided GEMMs; else pointer arrays
   bool counted = false;  // the sort is done and G, C are given (see above)
   int G = 0, C = 0;      // counted steps only
+  // Counted steps: the GEMM launches (CountedLayout's tiers; one tier = all G groups with C
+  // rows). tiers > 1 needs the groups ordered by count (by_count). tier_w2: the w2 GEMM runs
+  // the tiers too; else one launch of G x C rows (the act rows past a tier's capacity are
+  // padding, zeros).
+  int tiers = 1;
+  CountedTier tier[kMaxCountedTiers];
+  bool tier_w2 = true;
   const uint8_t* h_q = nullptr;          // [T, H] the FFN input, quantized per token
   const float* h_scale = nullptr;        // [T]
   const int32_t* experts = nullptr;      // [T, K] (moe_topk)
