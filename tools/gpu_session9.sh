@@ -18,7 +18,7 @@ if [ -n "${TESTS-}" ]; then
   pack
 fi
 if [ -n "${SANITIZE-}" ]; then
-  timeout 240 compute-sanitizer --tool memcheck $T --gtest_filter="$SANITIZE" \
+  timeout ${SAN_LIMIT:-240} compute-sanitizer --tool memcheck $T --gtest_filter="$SANITIZE" \
     > $R/$TAG-memcheck.log 2>&1
   echo "memcheck rc=$?"; grep -E "ERROR SUMMARY|PASSED|FAILED" $R/$TAG-memcheck.log | head -4
   pack
