@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Session 9's GPU run (one H100 or H200): GPU tests (TESTS), compute-sanitizer memcheck of
 # SANITIZE, then OFF-128 on the full model at OFF_CFGS entries
-# "max_batch:max_num_batched_tokens:gpu_memory_fraction:tiers[:tier_w2[:min_gain]]"
+# "max_batch:max_num_batched_tokens:gpu_memory_fraction:tiers[:tier_w2[:min_gain[:cost_align]]]"
 # (MIXSERVE_MOE_TIERS / MIXSERVE_MOE_TIER_W2 / MIXSERVE_MOE_TIER_GAIN: the counted MoE GEMMs
 # cut into tiers of groups ordered by count, moe_padded_fp8.h), NREQ requests each.
 # Reports in $OUT/results.tgz, written again after each step so a cut-off run keeps the rest.
@@ -24,9 +24,9 @@ if [ -n "${SANITIZE-}" ]; then
   pack
 fi
 for cfg in ${OFF_CFGS-}; do
-  IFS=: read -r mb nt mf tiers w2 gain <<< "$cfg"; tiers=${tiers:-1}; w2=${w2:-1}; gain=${gain:-0.02}
-  name=OFF-128-b$mb-t$nt-m$mf-n${NREQ:-6144}-tiers$tiers-w2$w2-g$gain
-  MIXSERVE_MOE_TIERS=$tiers MIXSERVE_MOE_TIER_W2=$w2 MIXSERVE_MOE_TIER_GAIN=$gain \
+  IFS=: read -r mb nt mf tiers w2 gain ca <<< "$cfg"; tiers=${tiers:-1}; w2=${w2:-1}; gain=${gain:-0.02}
+  ca=${ca:-0}; name=OFF-128-b$mb-t$nt-m$mf-n${NREQ:-6144}-tiers$tiers-w2$w2-g$gain-a$ca
+  MIXSERVE_MOE_TIERS=$tiers MIXSERVE_MOE_TIER_W2=$w2 MIXSERVE_MOE_TIER_GAIN=$gain MIXSERVE_MOE_TIER_ALIGN=$ca \
     timeout ${LIMIT:-170} $B bench offline --input-len 128 --output-len 128 \
     --model synthetic:mixtral-8x7b --device cuda --quantization fp8 --kv-cache-dtype fp8 \
     --num-requests ${NREQ:-6144} --warmup 64 --max-batch $mb --max-num-batched-tokens $nt \

@@ -255,9 +255,13 @@ void check_grouped_step(cuda::CublasLtBatchedFp8& gemm, const MoeInputs& in,
   for (int g = 0; g < G; ++g) {
     const int n = gc[64 + g];
     if (s.tiers > 1) {  // by_count: groups by count, largest first, as the host planned them
-      if (g > 0) ASSERT_LE(n, gc[64 + g - 1]) << what << " group " << g;
+      if (g > 0) {
+        ASSERT_LE(n, gc[64 + g - 1]) << what << " group " << g;
+      }
       for (int t = 0; t < s.tiers; ++t) {
-        if (g >= s.tier[t].begin && g < s.tier[t].end) ASSERT_LE(n, s.tier[t].capacity) << what;
+        if (g >= s.tier[t].begin && g < s.tier[t].end) {
+          ASSERT_LE(n, s.tier[t].capacity) << what;
+        }
       }
     }
     ASSERT_GE(n, layout == Layout::kCounted ? 1 : 0) << what;  // counted: no empty group

@@ -98,7 +98,9 @@ TEST(MoeCountedLayout, TiersCutTheGroupsByCountWhereTheCutPaysForItself) {
   for (int t = 0; t < three->tiers; ++t) {  // contiguous, in order, capacities falling
     EXPECT_EQ(three->tier[t].begin, t == 0 ? 0 : three->tier[t - 1].end);
     EXPECT_GT(three->tier[t].end, three->tier[t].begin);
-    if (t > 0) EXPECT_LT(three->tier[t].capacity, three->tier[t - 1].capacity);
+    if (t > 0) {
+      EXPECT_LT(three->tier[t].capacity, three->tier[t - 1].capacity);
+    }
   }
   EXPECT_EQ(three->tier[2].end, 8);
   // At most max_tiers, even at no price.

@@ -109,6 +109,9 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
   if (const char* env = std::getenv("MIXSERVE_MOE_TIER_GAIN"); env != nullptr && *env != '\0') {
     options_.moe_counted_tier_min_gain = std::atof(env);
   }
+  if (const char* env = std::getenv("MIXSERVE_MOE_TIER_ALIGN"); env != nullptr && *env != '\0') {
+    options_.moe_counted_tier_align = std::max(0, std::atoi(env));
+  }
   if (const char* env = std::getenv("MIXSERVE_MOE_TIER_W2"); env != nullptr && *env != '\0') {
     options_.moe_counted_tier_w2 = std::string(env) != "0";
   }

@@ -75,10 +75,12 @@ struct CudaBackendOptions {
   // own largest count (plan_counted_layout in moe_padded_fp8.h; 1 = one launch over all
   // groups), a cut made where it saves more than moe_counted_tier_min_gain x the pairs rows;
   // tier_w2: the w2 GEMM too, else only w1|w3. MIXSERVE_MOE_TIERS, MIXSERVE_MOE_TIER_GAIN and
-  // MIXSERVE_MOE_TIER_W2 set them, for measuring.
-  int moe_counted_tiers = 1;
+  // MIXSERVE_MOE_TIER_W2 set them, for measuring. 3 tiers: OFF-128 +0.9 to +1.7% on an H100
+  // (docs/perf/NOTES.md, session 9); 4, or a lower gain, did not add to it.
+  int moe_counted_tiers = 3;
   double moe_counted_tier_min_gain = 0.02;
   bool moe_counted_tier_w2 = true;
+  int moe_counted_tier_align = 0;  // cost_align of plan_counted_layout; MIXSERVE_MOE_TIER_ALIGN
   // Tensor / expert parallelism: the part of the model this backend holds (size 1: all of it)
   // and the all-reduce over its ranks (needed when shard.size > 1; see cuda_shard.cpp).
   dist::ShardSpec shard;

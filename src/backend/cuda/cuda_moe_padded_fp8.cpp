@@ -192,7 +192,7 @@ bool CudaBackend::defer_moe_combine(int l) const {
 
 std::optional<CountedLayout> plan_counted_layout(const int32_t* counts, int E, double max_padding,
                                                  size_t max_rows, int align, int max_tiers,
-                                                 double min_gain) {
+                                                 double min_gain, int cost_align) {
   if (max_padding <= 0.0 || align <= 0) return std::nullopt;
   int G = 0, most = 0;
   int64_t pairs = 0;  // this rank's pairs (all T*K unless expert parallel)
@@ -224,10 +224,16 @@ std::optional<CountedLayout> plan_counted_layout(const int32_t* counts, int E, d
   }
   std::stable_sort(order.begin(), order.end(),
                    [&](int a, int b) { return counts[a] > counts[b]; });
+  // cap: a tier's M; cost: the rows its GEMM tiles cover (cost_align: the tile's M).
   std::vector<int> cap(G);
-  for (int g = 0; g < G; ++g) cap[g] = round_up(counts[order[g]]);
-  // best[t][i]: fewest rows for groups [i, G) in at most t tiers (a tier [i, j) computes
-  // (j - i) x cap[i] rows); cut[t][i]: where that first tier ends.
+  std::vector<int64_t> cost(G);
+  const int64_t tile = std::max(cost_align, align);
+  for (int g = 0; g < G; ++g) {
+    cap[g] = round_up(counts[order[g]]);
+    cost[g] = (cap[g] + tile - 1) / tile * tile;
+  }
+  // best[t][i]: the least cost for groups [i, G) in at most t tiers (a tier [i, j) costs
+  // (j - i) x cost[i] rows); cut[t][i]: where that first tier ends.
   constexpr int64_t kInf = INT64_MAX / 4;
   std::vector<std::vector<int64_t>> best(max_tiers + 1, std::vector<int64_t>(G + 1, kInf));
   std::vector<std::vector<int>> cut(max_tiers + 1, std::vector<int>(G + 1, G));
@@ -236,7 +242,7 @@ std::optional<CountedLayout> plan_counted_layout(const int32_t* counts, int E, d
     for (int i = G - 1; i >= 0; --i) {
       for (int j = i + 1; j <= G; ++j) {
         if (best[t - 1][j] >= kInf) continue;
-        const int64_t r = int64_t{j - i} * cap[i] + best[t - 1][j];
+        const int64_t r = int64_t{j - i} * cost[i] + best[t - 1][j];
         if (r < best[t][i]) {
           best[t][i] = r;
           cut[t][i] = j;
@@ -266,7 +272,7 @@ bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts) {
   const std::optional<CountedLayout> layout =
       plan_counted_layout(counts, local_experts(), options_.moe_counted_max_padding,
                           ws_moe_rows_, kCountedRowAlign, options_.moe_counted_tiers,
-                          options_.moe_counted_tier_min_gain);
+                          options_.moe_counted_tier_min_gain, options_.moe_counted_tier_align);
   if (!layout) return false;
   const int G = layout->groups, C = layout->capacity;
   using Mode = CublasLtBatchedFp8::Mode;

@@ -125,7 +125,8 @@ cudaError_t add_rms_norm_fp8_moe(float* x, const MoeCombineFp8& delta, int R, in
 // end) compute rows [g * C, g * C + capacity). The layout stays G x C; the rows a tier does not
 // compute are padding (zeros in the GEMM inputs, never read). A cut is made only where it saves
 // more than min_gain x (sum of counts) GEMM rows, the price put on one more launch pair and its
-// partial last wave.
+// partial last wave. cost_align > align counts a tier's rows in whole GEMM tiles of that many
+// rows (its capacity stays rounded to align) when choosing the cuts.
 constexpr int kMaxCountedTiers = 4;
 struct CountedTier {
   int begin = 0, end = 0, capacity = 0;
@@ -142,7 +143,7 @@ struct CountedLayout {
 };
 std::optional<CountedLayout> plan_counted_layout(const int32_t* counts, int E, double max_padding,
                                                  size_t max_rows, int align, int max_tiers = 1,
-                                                 double min_gain = 0.0);
+                                                 double min_gain = 0.0, int cost_align = 0);
 
 class CublasLtBatchedFp8;
 
