@@ -111,6 +111,27 @@ TEST(MoeCountedLayout, TiersCutTheGroupsByCountWhereTheCutPaysForItself) {
   EXPECT_GE(three->tier[0].capacity, 385);
 }
 
+TEST(MoeCountedLayout, NoCutBelowTheWeightBoundFloor) {
+  // Batch 192 of top-2 (OFF-2K's decode): ~48 rows an expert, every GEMM bound by its weight
+  // reads. Without a floor the planner cuts (64 | 48 | 32 rows); with floor 256 every group
+  // costs 256 rows and a cut gains nothing.
+  const std::vector<int32_t> counts = {60, 41, 50, 33, 47, 55, 38, 60};
+  const auto cut = plan_counted_layout(counts.data(), 8, 1.25 * 2, 1 << 20, 16, 3, 0.02);
+  ASSERT_TRUE(cut.has_value());
+  EXPECT_GT(cut->tiers, 1);
+  const auto floored =
+      plan_counted_layout(counts.data(), 8, 1.25 * 2, 1 << 20, 16, 3, 0.02, 0, 256);
+  ASSERT_TRUE(floored.has_value());
+  EXPECT_EQ(floored->tiers, 1);
+  EXPECT_EQ(floored->tiered_rows(), 8 * 64);
+  // Above the floor the cuts stay: the 2,714-pair case of the test above.
+  const std::vector<int32_t> big = {384, 300, 380, 290, 385, 295, 370, 310};
+  const auto l = plan_counted_layout(big.data(), 8, 1.25, 1 << 20, 16, 4, 0.02, 0, 256);
+  ASSERT_TRUE(l.has_value());
+  EXPECT_EQ(l->tiers, 2);
+  EXPECT_EQ(l->tiered_rows(), 2880);
+}
+
 TEST(MoeCountedLayout, NoCutWhenTheCountsRoundAlike) {
   const std::vector<int32_t> counts = {0, 40, 0, 33, 0, 0, 47, 0};  // all round up to 48
   const auto l = plan_counted_layout(counts.data(), 8, 1.25, 1 << 20, 16, 4, 0.0);

@@ -112,6 +112,9 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
   if (const char* env = std::getenv("MIXSERVE_MOE_TIER_ALIGN"); env != nullptr && *env != '\0') {
     options_.moe_counted_tier_align = std::max(0, std::atoi(env));
   }
+  if (const char* env = std::getenv("MIXSERVE_MOE_TIER_FLOOR"); env != nullptr && *env != '\0') {
+    options_.moe_counted_tier_floor_rows = std::max(0, std::atoi(env));
+  }
   if (const char* env = std::getenv("MIXSERVE_MOE_TIER_W2"); env != nullptr && *env != '\0') {
     options_.moe_counted_tier_w2 = std::string(env) != "0";
   }

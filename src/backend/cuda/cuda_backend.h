@@ -81,6 +81,9 @@ struct CudaBackendOptions {
   double moe_counted_tier_min_gain = 0.02;
   bool moe_counted_tier_w2 = true;
   int moe_counted_tier_align = 0;  // cost_align of plan_counted_layout; MIXSERVE_MOE_TIER_ALIGN
+  // floor_rows of plan_counted_layout (MIXSERVE_MOE_TIER_FLOOR): an H100's FP8 GEMM is bound by
+  // its weight reads below ~1,400 TFLOP/s / 3 TB/s / 2 = ~230 rows an expert.
+  int moe_counted_tier_floor_rows = 256;
   // Tensor / expert parallelism: the part of the model this backend holds (size 1: all of it)
   // and the all-reduce over its ranks (needed when shard.size > 1; see cuda_shard.cpp).
   dist::ShardSpec shard;

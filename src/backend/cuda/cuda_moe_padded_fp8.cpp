@@ -192,7 +192,8 @@ bool CudaBackend::defer_moe_combine(int l) const {
 
 std::optional<CountedLayout> plan_counted_layout(const int32_t* counts, int E, double max_padding,
                                                  size_t max_rows, int align, int max_tiers,
-                                                 double min_gain, int cost_align) {
+                                                 double min_gain, int cost_align,
+                                                 int floor_rows) {
   if (max_padding <= 0.0 || align <= 0) return std::nullopt;
   int G = 0, most = 0;
   int64_t pairs = 0;  // this rank's pairs (all T*K unless expert parallel)
@@ -224,13 +225,14 @@ std::optional<CountedLayout> plan_counted_layout(const int32_t* counts, int E, d
   }
   std::stable_sort(order.begin(), order.end(),
                    [&](int a, int b) { return counts[a] > counts[b]; });
-  // cap: a tier's M; cost: the rows its GEMM tiles cover (cost_align: the tile's M).
+  // cap: a tier's M; cost: the rows its GEMM tiles cover (cost_align: the tile's M), at least
+  // floor_rows (below it the GEMM reads the expert's weights in the same time).
   std::vector<int> cap(G);
   std::vector<int64_t> cost(G);
   const int64_t tile = std::max(cost_align, align);
   for (int g = 0; g < G; ++g) {
     cap[g] = round_up(counts[order[g]]);
-    cost[g] = (cap[g] + tile - 1) / tile * tile;
+    cost[g] = std::max<int64_t>((cap[g] + tile - 1) / tile * tile, floor_rows);
   }
   // best[t][i]: the least cost for groups [i, G) in at most t tiers (a tier [i, j) costs
   // (j - i) x cost[i] rows); cut[t][i]: where that first tier ends.
@@ -272,7 +274,8 @@ bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts) {
   const std::optional<CountedLayout> layout =
       plan_counted_layout(counts, local_experts(), options_.moe_counted_max_padding,
                           ws_moe_rows_, kCountedRowAlign, options_.moe_counted_tiers,
-                          options_.moe_counted_tier_min_gain, options_.moe_counted_tier_align);
+                          options_.moe_counted_tier_min_gain, options_.moe_counted_tier_align,
+                          options_.moe_counted_tier_floor_rows);
   if (!layout) return false;
   const int G = layout->groups, C = layout->capacity;
   using Mode = CublasLtBatchedFp8::Mode;
