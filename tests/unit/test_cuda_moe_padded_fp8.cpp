@@ -145,9 +145,33 @@ enum class Layout { kPointers, kStrided, kCounted };
 // Counted only: tiers > 1 cuts the groups (ordered by count) into up to that many GEMM
 // launches as the backend does (plan_counted_layout, every cut taken that saves a row);
 // tier_w2: the w2 GEMM too.
+// concurrency: how the tiers run (on `streams`, as the backend runs them on its MoE lanes);
+// got: the step's output, to compare runs bit for bit.
+using Concurrency = cuda::MoeGroupedFp8Step::TierConcurrency;
+struct TierStreams {
+  cudaStream_t streams[cuda::kMaxCountedTiers] = {};
+  cudaEvent_t events[cuda::kMaxCountedTiers] = {};
+  TierStreams() {
+    for (int t = 0; t < cuda::kMaxCountedTiers; ++t) {
+      if (t > 0) MIXSERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&streams[t], cudaStreamNonBlocking));
+      MIXSERVE_CUDA_CHECK(cudaEventCreateWithFlags(&events[t], cudaEventDisableTiming));
+    }
+  }
+  ~TierStreams() {
+    for (int t = 0; t < cuda::kMaxCountedTiers; ++t) {
+      if (streams[t] != nullptr) cudaStreamDestroy(streams[t]);
+      cudaEventDestroy(events[t]);
+    }
+  }
+  TierStreams(const TierStreams&) = delete;
+  TierStreams& operator=(const TierStreams&) = delete;
+};
+
 void check_grouped_step(cuda::CublasLtBatchedFp8& gemm, const MoeInputs& in,
                         const std::vector<float>& ref, Layout layout, int tiers = 1,
-                        bool tier_w2 = true, int* tiered_runs = nullptr) {
+                        bool tier_w2 = true, int* tiered_runs = nullptr,
+                        Concurrency concurrency = Concurrency::kSerial,
+                        TierStreams* streams = nullptr, std::vector<float>* got_out = nullptr) {
   const Case& c = in.c;
   const size_t pairs = size_t(c.T) * c.K;
   DeviceBuffer hq = upload(in.h.q), hs = upload(in.h.scales), ex = upload(in.experts),
@@ -198,6 +222,11 @@ void check_grouped_step(cuda::CublasLtBatchedFp8& gemm, const MoeInputs& in,
       s.tiers = l->tiers;
       std::copy(l->tier, l->tier + l->tiers, s.tier);
       s.tier_w2 = tier_w2;
+      s.tier_concurrency = concurrency;
+      if (streams != nullptr) {
+        s.tier_streams = streams->streams;
+        s.tier_events = streams->events;
+      }
       if (tiered_runs != nullptr) ++*tiered_runs;
     }
   }
@@ -208,7 +237,11 @@ void check_grouped_step(cuda::CublasLtBatchedFp8& gemm, const MoeInputs& in,
                             : layout == Layout::kCounted ? " counted, C=" + std::to_string(C)
                                                          : " pointer arrays") +
                            (s.tiers > 1 ? ", " + std::to_string(s.tiers) + " tiers" +
-                                              (s.tier_w2 ? "" : " (w1|w3 only)")
+                                              (s.tier_w2 ? "" : " (w1|w3 only)") +
+                                              (concurrency == Concurrency::kGemms ? ", concurrent GEMMs"
+                                               : concurrency == Concurrency::kPipelines
+                                                   ? ", concurrent pipelines"
+                                                   : "")
                                         : "");
   const Mode mode = s.strided ? Mode::kStrided : Mode::kPointerArray;
   ASSERT_TRUE(gemm.supported(mode, C, 2 * c.F, c.H, G, DType::kBF16) &&
@@ -241,6 +274,7 @@ void check_grouped_step(cuda::CublasLtBatchedFp8& gemm, const MoeInputs& in,
   ASSERT_EQ(s.groups(), G);
   cuda::moe_grouped_fp8(s, gemm, nullptr);
   const std::vector<float> got = download<float>(out, size_t(c.T) * c.H);
+  if (got_out != nullptr) *got_out = got;
   const double err = rel_l2(got, ref);
   std::printf("[fp8 grouped] %s: rel L2 %.2e\n", what.c_str(), err);
   // Seen on an H100: 4e-4 to 6.9e-3, and 1.2e-2 for F = 128 (few terms per output, so one
@@ -347,7 +381,8 @@ TEST(CudaMoePaddedFp8, CountedStepMatchesCpuReference) {
 // kernel that read them would show in the output.
 TEST(CudaMoePaddedFp8, TieredCountedStepMatchesCpuReference) {
   MIXSERVE_SKIP_WITHOUT_GPU();
-  cuda::CublasLtBatchedFp8 gemm;
+  cuda::CublasLtBatchedFp8 gemm(size_t{32} << 20, cuda::kMaxCountedTiers);
+  TierStreams streams;
   const Case cases[] = {
       {257, 8, 2, 128, 384}, {600, 8, 2, 64, 256}, {130, 8, 2, 64, 256, 5},
       {300, 4, 1, 128, 128}, {300, 8, 2, 64, 8208}, {1100, 8, 2, 64, 8208},
@@ -372,10 +407,23 @@ TEST(CudaMoePaddedFp8, TieredCountedStepMatchesCpuReference) {
     if (l->tiers == 1) continue;  // every count rounds to the same 16: nothing to cut
     ++cut;
     const std::vector<float> ref = reference(in);
-    for (int tiers : {2, 4}) {
-      check_grouped_step(gemm, in, ref, Layout::kCounted, tiers, true, &runs);
-    }
-    check_grouped_step(gemm, in, ref, Layout::kCounted, 3, /*tier_w2=*/false, &runs);
+    // Each shape serially (which also settles any autotuning), then its tiers at once on
+    // other streams: the same algorithms, so the same bits.
+    auto serial_then_concurrent = [&](int tiers, bool tier_w2) {
+      std::vector<float> serial, concurrent;
+      check_grouped_step(gemm, in, ref, Layout::kCounted, tiers, tier_w2, &runs,
+                         Concurrency::kSerial, &streams, &serial);
+      for (Concurrency mode : {Concurrency::kGemms, Concurrency::kPipelines}) {
+        check_grouped_step(gemm, in, ref, Layout::kCounted, tiers, tier_w2, nullptr, mode,
+                           &streams, &concurrent);
+        ASSERT_EQ(serial.size(), concurrent.size());
+        EXPECT_EQ(0, std::memcmp(serial.data(), concurrent.data(), serial.size() * 4))
+            << "T=" << c.T << " E=" << c.E << " " << tiers << " tiers, mode " << int(mode)
+            << ": concurrent tiers differ from serial ones";
+      }
+    };
+    for (int tiers : {2, 4}) serial_then_concurrent(tiers, true);
+    serial_then_concurrent(3, /*tier_w2=*/false);
   }
   EXPECT_EQ(cut, int(std::size(cases))) << "every skewed case should be cut into tiers";
   EXPECT_GE(runs, 2 * cut) << "too few tiered shapes had a cuBLASLt algorithm";

@@ -2,6 +2,7 @@
 
 #include <cublasLt.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -41,12 +42,12 @@ struct CublasLtBatchedFp8::Plan {
   }
 };
 
-CublasLtBatchedFp8::CublasLtBatchedFp8(size_t workspace_bytes)
-    : workspace_bytes_(workspace_bytes) {
+CublasLtBatchedFp8::CublasLtBatchedFp8(size_t workspace_bytes, int slots)
+    : workspace_bytes_(workspace_bytes), slots_(std::max(1, slots)) {
   cublasLtHandle_t h = nullptr;
   check(cublasLtCreate(&h), "cublasLtCreate");
   handle_ = h;
-  MIXSERVE_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
+  MIXSERVE_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_ * slots_));
   if (const char* env = std::getenv("MIXSERVE_GEMM_AUTOTUNE"); env != nullptr) {
     autotune_ = std::string(env) != "0";
   }
@@ -131,8 +132,33 @@ bool CublasLtBatchedFp8::supported(Mode mode, int M, int N, int K, int batch, DT
   return plan_for({int(mode), M, N, K, batch, int(out), sx, sw, sy}) != nullptr;
 }
 
+bool CublasLtBatchedFp8::tunes(const Key& key, bool tune) const {
+  // Small GEMMs (the tiny test models) keep the heuristic's choice: timing noise would make
+  // their algorithm, and so their last bits, differ from run to run for no gain.
+  const auto [mode, M, N, K, batch, out_i, sx, sw, sy] = key;
+  return tune && 2.0 * M * N * K * batch >= 1e9;
+}
+
+CublasLtBatchedFp8::Key CublasLtBatchedFp8::tune_class(const Key& key) const {
+  // Classes by M and by batch size (1, 2-3, 4-8, else exact): the tiers of a counted MoE
+  // step (moe_padded_fp8.h) give batches of every size from 1 to E, and tuning each one
+  // again would cost more than it finds.
+  const auto [mode, M, N, K, batch, out_i, sx, sw, sy] = key;
+  const int batch_class = batch <= 1 ? 1 : batch <= 3 ? 2 : batch <= 8 ? 8 : batch;
+  return Key{mode, gemm_m_class(M), N, K, batch_class, out_i, sx, sw, sy};
+}
+
+bool CublasLtBatchedFp8::will_time(int M, int N, int K, int batch, DType out, bool tune) {
+  if (M <= 0 || N <= 0 || batch <= 0) return false;
+  const Key key{int(Mode::kPointerArray), M, N, K, batch, int(out), 0, 0, 0};
+  const Plan* p = plan_for(key);
+  return p != nullptr && tunes(key, tune) && !p->settled && tuned_.count(tune_class(key)) == 0;
+}
+
 void CublasLtBatchedFp8::run(const Key& key, const void* x, const void* w, void* y,
-                             cudaStream_t stream, bool tune) {
+                             cudaStream_t stream, bool tune, int slot) {
+  MIXSERVE_CHECK(slot >= 0 && slot < slots_, "cuBLASLt batched FP8 GEMM: workspace slot ", slot,
+                 " of ", slots_);
   Plan* p = plan_for(key);
   const auto [mode, M, N, K, batch, out_i, sx, sw, sy] = key;
   if (p == nullptr) {
@@ -144,20 +170,15 @@ void CublasLtBatchedFp8::run(const Key& key, const void* x, const void* w, void*
                 " (run with --moe-padded-max-rows 0 to use the per-expert GEMMs)");
   }
   const float alpha = 1.0f, beta = 0.0f;
+  void* workspace = static_cast<char*>(workspace_) + size_t(slot) * workspace_bytes_;
   auto launch = [&](const cublasLtMatmulAlgo_t& algo) {
     return cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p->desc, &alpha, w, p->a, x,
-                          p->b, &beta, y, p->c, y, p->c, &algo, workspace_, workspace_bytes_,
+                          p->b, &beta, y, p->c, y, p->c, &algo, workspace, workspace_bytes_,
                           stream);
   };
-  // Small GEMMs (the tiny test models) keep the heuristic's choice: timing noise would make
-  // their algorithm, and so their last bits, differ from run to run for no gain.
-  tune = tune && 2.0 * M * N * K * batch >= 1e9;
+  tune = tunes(key, tune);
   if (tune && !p->settled) {
-    // Classes by M and by batch size (1, 2-3, 4-8, else exact): the tiers of a counted MoE
-    // step (moe_padded_fp8.h) give batches of every size from 1 to E, and tuning each one
-    // again would cost more than it finds.
-    const int batch_class = batch <= 1 ? 1 : batch <= 3 ? 2 : batch <= 8 ? 8 : batch;
-    const Key cls{mode, gemm_m_class(M), N, K, batch_class, out_i, sx, sw, sy};
+    const Key cls = tune_class(key);
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     MIXSERVE_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
     if (auto t = tuned_.find(cls); t != tuned_.end()) {
@@ -190,11 +211,11 @@ void CublasLtBatchedFp8::run(const Key& key, const void* x, const void* w, void*
 
 void CublasLtBatchedFp8::matmul_pointers(const void* const* x, const void* const* w,
                                          void* const* y, int M, int N, int K, int batch,
-                                         DType out, cudaStream_t stream, bool tune) {
+                                         DType out, cudaStream_t stream, bool tune, int slot) {
   if (M <= 0 || N <= 0 || batch <= 0) return;
   MIXSERVE_CHECK(K % 16 == 0, "FP8 GEMM: K (", K, ") must be a multiple of 16 (cuBLASLt FP8)");
   run({int(Mode::kPointerArray), M, N, K, batch, int(out), 0, 0, 0}, x, w, const_cast<void**>(y),
-      stream, tune);
+      stream, tune, slot);
 }
 
 void CublasLtBatchedFp8::matmul_strided(const uint8_t* x, int64_t x_stride, const uint8_t* w,
@@ -203,7 +224,7 @@ void CublasLtBatchedFp8::matmul_strided(const uint8_t* x, int64_t x_stride, cons
   if (M <= 0 || N <= 0 || batch <= 0) return;
   MIXSERVE_CHECK(K % 16 == 0, "FP8 GEMM: K (", K, ") must be a multiple of 16 (cuBLASLt FP8)");
   run({int(Mode::kStrided), M, N, K, batch, int(out), x_stride, w_stride, y_stride}, x, w, y,
-      stream, false);
+      stream, false, 0);
 }
 
 }  // namespace mixserve::cuda

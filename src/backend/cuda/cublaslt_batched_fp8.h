@@ -25,7 +25,9 @@ class CublasLtBatchedFp8 {
  public:
   enum class Mode { kPointerArray = 0, kStrided = 1 };
 
-  explicit CublasLtBatchedFp8(size_t workspace_bytes = size_t{32} << 20);
+  // slots: workspaces of workspace_bytes each, one for every stream that may run one of these
+  // GEMMs at the same time as another (the counted MoE's concurrent tiers).
+  explicit CublasLtBatchedFp8(size_t workspace_bytes = size_t{32} << 20, int slots = 1);
   ~CublasLtBatchedFp8();
   CublasLtBatchedFp8(const CublasLtBatchedFp8&) = delete;
   CublasLtBatchedFp8& operator=(const CublasLtBatchedFp8&) = delete;
@@ -41,8 +43,16 @@ class CublasLtBatchedFp8 {
   // on the first such call made outside graph capture (MIXSERVE_GEMM_AUTOTUNE=0: never);
   // otherwise the heuristic's first choice, so that graphs and eager steps of decode sizes
   // compute the same bits.
+  // slot: the workspace (0 <= slot < slots()); concurrent calls on different streams need
+  // different slots.
   void matmul_pointers(const void* const* x, const void* const* w, void* const* y, int M, int N,
-                       int K, int batch, DType out, cudaStream_t stream, bool tune = false);
+                       int K, int batch, DType out, cudaStream_t stream, bool tune = false,
+                       int slot = 0);
+  // Whether the pointer-array call above with these arguments would time candidates first
+  // (autotuning: launches and a host sync on its stream, so it must not run beside other work
+  // whose time it would count).
+  bool will_time(int M, int N, int K, int batch, DType out, bool tune);
+  int slots() const { return slots_; }
   // Entry b: x + b * x_stride, w + b * w_stride, y + b * y_stride (strides in elements,
   // multiples of 16 bytes; base pointers 16-byte aligned).
   void matmul_strided(const uint8_t* x, int64_t x_stride, const uint8_t* w, int64_t w_stride,
@@ -55,12 +65,15 @@ class CublasLtBatchedFp8 {
   using Key = std::tuple<int, int, int, int, int, int, int64_t, int64_t, int64_t>;
   Plan* plan_for(const Key& key);  // null: no algorithm (cached too)
   void run(const Key& key, const void* x, const void* w, void* y, cudaStream_t stream,
-           bool tune);
+           bool tune, int slot);
+  bool tunes(const Key& key, bool tune) const;  // the size rule of tuned calls
+  Key tune_class(const Key& key) const;
 
   static constexpr int kCandidates = 8;     // heuristic answers timed per shape class
   void* handle_ = nullptr;  // cublasLtHandle_t
-  void* workspace_ = nullptr;
+  void* workspace_ = nullptr;  // slots_ x workspace_bytes_
   size_t workspace_bytes_ = 0;
+  int slots_ = 1;
   std::map<Key, std::unique_ptr<Plan>> plans_;
   struct Algo;
   std::map<Key, std::unique_ptr<Algo>> tuned_;  // by gemm_m_class(M) and a batch class

@@ -115,6 +115,9 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
   if (const char* env = std::getenv("MIXSERVE_MOE_TIER_FLOOR"); env != nullptr && *env != '\0') {
     options_.moe_counted_tier_floor_rows = std::max(0, std::atoi(env));
   }
+  if (const char* env = std::getenv("MIXSERVE_MOE_TIER_STREAMS"); env != nullptr && *env != '\0') {
+    options_.moe_counted_tier_streams = std::clamp(std::atoi(env), 0, 2);
+  }
   if (const char* env = std::getenv("MIXSERVE_MOE_TIER_W2"); env != nullptr && *env != '\0') {
     options_.moe_counted_tier_w2 = std::string(env) != "0";
   }
@@ -125,7 +128,11 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
     fp8_grouped_forced_ = env;
   }
   batched_ = std::make_unique<CublasBatched>();
-  if (options.fp8) batched_fp8_ = std::make_unique<CublasLtBatchedFp8>();
+  // One GEMM workspace for each counted MoE tier that may run at once (on the lanes' streams).
+  static_assert(kMaxCountedTiers <= CublasLtGemm::kMaxLanes);
+  if (options.fp8) {
+    batched_fp8_ = std::make_unique<CublasLtBatchedFp8>(size_t{32} << 20, kMaxCountedTiers);
+  }
   moe_groups_.reset(3 * kMaxExperts * sizeof(int32_t) + 6 * kMaxExperts * sizeof(void*));
 
   size_t free_b = 0, total_b = 0;

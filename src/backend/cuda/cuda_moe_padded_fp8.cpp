@@ -65,37 +65,83 @@ void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaS
                                               s.x_scale, stream));
   // Per group: [C, H] x [2F, H]^T -> raw [C, 2F] bf16; scales + SiLU·mul + quantization;
   // [C, F] x [H, F]^T -> raw [C, H] bf16; scales + weighted combine.
-  // A tier's launch: groups [b, b + n) of the [6, G] pointer arrays, M rows each.
-  auto w13_gemm = [&](int b, int n, int M) {
+  // A tier's launch: groups [b, b + n) of the [6, G] pointer arrays, M rows each, on `st` with
+  // GEMM workspace `slot`.
+  auto w13_gemm = [&](int b, int n, int M, cudaStream_t st, int slot) {
     gemm.matmul_pointers(s.ptrs + b, s.ptrs + G + b, const_cast<void* const*>(s.ptrs + 2 * G + b),
-                         M, 2 * F, H, n, DType::kBF16, stream, s.counted);
+                         M, 2 * F, H, n, DType::kBF16, st, s.counted, slot);
   };
-  auto w2_gemm = [&](int b, int n, int M) {
+  auto w2_gemm = [&](int b, int n, int M, cudaStream_t st, int slot) {
     gemm.matmul_pointers(s.ptrs + 3 * G + b, s.ptrs + 4 * G + b,
                          const_cast<void* const*>(s.ptrs + 5 * G + b), M, H, F, n, DType::kBF16,
-                         stream, s.counted);
+                         st, s.counted, slot);
+  };
+  // SiLU·mul of groups [b, b + n) (their rows are [b * C, (b + n) * C) of the layout).
+  auto silu = [&](int b, int n, cudaStream_t st) {
+    const size_t r = size_t(b) * C;
+    MIXSERVE_CUDA_CHECK(silu_mul_grouped_fp8(
+        static_cast<const uint16_t*>(s.raw13) + r * 2 * F, s.x_scale + r, s.w13_scale,
+        s.group_expert + b, s.group_count + b, n, C, F, s.act_q + r * F, s.act_scale + r, st));
+  };
+  using Concurrency = MoeGroupedFp8Step::TierConcurrency;
+  Concurrency mode = tiers > 1 && s.tier_streams != nullptr && s.tier_events != nullptr &&
+                             gemm.slots() >= tiers
+                         ? s.tier_concurrency
+                         : Concurrency::kSerial;
+  if (mode == Concurrency::kPipelines && !s.tier_w2) mode = Concurrency::kGemms;
+  // A tier GEMM that would autotune times itself on its stream: this step runs them serially.
+  for (int t = 0; t < tiers && mode != Concurrency::kSerial; ++t) {
+    const int n = s.tier[t].end - s.tier[t].begin, M = s.tier[t].capacity;
+    if (gemm.will_time(M, 2 * F, H, n, DType::kBF16, s.counted) ||
+        (s.tier_w2 && gemm.will_time(M, H, F, n, DType::kBF16, s.counted))) {
+      mode = Concurrency::kSerial;
+    }
+  }
+  auto tier_stream = [&](int t) { return t == 0 || mode == Concurrency::kSerial ? stream : s.tier_streams[t]; };
+  auto fork = [&] {  // the tier streams start after what `stream` has enqueued so far
+    MIXSERVE_CUDA_CHECK(cudaEventRecord(s.tier_events[0], stream));
+    for (int t = 1; t < tiers; ++t) {
+      MIXSERVE_CUDA_CHECK(cudaStreamWaitEvent(s.tier_streams[t], s.tier_events[0], 0));
+    }
+  };
+  auto join = [&] {  // `stream` goes on after every tier stream's work
+    for (int t = 1; t < tiers; ++t) {
+      MIXSERVE_CUDA_CHECK(cudaEventRecord(s.tier_events[t], s.tier_streams[t]));
+      MIXSERVE_CUDA_CHECK(cudaStreamWaitEvent(stream, s.tier_events[t], 0));
+    }
+  };
+  auto each_tier = [&](const auto& launch) {
+    for (int t = 0; t < tiers; ++t) {
+      launch(s.tier[t].begin, s.tier[t].end - s.tier[t].begin, s.tier[t].capacity,
+             tier_stream(t), mode == Concurrency::kSerial ? 0 : t);
+    }
   };
   if (s.strided) {
     gemm.matmul_strided(s.x_q, int64_t{C} * H, s.w13, int64_t{2} * F * H, s.raw13,
                         int64_t{C} * 2 * F, C, 2 * F, H, G, DType::kBF16, stream);
   } else if (tiers > 1) {
+    if (mode != Concurrency::kSerial) fork();
+    each_tier(w13_gemm);
+    if (mode == Concurrency::kGemms) join();
+  } else {
+    w13_gemm(0, G, C, stream, 0);
+  }
+  if (mode == Concurrency::kPipelines) {
     for (int t = 0; t < tiers; ++t) {
-      w13_gemm(s.tier[t].begin, s.tier[t].end - s.tier[t].begin, s.tier[t].capacity);
+      silu(s.tier[t].begin, s.tier[t].end - s.tier[t].begin, tier_stream(t));
     }
   } else {
-    w13_gemm(0, G, C);
+    silu(0, G, stream);
   }
-  MIXSERVE_CUDA_CHECK(silu_mul_grouped_fp8(s.raw13, s.x_scale, s.w13_scale, s.group_expert,
-                                           s.group_count, G, C, F, s.act_q, s.act_scale, stream));
   if (s.strided) {
     gemm.matmul_strided(s.act_q, int64_t{C} * F, s.w2, int64_t{H} * F, s.raw2, int64_t{C} * H, C,
                         H, F, G, DType::kBF16, stream);
   } else if (tiers > 1 && s.tier_w2) {
-    for (int t = 0; t < tiers; ++t) {
-      w2_gemm(s.tier[t].begin, s.tier[t].end - s.tier[t].begin, s.tier[t].capacity);
-    }
+    if (mode == Concurrency::kGemms) fork();
+    each_tier(w2_gemm);
+    if (mode != Concurrency::kSerial) join();
   } else {
-    w2_gemm(0, G, C);
+    w2_gemm(0, G, C, stream, 0);
   }
   if (s.defer_combine) return;
   MIXSERVE_CUDA_CHECK(moe_combine_grouped_fp8(s.raw2, s.act_scale, s.w2_scale, s.experts,
@@ -300,6 +346,10 @@ bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts) {
     s.tiers = layout->tiers;
     std::copy(layout->tier, layout->tier + layout->tiers, s.tier);
     s.tier_w2 = options_.moe_counted_tier_w2;
+    s.tier_concurrency =
+        static_cast<MoeGroupedFp8Step::TierConcurrency>(options_.moe_counted_tier_streams);
+    s.tier_streams = lanes_.data();
+    s.tier_events = lane_events_.data();
   }
   s.defer_combine = defer_moe_combine(l);
   moe_grouped_fp8(s, *batched_fp8_, stream_);

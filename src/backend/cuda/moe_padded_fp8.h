@@ -172,6 +172,19 @@ struct MoeGroupedFp8Step {
   int tiers = 1;
   CountedTier tier[kMaxCountedTiers];
   bool tier_w2 = true;
+  // How the tiers run (tiers > 1 and tier_streams set; else one after another on the caller's
+  // stream). Concurrent tiers fill each other's partial last waves of GEMM tiles:
+  //   kSerial: one after another;
+  //   kGemms: each GEMM's tiers at once, tier t on tier_streams[t] (tier 0, the largest, on the
+  //     caller's stream and first), joined before the one SiLU·mul and before the combine;
+  //   kPipelines: tier t's w1|w3 GEMM, its SiLU·mul rows and its w2 GEMM on tier_streams[t],
+  //     so one tier's w2 overlaps another's w1|w3 (needs tier_w2).
+  // The GEMMs compute the same bits either way (the same algorithms; a call that would autotune
+  // runs serially, see CublasLtBatchedFp8::will_time). Tier t uses GEMM workspace slot t.
+  enum class TierConcurrency { kSerial = 0, kGemms = 1, kPipelines = 2 };
+  TierConcurrency tier_concurrency = TierConcurrency::kSerial;
+  const cudaStream_t* tier_streams = nullptr;  // [kMaxCountedTiers]; [0] unused
+  cudaEvent_t* tier_events = nullptr;          // [kMaxCountedTiers], disable-timing events
   const uint8_t* h_q = nullptr;          // [T, H] the FFN input, quantized per token
   const float* h_scale = nullptr;        // [T]
   const int32_t* experts = nullptr;      // [T, K] (moe_topk)
