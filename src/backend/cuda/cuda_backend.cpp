@@ -116,7 +116,7 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
     options_.moe_counted_tier_floor_rows = std::max(0, std::atoi(env));
   }
   if (const char* env = std::getenv("MIXSERVE_MOE_TIER_STREAMS"); env != nullptr && *env != '\0') {
-    options_.moe_counted_tier_streams = std::clamp(std::atoi(env), 0, 2);
+    options_.moe_counted_tier_streams = std::clamp(std::atoi(env), 0, 1);
   }
   if (const char* env = std::getenv("MIXSERVE_MOE_TIER_W2"); env != nullptr && *env != '\0') {
     options_.moe_counted_tier_w2 = std::string(env) != "0";

@@ -85,8 +85,7 @@ struct CudaBackendOptions {
   // its weight reads below ~1,400 TFLOP/s / 3 TB/s / 2 = ~230 rows an expert.
   int moe_counted_tier_floor_rows = 256;
   // How the tiers run (MoeGroupedFp8Step::TierConcurrency: 0 one after another, 1 each GEMM's
-  // tiers at once on the MoE lanes' streams, 2 one stream a tier for its w1|w3, SiLU·mul and
-  // w2); MIXSERVE_MOE_TIER_STREAMS.
+  // tiers at once on the MoE lanes' streams); MIXSERVE_MOE_TIER_STREAMS.
   int moe_counted_tier_streams = 1;
   // Tensor / expert parallelism: the part of the model this backend holds (size 1: all of it)
   // and the all-reduce over its ranks (needed when shard.size > 1; see cuda_shard.cpp).

@@ -76,19 +76,11 @@ void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaS
                          const_cast<void* const*>(s.ptrs + 5 * G + b), M, H, F, n, DType::kBF16,
                          st, s.counted, slot);
   };
-  // SiLU·mul of groups [b, b + n) (their rows are [b * C, (b + n) * C) of the layout).
-  auto silu = [&](int b, int n, cudaStream_t st) {
-    const size_t r = size_t(b) * C;
-    MIXSERVE_CUDA_CHECK(silu_mul_grouped_fp8(
-        static_cast<const uint16_t*>(s.raw13) + r * 2 * F, s.x_scale + r, s.w13_scale,
-        s.group_expert + b, s.group_count + b, n, C, F, s.act_q + r * F, s.act_scale + r, st));
-  };
   using Concurrency = MoeGroupedFp8Step::TierConcurrency;
   Concurrency mode = tiers > 1 && s.tier_streams != nullptr && s.tier_events != nullptr &&
                              gemm.slots() >= tiers
                          ? s.tier_concurrency
                          : Concurrency::kSerial;
-  if (mode == Concurrency::kPipelines && !s.tier_w2) mode = Concurrency::kGemms;
   // A tier GEMM that would autotune times itself on its stream: this step runs them serially.
   for (int t = 0; t < tiers && mode != Concurrency::kSerial; ++t) {
     const int n = s.tier[t].end - s.tier[t].begin, M = s.tier[t].capacity;
@@ -97,7 +89,9 @@ void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaS
       mode = Concurrency::kSerial;
     }
   }
-  auto tier_stream = [&](int t) { return t == 0 || mode == Concurrency::kSerial ? stream : s.tier_streams[t]; };
+  auto tier_stream = [&](int t) {
+    return t == 0 || mode == Concurrency::kSerial ? stream : s.tier_streams[t];
+  };
   auto fork = [&] {  // the tier streams start after what `stream` has enqueued so far
     MIXSERVE_CUDA_CHECK(cudaEventRecord(s.tier_events[0], stream));
     for (int t = 1; t < tiers; ++t) {
@@ -122,22 +116,17 @@ void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaS
   } else if (tiers > 1) {
     if (mode != Concurrency::kSerial) fork();
     each_tier(w13_gemm);
-    if (mode == Concurrency::kGemms) join();
+    if (mode != Concurrency::kSerial) join();
   } else {
     w13_gemm(0, G, C, stream, 0);
   }
-  if (mode == Concurrency::kPipelines) {
-    for (int t = 0; t < tiers; ++t) {
-      silu(s.tier[t].begin, s.tier[t].end - s.tier[t].begin, tier_stream(t));
-    }
-  } else {
-    silu(0, G, stream);
-  }
+  MIXSERVE_CUDA_CHECK(silu_mul_grouped_fp8(s.raw13, s.x_scale, s.w13_scale, s.group_expert,
+                                           s.group_count, G, C, F, s.act_q, s.act_scale, stream));
   if (s.strided) {
     gemm.matmul_strided(s.act_q, int64_t{C} * F, s.w2, int64_t{H} * F, s.raw2, int64_t{C} * H, C,
                         H, F, G, DType::kBF16, stream);
   } else if (tiers > 1 && s.tier_w2) {
-    if (mode == Concurrency::kGemms) fork();
+    if (mode != Concurrency::kSerial) fork();
     each_tier(w2_gemm);
     if (mode != Concurrency::kSerial) join();
   } else {

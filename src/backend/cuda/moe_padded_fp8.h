@@ -176,12 +176,12 @@ struct MoeGroupedFp8Step {
   // stream). Concurrent tiers fill each other's partial last waves of GEMM tiles:
   //   kSerial: one after another;
   //   kGemms: each GEMM's tiers at once, tier t on tier_streams[t] (tier 0, the largest, on the
-  //     caller's stream and first), joined before the one SiLU·mul and before the combine;
-  //   kPipelines: tier t's w1|w3 GEMM, its SiLU·mul rows and its w2 GEMM on tier_streams[t],
-  //     so one tier's w2 overlaps another's w1|w3 (needs tier_w2).
-  // The GEMMs compute the same bits either way (the same algorithms; a call that would autotune
-  // runs serially, see CublasLtBatchedFp8::will_time). Tier t uses GEMM workspace slot t.
-  enum class TierConcurrency { kSerial = 0, kGemms = 1, kPipelines = 2 };
+  //     caller's stream and first), joined before the one SiLU·mul and before the combine.
+  // The GEMMs compute the same bits either way (the same algorithms; a step with a tier GEMM
+  // that would autotune runs serially, see CublasLtBatchedFp8::will_time). Tier t uses GEMM
+  // workspace slot t. (Measured and dropped, session 10: one stream a tier for its w1|w3,
+  // SiLU·mul and w2, -1.5% on OFF-128: the persistent SiLU·mul blocks wait for whole SMs.)
+  enum class TierConcurrency { kSerial = 0, kGemms = 1 };
   TierConcurrency tier_concurrency = TierConcurrency::kSerial;
   const cudaStream_t* tier_streams = nullptr;  // [kMaxCountedTiers]; [0] unused
   cudaEvent_t* tier_events = nullptr;          // [kMaxCountedTiers], disable-timing events
