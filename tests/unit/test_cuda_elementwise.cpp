@@ -219,7 +219,8 @@ TEST(CudaElementwise, ScaleRowsColsIsExact) {
 
 // RoPE + K/V write with padding tokens (slot -1: q rotated, no cache write), into BF16 and
 // E4M3 caches, for the vector kernel (D = 256, 64, 16) and the scalar one (D = 24, and a qkv
-// pointer that is not 16-byte aligned).
+// pointer that is not 16-byte aligned); `scaled`: qkv holds unscaled FP8 GEMM sums, each
+// element standing for itself times row[t] * col[j].
 TEST(CudaElementwise, RopeCachesPaddingSlotsAndFallbacks) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   const DType dt = DType::kBF16;
@@ -229,11 +230,23 @@ TEST(CudaElementwise, RopeCachesPaddingSlotsAndFallbacks) {
   };
   for (const Shape s : {Shape{4, 2, 256, false}, Shape{5, 1, 64, false}, Shape{2, 2, 16, false},
                         Shape{3, 1, 24, false}, Shape{4, 2, 64, true}}) {
-    for (const bool fp8 : {false, true}) {
+    for (const bool fp8 : {false, true}) for (const bool scaled : {false, true}) {
       const int T = 19, W = (s.Hq + 2 * s.Hkv) * s.D, N = T + 5;
       SCOPED_TRACE("D = " + std::to_string(s.D) + (fp8 ? " e4m3" : " bf16") +
-                   (s.misaligned ? " misaligned" : ""));
-      const std::vector<float> qkv = rounded(random_vector(size_t(T) * W), dt);
+                   (s.misaligned ? " misaligned" : "") + (scaled ? " scaled" : ""));
+      const std::vector<float> raw = rounded(random_vector(size_t(T) * W, 64.0f), dt);
+      std::vector<float> row_scale(T), col_scale(W), qkv = raw;  // qkv: the values meant
+      for (float& x : row_scale) x = 0.01f + std::abs(random_vector(1)[0]) * 0.05f;
+      for (float& x : col_scale) x = 0.001f + std::abs(random_vector(1)[0]) * 0.02f;
+      if (scaled) {
+        for (int t = 0; t < T; ++t) {
+          for (int j = 0; j < W; ++j) {
+            qkv[size_t(t) * W + j] = raw[size_t(t) * W + j] * (row_scale[t] * col_scale[j]);
+          }
+        }
+      } else {
+        qkv = rounded(random_vector(size_t(T) * W), dt);
+      }
       std::vector<int32_t> pos(T);
       for (int& p : pos) p = int(rng()() % 30000);
       std::vector<int64_t> slots = random_slots(T, N);
@@ -241,10 +254,10 @@ TEST(CudaElementwise, RopeCachesPaddingSlotsAndFallbacks) {
       const std::vector<float> inv = cpu::rope_inv_freq(s.D, 1e6);
       const size_t shift = s.misaligned ? 4 : 0;  // elements: 8 bytes off 16-byte alignment
       std::vector<uint16_t> host(qkv.size() + shift);
-      const std::vector<uint16_t> bits = to_half(qkv, dt);
+      const std::vector<uint16_t> bits = to_half(scaled ? raw : qkv, dt);
       std::copy(bits.begin(), bits.end(), host.begin() + shift);
       DeviceBuffer d_qkv = upload(host), d_pos = upload(pos), d_slots = upload(slots),
-                   d_inv = upload(inv);
+                   d_inv = upload(inv), d_row = upload(row_scale), d_col = upload(col_scale);
       const size_t pool = size_t(N) * s.Hkv * s.D, el = fp8 ? 1 : 2;
       DeviceBuffer d_k(pool * el), d_v(pool * el);
       MIXSERVE_CUDA_CHECK(cudaMemset(d_k.get(), 0x7f, pool * el));  // poison
@@ -252,7 +265,9 @@ TEST(CudaElementwise, RopeCachesPaddingSlotsAndFallbacks) {
       const cuda::KvFp8Scales scales{0.02f, 0.02f};
       ASSERT_EQ(cuda::rope_write_kv(d_qkv.as<uint16_t>(shift * 2), dt, T, s.Hq, s.Hkv, s.D,
                                     d_pos.as<int32_t>(), d_slots.as<int64_t>(), d_inv.as<float>(),
-                                    d_k.get(), d_v.get(), nullptr, fp8 ? &scales : nullptr),
+                                    d_k.get(), d_v.get(), nullptr, fp8 ? &scales : nullptr,
+                                    scaled ? d_row.as<float>() : nullptr,
+                                    scaled ? d_col.as<float>() : nullptr),
                 cudaSuccess);
       const std::vector<uint16_t> out = download<uint16_t>(d_qkv, host.size());
       const std::vector<float> got_qkv =
@@ -284,7 +299,8 @@ TEST(CudaElementwise, RopeCachesPaddingSlotsAndFallbacks) {
           if (fp8) {
             ASSERT_EQ(vb[base + i], float_to_fp8e4m3(v * (1.0f / scales.v_scale))) << "V byte";
           } else {
-            ASSERT_EQ(cache_value(vb, base + i, 1.0f), v) << "V copied exactly";
+            ASSERT_EQ(cache_value(vb, base + i, 1.0f), rounded(std::vector<float>{v}, dt)[0])
+                << "V copied exactly";
           }
         }
       }

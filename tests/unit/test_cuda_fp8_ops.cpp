@@ -103,9 +103,18 @@ TEST(CudaFp8, RmsNormQuantizesEachRow) {
   const DType dt = DType::kBF16;
   for (int R : {1, 3, 17}) {
     // H % 4 == 0: the one-pass register kernel (1 and 4 chunks a thread); 202: three passes.
-    for (int H : {200, 4096, 202}) {
+    // scaled: delta holds an unscaled FP8 GEMM's sums, standing for raw * row[r] * col[i].
+    for (int H : {200, 4096, 202}) for (const bool scaled : {false, true}) {
+      SCOPED_TRACE("R = " + std::to_string(R) + " H = " + std::to_string(H) +
+                   (scaled ? " scaled delta" : ""));
       const std::vector<float> x = random_vector(size_t(R) * H),
-                               delta = random_vector(size_t(R) * H);
+                               raw = random_vector(size_t(R) * H, scaled ? 300.0f : 1.0f);
+      std::vector<float> row(R), col(H), delta = raw;
+      for (float& v : row) v = 0.01f + std::abs(random_vector(1)[0]) * 0.02f;
+      for (float& v : col) v = 0.001f + std::abs(random_vector(1)[0]) * 0.01f;
+      for (int r = 0; r < R && scaled; ++r) {
+        for (int i = 0; i < H; ++i) delta[size_t(r) * H + i] = raw[size_t(r) * H + i] * (row[r] * col[i]);
+      }
       const std::vector<float> w = rounded(random_vector(H, 0.3f), dt);
       const float eps = 1e-5f;
       std::vector<float> sum(size_t(R) * H), normed(size_t(R) * H);
@@ -120,12 +129,18 @@ TEST(CudaFp8, RmsNormQuantizesEachRow) {
           normed[size_t(r) * H + i] = float(w[i] * sum[size_t(r) * H + i] * inv);
       }
       const Quantized ref = quantize(normed, R, H);
-      DeviceBuffer dx = upload(x), dd = upload(delta), dw = upload(to_half(w, dt));
+      DeviceBuffer dx = upload(x), dd = upload(scaled ? raw : delta), dw = upload(to_half(w, dt)),
+                   drow = upload(row), dcol = upload(col);
       DeviceBuffer half(size_t(R) * H * 2), q(size_t(R) * H), s(R * 4);
       MIXSERVE_CUDA_CHECK(cuda::add_rms_norm_fp8(dx.as<float>(), dd.as<float>(), R, H, dw.get(),
                                                  eps, half.get(), q.as<uint8_t>(), s.as<float>(),
-                                                 dt, nullptr));
-      EXPECT_EQ(download<float>(dx, size_t(R) * H), sum) << "residual stream: exact float adds";
+                                                 dt, nullptr, scaled ? drow.as<float>() : nullptr,
+                                                 scaled ? dcol.as<float>() : nullptr));
+      if (scaled) {  // the device may fuse the scaling multiply into the add (one rounding less)
+        EXPECT_LT(rel_l2(download<float>(dx, size_t(R) * H), sum), 1e-6) << "residual stream";
+      } else {
+        EXPECT_EQ(download<float>(dx, size_t(R) * H), sum) << "residual stream: exact float adds";
+      }
       const std::vector<float> scales = download<float>(s, R);
       for (int r = 0; r < R; ++r) EXPECT_NEAR(scales[r], ref.scales[r], 1e-5 * ref.scales[r]);
       const std::vector<float> got = dequant(download<uint8_t>(q, size_t(R) * H), scales, R, H);

@@ -660,6 +660,58 @@ TEST(CudaMoePaddedFp8, CountedPrefillAsAccurateAsPerExpertPath) {
   }
 }
 
+// The qkv and wo GEMMs unscaled (fp8_unscaled_attn_min_tokens 1: every step, the 560-token
+// prefill and the decode steps, graphs included), their scales applied by RoPE and by the FFN's
+// norm, against the scaled GEMMs (0: never), both against the CPU on every prefill token and
+// decode row, with BF16 and E4M3 KV caches. The unscaled path rounds the raw qkv sums to bf16
+// before scaling (one rounding more for q), so it may differ in low bits, not in accuracy.
+TEST(CudaMoePaddedFp8, UnscaledAttentionProjectionsAsAccurateAsScaled) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  testing::TempDir dir("cuda_fp8_unscaled_attn");
+  for (const std::string preset : {"tiny-e8", "tiny-dense"}) {
+    for (const bool kv_fp8 : {false, true}) {
+      const std::string what = preset + (kv_fp8 ? ", fp8 KV" : ", bf16 KV");
+      auto [cpu, unscaled, scaled] = load_cpu_and_two_fp8(
+          dir, preset,
+          [kv_fp8](cuda::CudaBackendOptions& o) {
+            o.kv_fp8 = kv_fp8;
+            o.fp8_unscaled_attn_min_tokens = 1;
+          },
+          [kv_fp8](cuda::CudaBackendOptions& o) {
+            o.kv_fp8 = kv_fp8;
+            o.fp8_unscaled_attn_min_tokens = 0;
+          });
+      std::vector<DecodeRun> ref, u, s;
+      for (int batch : {17, 3}) {
+        for (auto [b, runs] : {std::pair<Backend*, std::vector<DecodeRun>*>{cpu.get(), &ref},
+                               {unscaled.get(), &u}, {scaled.get(), &s}}) {
+          DecodeRun r = run_decode_steps(*b, batch, 41 + batch);
+          r.steps.push_back(std::move(r.prefill));  // every prefill token's row as well
+          runs->push_back(std::move(r));
+        }
+      }
+      const int V = cpu->config().vocab_size;
+      bool differs = false;
+      for (size_t i = 0; i < u.size(); ++i) {
+        for (size_t step = 0; step < u[i].steps.size(); ++step) {
+          differs = differs || u[i].steps[step] != s[i].steps[step];
+        }
+      }
+      EXPECT_TRUE(differs) << what << ": the unscaled path did not run";
+      const Agreement au = agreement(u, ref, V), as = agreement(s, ref, V);
+      std::printf("[fp8 attn] %s vs CPU: unscaled qkv/wo mean |dlogp| %.4f top-1 %.1f%%; "
+                  "scaled %.4f, %.1f%%\n",
+                  what.c_str(), au.mean_dlogprob, 100 * au.top1, as.mean_dlogprob,
+                  100 * as.top1);
+      EXPECT_LT(au.mean_dlogprob, 0.8) << what;
+      EXPECT_GE(au.top1, 0.7) << what;
+      // As accurate: within 10% (plus a little) of the scaled GEMMs' error.
+      EXPECT_LT(au.mean_dlogprob, 1.1 * as.mean_dlogprob + 0.01) << what;
+      EXPECT_GE(au.top1, as.top1 - 0.03) << what;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mixserve
 

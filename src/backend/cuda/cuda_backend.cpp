@@ -115,6 +115,9 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
   if (const char* env = std::getenv("MIXSERVE_MOE_TIER_FLOOR"); env != nullptr && *env != '\0') {
     options_.moe_counted_tier_floor_rows = std::max(0, std::atoi(env));
   }
+  if (const char* env = std::getenv("MIXSERVE_FP8_UNSCALED_ATTN"); env != nullptr && *env != '\0') {
+    options_.fp8_unscaled_attn_min_tokens = std::max(0, std::atoi(env));
+  }
   if (const char* env = std::getenv("MIXSERVE_MOE_TIER_STREAMS"); env != nullptr && *env != '\0') {
     options_.moe_counted_tier_streams = std::clamp(std::atoi(env), 0, 1);
   }

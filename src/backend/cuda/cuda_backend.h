@@ -87,6 +87,10 @@ struct CudaBackendOptions {
   // How the tiers run (MoeGroupedFp8Step::TierConcurrency: 0 one after another, 1 each GEMM's
   // tiers at once on the MoE lanes' streams); MIXSERVE_MOE_TIER_STREAMS.
   int moe_counted_tier_streams = 1;
+  // Steps of at least this many tokens run the FP8 qkv and wo GEMMs unscaled
+  // (fp8_unscaled_attention; 0: never). Above the largest decode-graph bucket (512), so graphs
+  // and eager steps of one size compute the same bits. MIXSERVE_FP8_UNSCALED_ATTN.
+  int fp8_unscaled_attn_min_tokens = 513;
   // Tensor / expert parallelism: the part of the model this backend holds (size 1: all of it)
   // and the all-reduce over its ranks (needed when shard.size > 1; see cuda_shard.cpp).
   dist::ShardSpec shard;
@@ -167,6 +171,11 @@ class CudaBackend : public Backend {
   void norm_and_qkv(int layer, int T);
   // wo GEMM of the attention output into delta, then the FFN's add + norm.
   void o_proj_and_norm(int layer, int T);
+  // FP8 steps of at least fp8_unscaled_attn_min_tokens tokens on one GPU: the qkv and wo GEMMs
+  // run without cuBLASLt's outer-vector scales (one 128 x 128 kernel for every shape; the
+  // unscaled ones have many, autotuned), the per-token x per-channel scales applied by RoPE
+  // and by the FFN's add + norm.
+  bool fp8_unscaled_attention(int T) const;
   void moe_padded(int layer, int T);
   // FP8 MoE of small steps as G groups of T rows, no host sync (cuda_moe_padded_fp8.cpp): the
   // kind of batched GEMM a step of T tokens can use, and the layer's FFN that way (false: the

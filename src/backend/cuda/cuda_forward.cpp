@@ -69,9 +69,13 @@ void CudaBackend::enqueue_forward(int T, int R, int max_blocks_per_seq) {
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     norm_and_qkv(l, T);  // attention norm (after the previous FFN's residual add), qkv GEMM
     const KvFp8Scales kv_scales{k_scales_[l], v_scales_[l]};
+    // Unscaled FP8 qkv sums (fp8_unscaled_attention) get their scales here.
+    const bool raw_qkv = fp8_unscaled_attention(T);
     MIXSERVE_CUDA_CHECK(rope_write_kv(ws_.qkv, dt, T, Hq, Hkv, D, plan_.positions, plan_.slots,
                                       inv_freq_.as<float>(), kv_pool(l, 0), kv_pool(l, 1), stream_,
-                                      options_.kv_fp8 ? &kv_scales : nullptr));
+                                      options_.kv_fp8 ? &kv_scales : nullptr,
+                                      raw_qkv ? ws_.h_scale : nullptr,
+                                      raw_qkv ? weights_.layer(l).wqkv_scale : nullptr));
     AttentionArgs a = attn_step_;
     a.q = ws_.qkv;
     a.q_stride = qkv_width;

@@ -42,8 +42,19 @@ void CudaBackend::norm_and_qkv(int l, int T) {
     MIXSERVE_CUDA_CHECK(add_rms_norm_fp8(ws_.x, delta, T, H, w.attn_norm, c.rms_norm_eps,
                                          nullptr, ws_.h_q, ws_.h_scale, dt, stream_));
   }
+  if (fp8_unscaled_attention(T)) {  // raw sums; rope_write_kv applies the scales
+    gemm_->matmul_fp8_unscaled(ws_.h_q, static_cast<const uint8_t*>(w.wqkv), ws_.qkv, T, width,
+                               H, dt, stream_);
+    return;
+  }
   gemm_->matmul_fp8(ws_.h_q, ws_.h_scale, static_cast<const uint8_t*>(w.wqkv), w.wqkv_scale,
                     ws_.qkv, T, width, H, dt, stream_);
+}
+
+bool CudaBackend::fp8_unscaled_attention(int T) const {
+  // One GPU only: a shard's wo sums would need their per-token scales before the all-reduce.
+  return options_.fp8 && options_.shard.size <= 1 && options_.fp8_unscaled_attn_min_tokens > 0 &&
+         T >= options_.fp8_unscaled_attn_min_tokens;
 }
 
 void CudaBackend::o_proj_and_norm(int l, int T) {
@@ -59,6 +70,14 @@ void CudaBackend::o_proj_and_norm(int l, int T) {
     return;
   }
   MIXSERVE_CUDA_CHECK(quantize_rows_fp8(ws_.attn, dt, T, HqD, ws_.attn_q, ws_.attn_scale, stream_));
+  if (fp8_unscaled_attention(T)) {  // raw sums; the norm below applies the scales
+    gemm_->matmul_fp8_unscaled(ws_.attn_q, static_cast<const uint8_t*>(w.wo), ws_.delta, T, H,
+                               HqD, DType::kF32, stream_);
+    MIXSERVE_CUDA_CHECK(add_rms_norm_fp8(ws_.x, ws_.delta, T, H, w.ffn_norm, c.rms_norm_eps,
+                                         c.moe ? ws_.h : nullptr, ws_.h_q, ws_.h_scale, dt,
+                                         stream_, ws_.attn_scale, w.wo_scale));
+    return;
+  }
   gemm_->matmul_fp8(ws_.attn_q, ws_.attn_scale, static_cast<const uint8_t*>(w.wo), w.wo_scale,
                     ws_.delta, T, H, HqD, DType::kF32, stream_);
   all_reduce_delta(T);

@@ -35,9 +35,13 @@ cudaError_t quantize_rows_fp8(const void* src, DType dt, int64_t R, int C, uint8
 // out_half[r] = n rounded to dt (skipped when out_half is null), (q[r], scales[r]) = the
 // row's quantization of the float32 n.
 //   x, delta: [R, H] float; w: [H] dt; out_half: [R, H] dt or null; q: [R, H]; scales: [R]
+// delta_row [R] / delta_col [H] (both or neither; delta_col 16-byte aligned for the vector
+// kernel): delta holds an unscaled FP8 GEMM's float sums, delta[r, i] standing for
+// delta[r, i] * delta_row[r] * delta_col[i].
 cudaError_t add_rms_norm_fp8(float* x, const float* delta, int R, int H, const void* w, float eps,
                              void* out_half, uint8_t* q, float* scales, DType dt,
-                             cudaStream_t stream);
+                             cudaStream_t stream, const float* delta_row = nullptr,
+                             const float* delta_col = nullptr);
 
 // SiLU(gate) * up in float32, quantized per row.  gate_up: [n, 2F] dt; q: [n, F];
 // scales: padded by `offsets` [E + 1] (see above) or [n] when offsets is null.

@@ -32,34 +32,44 @@ cudaError_t quantize_rows_fp8(const void* src, DType dt, int64_t R, int C, uint8
 
 cudaError_t add_rms_norm_fp8(float* x, const float* delta, int R, int H, const void* w, float eps,
                              void* out_half, uint8_t* q, float* scales, DType dt,
-                             cudaStream_t stream) {
+                             cudaStream_t stream, const float* delta_row,
+                             const float* delta_col) {
   if (R <= 0) return cudaSuccess;
+  if ((delta_row == nullptr) != (delta_col == nullptr) || (delta_col != nullptr && !delta)) {
+    return cudaErrorInvalidValue;
+  }
   // Rows of float4 chunks that fit the registers take the one-pass kernel.
   const int chunks_per_thread = (H / 4 + kQuantThreads - 1) / kQuantThreads;
   const auto aligned = [](const void* p, uintptr_t a) {
     return reinterpret_cast<uintptr_t>(p) % a == 0;
   };
   const bool vec = H % 4 == 0 && chunks_per_thread <= 8 && aligned(x, 16) && aligned(delta, 16) &&
-                   aligned(w, 8) && aligned(out_half, 8) && aligned(q, 4);
+                   aligned(w, 8) && aligned(out_half, 8) && aligned(q, 4) &&
+                   aligned(delta_col, 16);
   return dispatch_half_type(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* wt = static_cast<const T*>(w);
     T* oh = static_cast<T*>(out_half);
     if (!vec) {
       add_rms_norm_fp8_kernel<T>
-          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales);
+          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales, delta_row,
+                                            delta_col);
     } else if (chunks_per_thread <= 1) {
       add_rms_norm_fp8_vec_kernel<T, 1>
-          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales);
+          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales, delta_row,
+                                            delta_col);
     } else if (chunks_per_thread <= 2) {
       add_rms_norm_fp8_vec_kernel<T, 2>
-          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales);
+          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales, delta_row,
+                                            delta_col);
     } else if (chunks_per_thread <= 4) {
       add_rms_norm_fp8_vec_kernel<T, 4>
-          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales);
+          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales, delta_row,
+                                            delta_col);
     } else {
       add_rms_norm_fp8_vec_kernel<T, 8>
-          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales);
+          <<<R, kQuantThreads, 0, stream>>>(x, delta, H, wt, eps, oh, q, scales, delta_row,
+                                            delta_col);
     }
     return cudaGetLastError();
   });

@@ -103,15 +103,17 @@ __global__ void quantize_rows_fp8_vec_kernel(const T* src, int C, uint8_t* q, fl
 // One block per row.  x, delta: [R, H] float; w: [H]; out_half: [R, H] or null; q: [R, H]
 template <typename T>
 __global__ void add_rms_norm_fp8_kernel(float* x, const float* delta, int H, const T* w, float eps,
-                                        T* out_half, uint8_t* q, float* scales) {
+                                        T* out_half, uint8_t* q, float* scales,
+                                        const float* delta_row, const float* delta_col) {
   const int64_t r = blockIdx.x;
   float* xr = x + r * H;
   const float* dr = delta ? delta + r * H : nullptr;
+  const float ds = delta_col != nullptr ? delta_row[r] : 1.0f;
   float sum_sq = 0.0f;
   for (int i = threadIdx.x; i < H; i += blockDim.x) {
     float v = xr[i];
     if (dr) {
-      v += dr[i];
+      v += delta_col != nullptr ? dr[i] * (ds * delta_col[i]) : dr[i];
       xr[i] = v;  // each thread re-reads only the elements it wrote
     }
     sum_sq += v * v;
@@ -202,13 +204,23 @@ __device__ __forceinline__ void add_rms_norm_fp8_row(float* x, int64_t r, int H,
 
 template <typename T, int kChunks>
 __global__ void add_rms_norm_fp8_vec_kernel(float* x, const float* delta, int H, const T* w,
-                                            float eps, T* out_half, uint8_t* q, float* scales) {
+                                            float eps, T* out_half, uint8_t* q, float* scales,
+                                            const float* delta_row, const float* delta_col) {
   const int64_t r = blockIdx.x;
   const float4* dr = delta ? reinterpret_cast<const float4*>(delta + r * H) : nullptr;
+  const float4* dc = reinterpret_cast<const float4*>(delta_col);
+  const float ds = dc != nullptr ? delta_row[r] : 1.0f;
   add_rms_norm_fp8_row<T, kChunks>(x, r, H, w, eps, out_half, q, scales,
-                                   [dr](int i, float4* d) {
+                                   [dr, dc, ds](int i, float4* d) {
                                      if (dr == nullptr) return false;
                                      *d = dr[i];
+                                     if (dc != nullptr) {  // an unscaled GEMM's sums
+                                       const float4 c = dc[i];
+                                       d->x *= ds * c.x;
+                                       d->y *= ds * c.y;
+                                       d->z *= ds * c.z;
+                                       d->w *= ds * c.w;
+                                     }
                                      return true;
                                    });
 }

@@ -47,6 +47,9 @@ cudaError_t add_rms_norm(float* x, const float* delta, const int32_t* rows, int 
 //   qkv: [T, (Hq + 2 Hkv) * D] dt (q | k | v per token); positions: [T]; slots: [T];
 //   inv_freq: [D/2] float; k_cache, v_cache: [N, Hkv, D] dt, or E4M3 with kv_fp8
 // kv_fp8: the caches hold E4M3 values k / k_scale and v / v_scale (per-tensor scales).
+// row_scale [T] / col_scale [(Hq + 2 Hkv) * D] (both or neither; col_scale 16-byte aligned for
+// the vector kernel): qkv holds an unscaled FP8 GEMM's sums, qkv[t, j] standing for
+// qkv[t, j] * row_scale[t] * col_scale[j]; the scaled values are rotated and stored (q too).
 struct KvFp8Scales {
   float k_scale = 1.0f;
   float v_scale = 1.0f;
@@ -54,7 +57,8 @@ struct KvFp8Scales {
 cudaError_t rope_write_kv(void* qkv, DType dt, int T, int Hq, int Hkv, int D,
                           const int32_t* positions, const int64_t* slots, const float* inv_freq,
                           void* k_cache, void* v_cache, cudaStream_t stream,
-                          const KvFp8Scales* kv_fp8 = nullptr);
+                          const KvFp8Scales* kv_fp8 = nullptr, const float* row_scale = nullptr,
+                          const float* col_scale = nullptr);
 
 // ---- attention.cuh ----
 struct AttentionArgs {

@@ -13,13 +13,21 @@ namespace mixserve::cuda {
 
 // One block per token.  qkv: [T, (Hq + 2 Hkv) D]; caches: [N, Hkv, D] of C (T, or E4M3
 // storing k * k_inv and v * v_inv; both inverses are 1 for a half-precision cache).
+// row_scale [T] / col_scale [(Hq + 2 Hkv) D] (both or neither): qkv holds an unscaled FP8 GEMM's
+// sums, whose values are qkv[t, j] * row_scale[t] * col_scale[j] (applied in float32 before the
+// rotation; the rotated q is written back scaled).
 template <typename T, typename C>
 __global__ void rope_write_kv_kernel(T* qkv, int Hq, int Hkv, int D, const int32_t* positions,
                                      const int64_t* slots, const float* inv_freq, C* k_cache,
-                                     C* v_cache, float k_inv, float v_inv) {
+                                     C* v_cache, float k_inv, float v_inv,
+                                     const float* row_scale, const float* col_scale) {
   const int t = blockIdx.x;
   const int half = D / 2;
   T* row = qkv + static_cast<int64_t>(t) * (Hq + 2 * Hkv) * D;
+  const float rs = col_scale != nullptr ? row_scale[t] : 1.0f;
+  auto value = [&](int j) {  // element j of the row, scaled
+    return col_scale != nullptr ? to_float(row[j]) * (rs * col_scale[j]) : to_float(row[j]);
+  };
   const float pos = static_cast<float>(positions[t]);
   const int64_t slot = slots[t];  // < 0: a padding token of a CUDA-graph bucket, no KV write
   C* k_dst = k_cache + (slot < 0 ? 0 : slot) * Hkv * D;
@@ -29,7 +37,7 @@ __global__ void rope_write_kv_kernel(T* qkv, int Hq, int Hkv, int D, const int32
     const float angle = pos * inv_freq[i];
     const float c = cosf(angle), s = sinf(angle);
     T* x = row + head * D;
-    const float lo = to_float(x[i]), hi = to_float(x[i + half]);
+    const float lo = value(head * D + i), hi = value(head * D + i + half);
     const T new_lo = from_float<T>(lo * c - hi * s);
     const T new_hi = from_float<T>(hi * c + lo * s);
     if (head < Hq) {
@@ -46,7 +54,7 @@ __global__ void rope_write_kv_kernel(T* qkv, int Hq, int Hkv, int D, const int32
   const T* v = row + (Hq + Hkv) * D;
   C* v_dst = v_cache + slot * Hkv * D;
   for (int i = threadIdx.x; i < Hkv * D; i += blockDim.x) {
-    v_dst[i] = from_float<C>(to_float(v[i]) * v_inv);
+    v_dst[i] = from_float<C>(value(int(v - row) + i) * v_inv);
   }
 }
 
@@ -81,8 +89,24 @@ __global__ void __launch_bounds__(kRopeThreads)
                              const int32_t* __restrict__ positions,
                              const int64_t* __restrict__ slots, const float* __restrict__ inv_freq,
                              C* __restrict__ k_cache, C* __restrict__ v_cache, float k_inv,
-                             float v_inv) {
+                             float v_inv, const float* __restrict__ row_scale,
+                             const float* __restrict__ col_scale) {
   __shared__ __align__(16) float cs[kRopeMaxHalf], sn[kRopeMaxHalf];
+  // 8 values from element o of the row (unscaled sums: times row_scale[t] * col_scale[o + j]).
+  const float rs = col_scale != nullptr ? row_scale[blockIdx.x] : 1.0f;
+  auto load8 = [&](const uint4& raw, int o, float (&f)[8]) {
+    const T* e = reinterpret_cast<const T*>(&raw);
+    if (col_scale != nullptr) {
+      float c[8];
+      *reinterpret_cast<float4*>(c) = *reinterpret_cast<const float4*>(col_scale + o);
+      *reinterpret_cast<float4*>(c + 4) = *reinterpret_cast<const float4*>(col_scale + o + 4);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) f[j] = to_float(e[j]) * (rs * c[j]);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) f[j] = to_float(e[j]);
+    }
+  };
   const int t = blockIdx.x;
   const int half = D / 2, per_head = half / 8;
   T* row = qkv + static_cast<int64_t>(t) * (Hq + 2 * Hkv) * D;
@@ -118,16 +142,18 @@ __global__ void __launch_bounds__(kRopeThreads)
 #pragma unroll
     for (int u = 0; u < kRopeUnroll; ++u) {
       if (off[u] < 0) continue;
-      const T* l = reinterpret_cast<const T*>(&lo[u]);
+      float l[8];
+      load8(lo[u], off[u], l);
       if (off[u] >= (Hq + Hkv) * D) {  // V: converted (E4M3: scaled) into the cache
         float v[8];
 #pragma unroll
-        for (int j = 0; j < 8; ++j) v[j] = to_float(l[j]) * v_inv;
+        for (int j = 0; j < 8; ++j) v[j] = l[j] * v_inv;
         store8(v_cache + slot * Hkv * D + (off[u] - (Hq + Hkv) * D), v);
         continue;
       }
       const int head = off[u] / D, i0 = off[u] - head * D;
-      const T* h = reinterpret_cast<const T*>(&hi[u]);
+      float h[8];
+      load8(hi[u], off[u] + half, h);
       float c[8], s[8];
       *reinterpret_cast<float4*>(c) = *reinterpret_cast<const float4*>(cs + i0);
       *reinterpret_cast<float4*>(c + 4) = *reinterpret_cast<const float4*>(cs + i0 + 4);
@@ -138,7 +164,7 @@ __global__ void __launch_bounds__(kRopeThreads)
       T* nht = reinterpret_cast<T*>(&nh);
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        const float a = to_float(l[j]), b = to_float(h[j]);
+        const float a = l[j], b = h[j];
         nlt[j] = from_float<T>(a * c[j] - b * s[j]);
         nht[j] = from_float<T>(b * c[j] + a * s[j]);
       }
@@ -164,21 +190,27 @@ __global__ void __launch_bounds__(kRopeThreads)
 template <typename T, typename C>
 cudaError_t launch_rope_write_kv(T* qkv, int T_, int Hq, int Hkv, int D, const int32_t* positions,
                                  const int64_t* slots, const float* inv_freq, C* k_cache,
-                                 C* v_cache, float k_inv, float v_inv, cudaStream_t stream) {
+                                 C* v_cache, float k_inv, float v_inv, cudaStream_t stream,
+                                 const float* row_scale = nullptr,
+                                 const float* col_scale = nullptr) {
   if (T_ <= 0) return cudaSuccess;
-  if (D % 2 != 0) return cudaErrorInvalidValue;
+  if (D % 2 != 0 || (row_scale == nullptr) != (col_scale == nullptr)) {
+    return cudaErrorInvalidValue;
+  }
   const auto aligned = [](const void* p, uintptr_t a) {
     return reinterpret_cast<uintptr_t>(p) % a == 0;
   };
   const uintptr_t cache_align = sizeof(C) == 2 ? 16 : 8;
   if (D % 16 == 0 && D / 2 <= kRopeMaxHalf && aligned(qkv, 16) && aligned(k_cache, cache_align) &&
-      aligned(v_cache, cache_align)) {
+      aligned(v_cache, cache_align) && aligned(col_scale, 16)) {
     rope_write_kv_vec_kernel<T, C><<<T_, kRopeThreads, 0, stream>>>(
-        qkv, Hq, Hkv, D, positions, slots, inv_freq, k_cache, v_cache, k_inv, v_inv);
+        qkv, Hq, Hkv, D, positions, slots, inv_freq, k_cache, v_cache, k_inv, v_inv, row_scale,
+        col_scale);
     return cudaGetLastError();
   }
   rope_write_kv_kernel<T, C><<<T_, 128, 0, stream>>>(qkv, Hq, Hkv, D, positions, slots, inv_freq,
-                                                     k_cache, v_cache, k_inv, v_inv);
+                                                     k_cache, v_cache, k_inv, v_inv, row_scale,
+                                                     col_scale);
   return cudaGetLastError();
 }
 
