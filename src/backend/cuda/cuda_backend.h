@@ -88,9 +88,10 @@ struct CudaBackendOptions {
   // tiers at once on the MoE lanes' streams); MIXSERVE_MOE_TIER_STREAMS.
   int moe_counted_tier_streams = 1;
   // Steps of at least this many tokens run the FP8 qkv and wo GEMMs unscaled
-  // (fp8_unscaled_attention; 0: never). Above the largest decode-graph bucket (512), so graphs
-  // and eager steps of one size compute the same bits. MIXSERVE_FP8_UNSCALED_ATTN.
-  int fp8_unscaled_attn_min_tokens = 513;
+  // (fp8_unscaled_attention; 0: never). 513 = above the largest decode-graph bucket (512), so
+  // graphs and eager steps of one size compute the same bits. MIXSERVE_FP8_UNSCALED_ATTN.
+  // Off by default until measured on a GPU (docs/perf/NOTES.md, session 10).
+  int fp8_unscaled_attn_min_tokens = 0;
   // Tensor / expert parallelism: the part of the model this backend holds (size 1: all of it)
   // and the all-reduce over its ranks (needed when shard.size > 1; see cuda_shard.cpp).
   dist::ShardSpec shard;
