@@ -6,22 +6,11 @@
 # NREQ requests each. Reports in $OUT/results.tgz, written again after each step so a cut-off
 # run keeps the rest; a short table at the end.
 set -uo pipefail
-B=.devcarry/bin/mixserve; T=.devcarry/bin/mixserve_tests
-OUT=${OUT:-/tmp/out}; R=$OUT/r; mkdir -p $R; TAG=${TAG:-h100-s10}
+TAG=${TAG:-h100-s10}
+. "$(dirname "$0")/gpu_common.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv,noheader | tee $R/$TAG-gpu.txt
-export MIXSERVE_ASSETS=${MIXSERVE_ASSETS:-$PWD/assets} MIXSERVE_SOURCE_DIR=${MIXSERVE_SOURCE_DIR:-$PWD}
-pack() { tar czf $OUT/results.tgz -C $R .; }
-if [ -n "${TESTS-}" ]; then
-  timeout ${TEST_LIMIT:-240} $T --gtest_filter="$TESTS" > $R/$TAG-gpu-tests.log 2>&1
-  echo "tests rc=$?"; grep -E "^\[  FAILED|^\[  PASSED|tests ran" $R/$TAG-gpu-tests.log | head -12
-  pack
-fi
-if [ -n "${SANITIZE-}" ]; then
-  timeout ${SAN_LIMIT:-240} compute-sanitizer --tool memcheck $T --gtest_filter="$SANITIZE" \
-    > $R/$TAG-memcheck.log 2>&1
-  echo "memcheck rc=$?"; grep -E "ERROR SUMMARY|PASSED|FAILED" $R/$TAG-memcheck.log | head -4
-  pack
-fi
+gpu_tests
+gpu_memcheck
 table=""
 for cfg in ${OFF_CFGS-}; do
   IFS=: read -r name mb nt mf envs <<< "$cfg"
@@ -37,4 +26,4 @@ for cfg in ${OFF_CFGS-}; do
   table+=$(printf '\n%-28s rc=%s out_tok/s=%s  %s' "$name" "$rc" "$(echo "$line" | awk '{print $5}')" "$steps")
   pack
 done
-[ -n "$table" ] && echo "== OFF-128 ($TAG)$table"
+if [ -n "$table" ]; then echo "== OFF-128 ($TAG)$table"; fi

@@ -7,23 +7,11 @@
 # requests each.
 # Reports in $OUT/results.tgz, written again after each step so a cut-off run keeps the rest.
 set -uo pipefail
-B=.devcarry/bin/mixserve; T=.devcarry/bin/mixserve_tests
-OUT=${OUT:-/tmp/out}; R=$OUT/r; mkdir -p $R; TAG=${TAG:-h100-s9}
+TAG=${TAG:-h100-s9}
+. "$(dirname "$0")/gpu_common.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv,noheader | tee $R/gpu.txt
-export MIXSERVE_ASSETS=${MIXSERVE_ASSETS:-$PWD/assets} MIXSERVE_SOURCE_DIR=${MIXSERVE_SOURCE_DIR:-$PWD}
-pack() { tar czf $OUT/results.tgz -C $R .; }
-if [ -n "${TESTS-}" ]; then
-  timeout ${TEST_LIMIT:-240} $T --gtest_filter="$TESTS" > $R/$TAG-gpu-tests.log 2>&1
-  echo "tests rc=$?"; grep -E "^\[  FAILED|^\[  PASSED|tests ran" $R/$TAG-gpu-tests.log | head -12
-  grep -E "^\[fp8 (counted|grouped)\].*tiers" $R/$TAG-gpu-tests.log | head -8
-  pack
-fi
-if [ -n "${SANITIZE-}" ]; then
-  timeout ${SAN_LIMIT:-240} compute-sanitizer --tool memcheck $T --gtest_filter="$SANITIZE" \
-    > $R/$TAG-memcheck.log 2>&1
-  echo "memcheck rc=$?"; grep -E "ERROR SUMMARY|PASSED|FAILED" $R/$TAG-memcheck.log | head -4
-  pack
-fi
+gpu_tests "^\[fp8 (counted|grouped)\].*tiers"
+gpu_memcheck
 for cfg in ${OFF_CFGS-}; do
   IFS=: read -r mb nt mf tiers w2 gain ca <<< "$cfg"; tiers=${tiers:-1}; w2=${w2:-1}; gain=${gain:-0.02}
   ca=${ca:-0}; name=OFF-128-b$mb-t$nt-m$mf-n${NREQ:-6144}-tiers$tiers-w2$w2-g$gain-a$ca

@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "backend/cuda/cuda_backend.h"
-#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/stream_fork.h"
 
 namespace mixserve::cuda {
 
@@ -15,18 +15,11 @@ int CudaBackend::moe_lanes(int active_experts) const {
 }
 
 void CudaBackend::fork_lanes(int lanes) {
-  if (lanes <= 1) return;
-  MIXSERVE_CUDA_CHECK(cudaEventRecord(lane_events_[0], stream_));
-  for (int i = 1; i < lanes; ++i) {
-    MIXSERVE_CUDA_CHECK(cudaStreamWaitEvent(lanes_[i], lane_events_[0], 0));
-  }
+  fork_streams(stream_, lanes_.data(), lane_events_.data(), lanes);
 }
 
 void CudaBackend::join_lanes(int lanes) {
-  for (int i = 1; i < lanes; ++i) {
-    MIXSERVE_CUDA_CHECK(cudaEventRecord(lane_events_[i], lanes_[i]));
-    MIXSERVE_CUDA_CHECK(cudaStreamWaitEvent(stream_, lane_events_[i], 0));
-  }
+  join_streams(stream_, lanes_.data(), lane_events_.data(), lanes);
 }
 
 }  // namespace mixserve::cuda

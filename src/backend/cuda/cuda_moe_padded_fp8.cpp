@@ -15,6 +15,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/moe_padded_fp8.h"
+#include "backend/cuda/stream_fork.h"
 #include "util/error.h"
 
 namespace mixserve::cuda {
@@ -92,18 +93,8 @@ void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaS
   auto tier_stream = [&](int t) {
     return t == 0 || mode == Concurrency::kSerial ? stream : s.tier_streams[t];
   };
-  auto fork = [&] {  // the tier streams start after what `stream` has enqueued so far
-    MIXSERVE_CUDA_CHECK(cudaEventRecord(s.tier_events[0], stream));
-    for (int t = 1; t < tiers; ++t) {
-      MIXSERVE_CUDA_CHECK(cudaStreamWaitEvent(s.tier_streams[t], s.tier_events[0], 0));
-    }
-  };
-  auto join = [&] {  // `stream` goes on after every tier stream's work
-    for (int t = 1; t < tiers; ++t) {
-      MIXSERVE_CUDA_CHECK(cudaEventRecord(s.tier_events[t], s.tier_streams[t]));
-      MIXSERVE_CUDA_CHECK(cudaStreamWaitEvent(stream, s.tier_events[t], 0));
-    }
-  };
+  auto fork = [&] { fork_streams(stream, s.tier_streams, s.tier_events, tiers); };
+  auto join = [&] { join_streams(stream, s.tier_streams, s.tier_events, tiers); };
   auto each_tier = [&](const auto& launch) {
     for (int t = 0; t < tiers; ++t) {
       launch(s.tier[t].begin, s.tier[t].end - s.tier[t].begin, s.tier[t].capacity,
