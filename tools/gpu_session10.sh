@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Session 10's GPU run (one H100 or H200): GPU tests (TESTS), compute-sanitizer memcheck of
 # SANITIZE, then OFF-128 on the full model for each OFF_CFGS entry
-# "name:max_batch:max_num_batched_tokens:gpu_memory_fraction[:VAR=value,VAR=value...]"
-# (environment settings of that run, e.g. MIXSERVE_MOE_TIER_STREAMS=0; none: the defaults),
-# NREQ requests each. Reports in $OUT/results.tgz, written again after each step so a cut-off
+# "name:max_batch:max_num_batched_tokens:gpu_memory_fraction[:VAR=value,VAR=value...[:requests]]"
+# (environment settings of that run, e.g. MIXSERVE_MOE_TIER_STREAMS=0, "-" or none: the
+# defaults), NREQ requests each unless the entry names its own count. Reports in $OUT/results.tgz, written again after each step so a cut-off
 # run keeps the rest; a short table at the end.
 set -uo pipefail
 TAG=${TAG:-h100-s10}
@@ -13,12 +13,14 @@ gpu_tests
 gpu_memcheck
 table=""
 for cfg in ${OFF_CFGS-}; do
-  IFS=: read -r name mb nt mf envs <<< "$cfg"
-  IFS=, read -r -a envv <<< "${envs:-MIXSERVE_NONE=1}"
-  f=OFF-128-$name-b$mb-t$nt-m$mf-n${NREQ:-6144}
+  IFS=: read -r name mb nt mf envs nreq <<< "$cfg"
+  [ "${envs:--}" = "-" ] && envs=MIXSERVE_NONE=1
+  IFS=, read -r -a envv <<< "$envs"
+  nreq=${nreq:-${NREQ:-6144}}
+  f=OFF-128-$name-b$mb-t$nt-m$mf-n$nreq
   env "${envv[@]}" timeout ${LIMIT:-170} $B bench offline --input-len 128 --output-len 128 \
     --model synthetic:mixtral-8x7b --device cuda --quantization fp8 --kv-cache-dtype fp8 \
-    --num-requests ${NREQ:-6144} --warmup 64 --max-batch $mb --max-num-batched-tokens $nt \
+    --num-requests $nreq --warmup 64 --max-batch $mb --max-num-batched-tokens $nt \
     --gpu-memory-fraction $mf --workload-id OFF-128 --out $R/$TAG-$f.json > $R/$TAG-$f.log 2>&1
   rc=$?
   line=$(grep -A1 "^run " $R/$TAG-$f.log | tail -1)
