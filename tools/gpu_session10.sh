@@ -2,9 +2,10 @@
 # Session 10's GPU run (one H100 or H200): GPU tests (TESTS), compute-sanitizer memcheck of
 # SANITIZE, then OFF-128 on the full model for each OFF_CFGS entry
 # "name:max_batch:max_num_batched_tokens:gpu_memory_fraction[:VAR=value,VAR=value...[:requests]]"
-# (environment settings of that run, e.g. MIXSERVE_MOE_TIER_STREAMS=0, "-" or none: the
-# defaults), NREQ requests each unless the entry names its own count. Reports in $OUT/results.tgz, written again after each step so a cut-off
-# run keeps the rest; a short table at the end.
+# (environment settings of that run, e.g. MIXSERVE_MOE_TIER_STREAMS=0; "-" or none: the
+# defaults), NREQ requests each unless the entry names its own count. Reports in
+# $OUT/results.tgz, written again after each step so a cut-off run keeps the rest; a short
+# table at the end.
 set -uo pipefail
 TAG=${TAG:-h100-s10}
 . "$(dirname "$0")/gpu_common.sh"
@@ -14,8 +15,8 @@ gpu_memcheck
 table=""
 for cfg in ${OFF_CFGS-}; do
   IFS=: read -r name mb nt mf envs nreq <<< "$cfg"
-  [ "${envs:--}" = "-" ] && envs=MIXSERVE_NONE=1
-  IFS=, read -r -a envv <<< "$envs"
+  envv=()
+  [ "${envs:--}" = "-" ] || IFS=, read -r -a envv <<< "$envs"
   nreq=${nreq:-${NREQ:-6144}}
   f=OFF-128-$name-b$mb-t$nt-m$mf-n$nreq
   env "${envv[@]}" timeout ${LIMIT:-170} $B bench offline --input-len 128 --output-len 128 \
