@@ -345,6 +345,74 @@ void bench_silu_grouped(Ctx& ctx, int T) {
          time_us(ctx, launch), ck, 1e-2);
 }
 
+// The routing kernels after top-k: the counting sort of the T*K pairs by expert, and the sort
+// followed by the groups in count order with the pairs mapped to their grouped rows, as a
+// counted layer runs them (MIXSERVE_MOE_SORT=block: the single-block sort). Routing: a third
+// of the tokens on experts 0 and 1, the rest uniform. Bytes: the pairs' experts read, token
+// and position written (12 B a pair; the group's read and write of the positions, 12 B more).
+// Check: every pair's final grouped row against a stable sort on the host (0 or 1).
+void bench_routing(Ctx& ctx, int T) {
+  constexpr int E = 8;
+  const int pairs = T * kK;
+  std::vector<int32_t> experts(pairs);
+  uint64_t r = 12345;
+  for (int t = 0; t < T; ++t) {
+    r = r * 6364136223846793005ull + 1442695040888963407ull;
+    const int first = t % 3 == 0 ? 0 : int((r >> 33) % E);
+    for (int k = 0; k < kK; ++k) experts[t * kK + k] = (first + k * (t % 3 == 0 ? 1 : 5)) % E;
+  }
+  std::vector<int32_t> n(E, 0), rank(pairs);
+  for (int p = 0; p < pairs; ++p) rank[p] = n[experts[p]]++;
+  std::vector<int> order(E);
+  for (int e = 0; e < E; ++e) order[e] = e;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return n[a] > n[b]; });
+  std::vector<int32_t> group_of(E);
+  for (int g = 0; g < E; ++g) group_of[order[g]] = g;
+  const int C = (*std::max_element(n.begin(), n.end()) + 15) / 16 * 16;
+  DeviceBuffer dex = upload(experts), counts(E * 4), offsets((E + 1) * 4), sorted(pairs * 4),
+      pos(pairs * 4), groups(3 * 64 * 4), ptrs(6 * 64 * sizeof(void*));
+  auto sort = [&] {
+    return cuda::moe_sort(dex.as<int32_t>(), T, kK, E, counts.as<int32_t>(),
+                          offsets.as<int32_t>(), sorted.as<int32_t>(), pos.as<int32_t>(),
+                          nullptr);
+  };
+  cuda::MoeGroupFp8Args a;
+  a.counts = counts.as<int32_t>();
+  a.E = a.G = E;
+  a.C = C;
+  a.by_count = true;
+  a.group_expert = groups.as<int32_t>();
+  a.group_count = a.group_expert + 64;
+  a.expert_group = a.group_expert + 128;
+  a.ptrs = ptrs.as<const void*>();
+  a.H = kH;
+  a.F = kF;
+  a.experts = dex.as<int32_t>();
+  a.offsets = offsets.as<int32_t>();
+  a.pair_pos = pos.as<int32_t>();
+  a.pairs = pairs;
+  auto sort_and_group = [&] {
+    const cudaError_t e = sort();
+    return e != cudaSuccess ? e : cuda::moe_group_experts_fp8(a, nullptr);
+  };
+  std::vector<int32_t> offset(E + 1, 0);
+  for (int e = 0; e < E; ++e) offset[e + 1] = offset[e] + n[e];
+  MIXSERVE_CUDA_CHECK(sort());
+  const std::vector<int32_t> sorted_pos = download<int32_t>(pos.get(), pairs);
+  Check sort_ck;
+  for (int p = 0; p < pairs; ++p) {
+    if (sorted_pos[p] != offset[experts[p]] + rank[p]) sort_ck.err = 1.0;
+  }
+  MIXSERVE_CUDA_CHECK(sort_and_group());
+  const std::vector<int32_t> got = download<int32_t>(pos.get(), pairs);
+  Check ck;
+  for (int p = 0; p < pairs; ++p) {
+    if (got[p] != group_of[experts[p]] * C + rank[p]) ck.err = 1.0;
+  }
+  report(ctx, "moe_sort", T, pairs, 12.0 * pairs, time_us(ctx, sort), sort_ck, 0.0);
+  report(ctx, "moe_sort + group", T, pairs, 24.0 * pairs, time_us(ctx, sort_and_group), ck, 0.0);
+}
+
 // Weighted combine of each token's K = 2 expert rows (float) in ascending expert order.
 // Bytes: K rows read and one written (4H each), plus expert, weight and row indices.
 // scale_rows_cols on the same [T*K, H] float rows: 8 B an element, a row scale, the column
@@ -484,7 +552,7 @@ void bench_quantize(Ctx& ctx, int T) {
 const CommandRegistrar kBenchKernels(
     "bench-kernels",
     "Time the element-wise CUDA kernels (norm, SiLU·mul, combine, RoPE + KV write, FP8 "
-    "quantize) at Mixtral 8x7B sizes, checked against host references",
+    "quantize, MoE sort and groups) at Mixtral 8x7B sizes, checked against host references",
     [](CLI::App& sub) -> std::function<int()> {
       struct Args {
         std::vector<int> tokens = {1024, 8192};
@@ -501,7 +569,7 @@ const CommandRegistrar kBenchKernels(
       sub.add_option("--out", a->out, "Write the results to this JSON file");
       sub.add_option("--only", a->only,
                      "Only the kernel groups whose name contains this (norm, silu, "
-                     "silu_grouped, combine, rope, quantize)");
+                     "silu_grouped, combine, rope, quantize, routing)");
       return [a] {
         int device = 0;
         MIXSERVE_CUDA_CHECK(cudaGetDevice(&device));
@@ -524,6 +592,7 @@ const CommandRegistrar kBenchKernels(
           if (want("combine")) bench_combine(ctx, T);
           if (want("rope")) bench_rope(ctx, T);
           if (want("quantize")) bench_quantize(ctx, T);
+          if (want("routing")) bench_routing(ctx, T);
         }
         if (!a->out.empty()) {
           std::ofstream f(a->out);

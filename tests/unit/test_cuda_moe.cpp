@@ -91,6 +91,29 @@ TEST(CudaMoe, CountingSortIsStableAndHandlesEmptyExperts) {
   }
 }
 
+// The sort spreads the pairs over blocks of 1,024: steps of many blocks (prefill sizes up to
+// 24,576 tokens), pair counts that end mid-warp and mid-block, skewed and one-sided routings,
+// the expert-parallel bucket count (E + 1) and 64 experts.
+TEST(CudaMoe, CountingSortAcrossBlocksMatchesStableSort) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  for (int T : {512, 1023, 4097, 16384, 24576}) {
+    for (const auto& [E, K] : {std::pair{8, 2}, std::pair{9, 2}, std::pair{64, 3}}) {
+      std::vector<int32_t> experts(size_t(T) * K);
+      for (int t = 0; t < T; ++t) {
+        // A third of the tokens on experts 0 and 1 (uneven counts), the rest random.
+        const int first = t % 3 == 0 ? 0 : int(rng()() % E);
+        for (int k = 0; k < K; ++k) experts[t * K + k] = (first + k * (t % 3 == 0 ? 1 : 5)) % E;
+      }
+      check_sort(experts, T, K, E);
+    }
+    // Every pair on the last expert, then every pair on the first.
+    check_sort(std::vector<int32_t>(size_t(T) * 2, 7), T, 2, 8);
+    std::vector<int32_t> halves(size_t(T) * 2, 0);
+    std::fill(halves.begin() + T, halves.end(), 3);
+    check_sort(halves, T, 2, 8);
+  }
+}
+
 TEST(CudaMoe, GatherSiluMulAndCombineMatchReference) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   const DType dt = DType::kBF16;

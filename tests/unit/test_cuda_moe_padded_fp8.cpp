@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <tuple>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cublaslt_batched_fp8.h"
@@ -334,6 +335,103 @@ void check_grouped_step(cuda::CublasLtBatchedFp8& gemm, const MoeInputs& in,
   const std::vector<float> sa = download<float>(sc_two, c.T), sb = download<float>(sc_one, c.T);
   EXPECT_EQ(0, std::memcmp(sa.data(), sb.data(), size_t(c.T) * 4)) << what;
   EXPECT_NE(xa, x0) << what << ": the combine added nothing";
+}
+
+// moe_group_experts_fp8 alone, at prefill sizes (many blocks map the pairs): the groups in
+// expert and in count order, the pointer arrays, and every pair's grouped row, against the host;
+// under expert parallelism (4 local experts, 5 sort buckets) the other rank's pairs keep theirs.
+TEST(CudaMoePaddedFp8, GroupExpertsMapsEveryPairAcrossBlocks) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  const int H = 64, F = 128;
+  for (int T : {3, 700, 16384}) {
+    for (const auto& [E, buckets, by_count] :
+         {std::tuple{8, 8, false}, std::tuple{8, 8, true}, std::tuple{4, 5, true}}) {
+      const int K = 2, pairs = T * K;
+      std::vector<int32_t> experts(pairs);
+      for (int t = 0; t < T; ++t) {  // expert 2 twice as likely as the others; 6 never chosen
+        int a = int(rng()() % (buckets + 1));
+        if (a == buckets || a == 6) a = 2;
+        const int b = (a + 1) % buckets;
+        experts[t * K] = a;
+        experts[t * K + 1] = b == 6 ? 7 % buckets : b;
+      }
+      DeviceBuffer ex = upload(experts), counts = poisoned(buckets * 4),
+                   offsets = poisoned((buckets + 1) * 4), sorted = poisoned(pairs * 4),
+                   pos = poisoned(pairs * 4), groups = poisoned(3 * 64 * 4),
+                   ptrs = poisoned(6 * 64 * sizeof(void*));
+      ASSERT_EQ(cuda::moe_sort(ex.as<int32_t>(), T, K, buckets, counts.as<int32_t>(),
+                               offsets.as<int32_t>(), sorted.as<int32_t>(), pos.as<int32_t>(),
+                               nullptr),
+                cudaSuccess);
+      const std::vector<int32_t> n = download<int32_t>(counts, buckets);
+      const std::vector<int32_t> off = download<int32_t>(offsets, buckets + 1);
+      const std::vector<int32_t> sorted_pos = download<int32_t>(pos, pairs);
+      // Host groups: experts with rows, in expert order or by count (ties: lower expert).
+      std::vector<int> order;
+      for (int e = 0; e < E; ++e) {
+        if (n[e] > 0) order.push_back(e);
+      }
+      if (by_count) {
+        std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return n[a] > n[b]; });
+      }
+      const int G = int(order.size()), C = (*std::max_element(n.begin(), n.begin() + E) + 15) /
+                                               16 * 16;
+      std::vector<int32_t> expert_group(E, -1);
+      for (int g = 0; g < G; ++g) expert_group[order[g]] = g;
+      cuda::MoeGroupFp8Args a;
+      int32_t* gbuf = groups.as<int32_t>();
+      a.counts = counts.as<int32_t>();
+      a.E = E;
+      a.G = G;
+      a.C = C;
+      a.by_count = by_count;
+      a.group_expert = gbuf;
+      a.group_count = gbuf + 64;
+      a.expert_group = gbuf + 128;
+      a.ptrs = ptrs.as<const void*>();
+      const uint8_t* base = reinterpret_cast<const uint8_t*>(uintptr_t{1} << 40);
+      a.x_q = base;
+      a.w13 = base;
+      a.raw13 = const_cast<uint8_t*>(base);
+      a.act_q = base;
+      a.w2 = base;
+      a.raw2 = const_cast<uint8_t*>(base);
+      a.H = H;
+      a.F = F;
+      a.experts = ex.as<int32_t>();
+      a.offsets = offsets.as<int32_t>();
+      a.pair_pos = pos.as<int32_t>();
+      a.pairs = pairs;
+      ASSERT_EQ(cuda::moe_group_experts_fp8(a, nullptr), cudaSuccess);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const std::vector<int32_t> got_groups = download<int32_t>(groups, 3 * 64);
+      const std::vector<int32_t> got_pos = download<int32_t>(pos, pairs);
+      std::vector<uintptr_t> got_ptrs(6 * 64);
+      ASSERT_EQ(cudaMemcpy(got_ptrs.data(), ptrs.get(), got_ptrs.size() * sizeof(void*),
+                           cudaMemcpyDeviceToHost),
+                cudaSuccess);
+      const std::string what = "T=" + std::to_string(T) + " E=" + std::to_string(E) +
+                               (by_count ? " by count" : " in expert order");
+      const uintptr_t b = uintptr_t{1} << 40;
+      for (int g = 0; g < G; ++g) {
+        const size_t e = order[g], row0 = size_t(g) * C;
+        ASSERT_EQ(got_groups[g], order[g]) << what << " group " << g;
+        ASSERT_EQ(got_groups[64 + g], n[order[g]]) << what << " group " << g;
+        EXPECT_EQ(got_ptrs[0 * G + g], b + row0 * H) << what;
+        EXPECT_EQ(got_ptrs[1 * G + g], b + e * 2 * F * H) << what;
+        EXPECT_EQ(got_ptrs[2 * G + g], b + row0 * 2 * F * 2) << what;
+        EXPECT_EQ(got_ptrs[3 * G + g], b + row0 * F) << what;
+        EXPECT_EQ(got_ptrs[4 * G + g], b + e * H * F) << what;
+        EXPECT_EQ(got_ptrs[5 * G + g], b + row0 * H * 2) << what;
+      }
+      for (int e = 0; e < E; ++e) ASSERT_EQ(got_groups[128 + e], expert_group[e]) << what;
+      for (int p = 0; p < pairs; ++p) {
+        const int e = experts[p];
+        const int want = e >= E ? sorted_pos[p] : expert_group[e] * C + (sorted_pos[p] - off[e]);
+        ASSERT_EQ(got_pos[p], want) << what << " pair " << p;
+      }
+    }
+  }
 }
 
 TEST(CudaMoePaddedFp8, GroupedStepMatchesCpuReference) {

@@ -131,7 +131,8 @@ cudaError_t moe_topk(const float* logits, int T, int E, int K, int32_t* experts,
                      cudaStream_t stream);
 // Counting sort of the T*K (token, slot) pairs by expert, stable (ascending pair index).
 //   experts: [T*K]; counts: [E]; offsets: [E+1]; sorted_token: [T*K] token of each sorted
-//   row; pair_pos: [T*K] sorted row of each pair. One block; E <= 64.
+//   row; pair_pos: [T*K] sorted row of each pair. One block a 1,024 pairs, one launch; E <= 64
+//   and every experts[i] in [0, E).
 cudaError_t moe_sort(const int32_t* experts, int T, int K, int E, int32_t* counts, int32_t* offsets,
                      int32_t* sorted_token, int32_t* pair_pos, cudaStream_t stream);
 

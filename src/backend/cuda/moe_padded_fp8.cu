@@ -33,7 +33,12 @@ int silu_variant() {
 cudaError_t moe_group_experts_fp8(const MoeGroupFp8Args& args, cudaStream_t stream) {
   if (args.E <= 0 || args.G <= 0) return cudaSuccess;
   if (args.experts_in_order && args.G != args.E) return cudaErrorInvalidValue;
-  moe_group_experts_fp8_kernel<<<1, 256, 0, stream>>>(args);
+  if (args.E > kGroupMaxExperts || args.G > args.E) return cudaErrorInvalidValue;
+  const int blocks =
+      args.pair_pos == nullptr
+          ? 1
+          : std::clamp((args.pairs + kGroupThreads - 1) / kGroupThreads, 1, kGroupMaxBlocks);
+  moe_group_experts_fp8_kernel<<<blocks, kGroupThreads, 0, stream>>>(args);
   return cudaGetLastError();
 }
 

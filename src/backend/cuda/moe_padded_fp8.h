@@ -55,8 +55,8 @@ struct MoeGroupFp8Args {
   int32_t* pair_pos = nullptr;       // [pairs] in/out
   int pairs = 0;
 };
-// One block: fills the groups and (where ptrs is set) the pointer arrays from the counts, then
-// maps the pair positions.
+// Fills the groups and (where ptrs is set) the pointer arrays from the counts, then maps the
+// pair positions (up to 264 blocks of 512 pairs). E <= 64, G <= E.
 cudaError_t moe_group_experts_fp8(const MoeGroupFp8Args& args, cudaStream_t stream);
 
 // dst_q[g*C + j] = src_q[tok], dst_scales[g*C + j] = src_scales[tok] with

@@ -1,5 +1,9 @@
 #include "backend/cuda/moe_routing.cuh"
 
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
 namespace mixserve::cuda {
 
 cudaError_t moe_topk(const float* logits, int T, int E, int K, int32_t* experts, float* weights,
@@ -13,8 +17,20 @@ cudaError_t moe_topk(const float* logits, int T, int E, int K, int32_t* experts,
 cudaError_t moe_sort(const int32_t* experts, int T, int K, int E, int32_t* counts, int32_t* offsets,
                      int32_t* sorted_token, int32_t* pair_pos, cudaStream_t stream) {
   if (E <= 0 || E > kMoeMaxExperts || K <= 0 || T < 0) return cudaErrorInvalidValue;
-  moe_sort_kernel<<<1, kSortThreads, 0, stream>>>(experts, T * K, E, counts, offsets, sorted_token,
-                                                  pair_pos, K);
+  // MIXSERVE_MOE_SORT=block: the single-block sort of sessions 1-11, for comparisons.
+  static const bool single_block = [] {
+    const char* env = std::getenv("MIXSERVE_MOE_SORT");
+    return env != nullptr && std::strcmp(env, "block") == 0;
+  }();
+  const int N = T * K;
+  if (single_block) {
+    moe_sort_kernel<<<1, kSortThreads, 0, stream>>>(experts, N, E, counts, offsets, sorted_token,
+                                                    pair_pos, K);
+  } else {
+    const int blocks = std::max(1, (N + kSortTile - 1) / kSortTile);
+    moe_sort_tiled_kernel<<<blocks, kSortTile, 0, stream>>>(experts, N, E, counts, offsets,
+                                                            sorted_token, pair_pos, K);
+  }
   return cudaGetLastError();
 }
 

@@ -45,7 +45,85 @@ __global__ void moe_topk_kernel(const float* logits, int T, int E, int K, int32_
 
 constexpr int kSortThreads = 1024;
 
-// One block of kSortThreads. Pass 1 counts pairs per expert (integer atomics: exact), pass 2
+// The single-block sort below took 84 us a layer at 16,384 pairs and 170 us at 32,768 on an
+// H100/H200 (~1.4% of a prefill step; docs/perf/NOTES.md session 12): its 4 * E block barriers a
+// chunk of 1,024 pairs serialize it. This one spreads the pairs over blocks of kSortTile (one
+// pair a thread) and needs no barrier inside the pair loops nor a second launch: every block
+// counts all N pairs (the totals give the expert offsets, the pairs before its tile its start
+// within each expert: N int32 reads a block, from L2 after the first), then ranks its tile's
+// pairs with warp match masks (rank = earlier lanes of the same expert in the warp + that
+// expert's pairs in earlier warps). Stable: the order within an expert is the pair order.
+// Grid: max(1, ceil(N / kSortTile)) blocks of kSortTile threads; block 0 writes counts and
+// offsets. experts[i] must be in [0, E).
+constexpr int kSortTile = 1024;
+
+__global__ void __launch_bounds__(kSortTile)
+    moe_sort_tiled_kernel(const int32_t* experts, int N, int E, int32_t* counts,
+                          int32_t* offsets, int32_t* sorted_token, int32_t* pair_pos, int K) {
+  constexpr int kWarps = kSortTile / 32, kUnroll = 4;
+  __shared__ int total_s[kMoeMaxExperts], before_s[kMoeMaxExperts], base_s[kMoeMaxExperts];
+  __shared__ int warp_s[kWarps][kMoeMaxExperts];
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int tile0 = blockIdx.x * kSortTile;
+  for (int e = tid; e < E; e += kSortTile) total_s[e] = before_s[e] = 0;
+  for (int i = tid; i < kWarps * kMoeMaxExperts; i += kSortTile) (&warp_s[0][0])[i] = 0;
+  __syncthreads();
+  // Every pair: a warp takes 32 consecutive ones a step, so a step lies wholly before or from
+  // tile0 (a multiple of 32). The loads of kUnroll steps go out before their match masks.
+  for (int i0 = warp * 32; i0 < N; i0 += kUnroll * kSortTile) {
+    int e[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = i0 + u * kSortTile + lane;
+      e[u] = i < N ? __ldg(experts + i) : -1;
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int s0 = i0 + u * kSortTile;  // warp-uniform
+      if (s0 >= N) break;
+      const unsigned peers = __match_any_sync(0xffffffffu, e[u]);
+      if (e[u] >= 0 && lane == __ffs(peers) - 1) {
+        atomicAdd(&total_s[e[u]], __popc(peers));
+        if (s0 < tile0) atomicAdd(&before_s[e[u]], __popc(peers));
+      }
+    }
+  }
+  // This block's pairs, one a thread: rank among the same expert's earlier lanes.
+  const int i = tile0 + tid;
+  const int my = i < N ? __ldg(experts + i) : -1;
+  const unsigned peers = __match_any_sync(0xffffffffu, my);
+  const int rank = __popc(peers & ((1u << lane) - 1u));
+  if (my >= 0 && lane == __ffs(peers) - 1) warp_s[warp][my] = __popc(peers);
+  __syncthreads();
+  if (tid == 0) {
+    int running = 0;
+    for (int e = 0; e < E; ++e) {
+      base_s[e] = running + before_s[e];
+      if (blockIdx.x == 0) {
+        counts[e] = total_s[e];
+        offsets[e] = running;
+      }
+      running += total_s[e];
+    }
+    if (blockIdx.x == 0) offsets[E] = running;
+  }
+  if (tid < E) {  // exclusive scan of expert tid's per-warp counts
+    int running = 0;
+    for (int w = 0; w < kWarps; ++w) {
+      const int v = warp_s[w][tid];
+      warp_s[w][tid] = running;
+      running += v;
+    }
+  }
+  __syncthreads();
+  if (my >= 0) {
+    const int pos = base_s[my] + warp_s[warp][my] + rank;
+    sorted_token[pos] = i / K;
+    pair_pos[i] = pos;
+  }
+}
+
+// The earlier single block of kSortThreads (MIXSERVE_MOE_SORT=block, for measurements). Pass 1 counts pairs per expert (integer atomics: exact), pass 2
 // gives each pair its rank among the earlier pairs of its expert with warp ballots and a scan
 // of the warp totals, chunk by chunk, so the order within an expert is the pair order.
 __global__ void moe_sort_kernel(const int32_t* experts, int N, int E, int32_t* counts,

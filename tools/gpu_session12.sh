@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Session 12's GPU run (one H100): GPU tests (TESTS), compute-sanitizer memcheck (SANITIZE),
+# bench-kernels --only routing at KTOKENS with the tiled sort and with MIXSERVE_MOE_SORT=block,
+# OFF-128 for each OFF_CFGS entry (as tools/gpu_session10.sh), then with PROFILE=1 an ncu
+# per-kernel breakdown (?layers=2, kernels serialized, 2 steps) of a batch-1,536 decode step and
+# a 16,384-token prefill step. Reports in $OUT/results.tgz; a short table at the end.
+set -uo pipefail
+TAG=${TAG:-h100-s12}
+. "$(dirname "$0")/gpu_common.sh"
+nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv,noheader | tee $R/$TAG-gpu.txt
+gpu_tests
+gpu_memcheck
+if [ -n "${KTOKENS-}" ]; then
+  for v in tiled block; do
+    envv=(); [ $v = block ] && envv=(MIXSERVE_MOE_SORT=block)
+    env "${envv[@]}" timeout 120 $B bench-kernels --only routing --tokens $KTOKENS \
+      --out $R/$TAG-kernels-routing-$v.json > $R/$TAG-kernels-routing-$v.log 2>&1
+    echo "== bench-kernels routing, $v sort: rc=$?"; grep -E "moe_sort" $R/$TAG-kernels-routing-$v.log
+  done
+  pack
+fi
+TAG=$TAG TESTS= SANITIZE= bash "$(dirname "$0")/gpu_session10.sh" | grep -v "^NVIDIA\|^H100\|^H200"
+if [ -n "${PROFILE:-}" ]; then
+  M="synthetic:mixtral-8x7b?layers=2"
+  FP8="--device cuda --quantization fp8 --kv-cache-dtype fp8"
+  for what in ${CASES:-decode1536 prefill16384}; do
+    case $what in
+      prefill16384) args="--prefill --batch 128 --context 128";;
+      decode1536) args="--batch 1536 --context 192";;
+    esac
+    f=$R/$TAG-$what-ncu.csv
+    MIXSERVE_GEMM_AUTOTUNE=0 timeout 150 ncu --csv --print-units base \
+      --metrics gpu__time_duration.sum,dram__bytes.sum --clock-control none --profile-from-start off \
+      $B bench-step --model "$M" $FP8 $args --iters 2 > $f 2>/dev/null
+    echo "== $what (per step of 2 layers)"; python3 tools/ncu_summary.py $f 2 | head -${TOP:-16}
+  done
+  pack
+fi
