@@ -347,7 +347,8 @@ void bench_silu_grouped(Ctx& ctx, int T) {
 
 // The routing kernels after top-k: the counting sort of the T*K pairs by expert, and the sort
 // followed by the groups in count order with the pairs mapped to their grouped rows, as a
-// counted layer runs them (MIXSERVE_MOE_SORT=block: the single-block sort). Routing: a third
+// counted layer runs them (MIXSERVE_MOE_SORT=tiled: the tiled sort and many-block group
+// kernel, else the single-block ones). Routing: a third
 // of the tokens on experts 0 and 1, the rest uniform. Bytes: the pairs' experts read, token
 // and position written (12 B a pair; the group's read and write of the positions, 12 B more).
 // Check: every pair's final grouped row against a stable sort on the host (0 or 1).

@@ -47,13 +47,14 @@ TEST(CudaMoe, TopkMatchesCpuRoutingIncludingTies) {
 }
 
 // Checks the sort of `experts` ([T*K]) against a stable sort on the host.
-void check_sort(const std::vector<int32_t>& experts, int T, int K, int E) {
+void check_sort(const std::vector<int32_t>& experts, int T, int K, int E,
+                cuda::MoeSortKernel kernel = cuda::MoeSortKernel::kDefault) {
   const int N = T * K;
   DeviceBuffer d_exp = upload(experts), d_counts(E * 4), d_off((E + 1) * 4),
                d_sorted(std::max(N, 1) * 4), d_pos(std::max(N, 1) * 4);
   ASSERT_EQ(
       cuda::moe_sort(d_exp.as<int32_t>(), T, K, E, d_counts.as<int32_t>(), d_off.as<int32_t>(),
-                     d_sorted.as<int32_t>(), d_pos.as<int32_t>(), nullptr),
+                     d_sorted.as<int32_t>(), d_pos.as<int32_t>(), nullptr, kernel),
       cudaSuccess);
   const auto counts = download<int32_t>(d_counts, E), offsets = download<int32_t>(d_off, E + 1);
   const auto sorted = download<int32_t>(d_sorted, N), pos = download<int32_t>(d_pos, N);
@@ -91,11 +92,19 @@ TEST(CudaMoe, CountingSortIsStableAndHandlesEmptyExperts) {
   }
 }
 
-// The sort spreads the pairs over blocks of 1,024: steps of many blocks (prefill sizes up to
-// 24,576 tokens), pair counts that end mid-warp and mid-block, skewed and one-sided routings,
-// the expert-parallel bucket count (E + 1) and 64 experts.
+// Both sort kernels (the tiled one spreads the pairs over blocks of 1,024) at steps of many
+// blocks (prefill sizes up to 24,576 tokens), pair counts that end mid-warp and mid-block,
+// skewed and one-sided routings, the expert-parallel bucket count (E + 1) and 64 experts; and
+// the tiled one at the small sizes of CountingSortIsStableAndHandlesEmptyExperts.
 TEST(CudaMoe, CountingSortAcrossBlocksMatchesStableSort) {
   MIXSERVE_SKIP_WITHOUT_GPU();
+  for (int T : {0, 1, 3, 17, 257}) {
+    std::vector<int32_t> experts(size_t(T) * 2);
+    for (int t = 0; t < T; ++t) experts[t * 2] = t % 8, experts[t * 2 + 1] = (t + 3) % 8;
+    check_sort(experts, T, 2, 8, cuda::MoeSortKernel::kTiled);
+  }
+  for (const cuda::MoeSortKernel kernel : {cuda::MoeSortKernel::kTiled,
+                                           cuda::MoeSortKernel::kBlock}) {
   for (int T : {512, 1023, 4097, 16384, 24576}) {
     for (const auto& [E, K] : {std::pair{8, 2}, std::pair{9, 2}, std::pair{64, 3}}) {
       std::vector<int32_t> experts(size_t(T) * K);
@@ -104,13 +113,14 @@ TEST(CudaMoe, CountingSortAcrossBlocksMatchesStableSort) {
         const int first = t % 3 == 0 ? 0 : int(rng()() % E);
         for (int k = 0; k < K; ++k) experts[t * K + k] = (first + k * (t % 3 == 0 ? 1 : 5)) % E;
       }
-      check_sort(experts, T, K, E);
+      check_sort(experts, T, K, E, kernel);
     }
     // Every pair on the last expert, then every pair on the first.
-    check_sort(std::vector<int32_t>(size_t(T) * 2, 7), T, 2, 8);
+    check_sort(std::vector<int32_t>(size_t(T) * 2, 7), T, 2, 8, kernel);
     std::vector<int32_t> halves(size_t(T) * 2, 0);
     std::fill(halves.begin() + T, halves.end(), 3);
-    check_sort(halves, T, 2, 8);
+    check_sort(halves, T, 2, 8, kernel);
+  }
   }
 }
 

@@ -337,15 +337,17 @@ void check_grouped_step(cuda::CublasLtBatchedFp8& gemm, const MoeInputs& in,
   EXPECT_NE(xa, x0) << what << ": the combine added nothing";
 }
 
-// moe_group_experts_fp8 alone, at prefill sizes (many blocks map the pairs): the groups in
-// expert and in count order, the pointer arrays, and every pair's grouped row, against the host;
-// under expert parallelism (4 local experts, 5 sort buckets) the other rank's pairs keep theirs.
+// moe_group_experts_fp8 alone, at prefill sizes, with up to 264, 3 and 1 blocks mapping the
+// pairs: the groups in expert and in count order, the pointer arrays, and every pair's grouped
+// row, against the host; under expert parallelism (4 local experts, 5 sort buckets) the other
+// rank's pairs keep theirs.
 TEST(CudaMoePaddedFp8, GroupExpertsMapsEveryPairAcrossBlocks) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   const int H = 64, F = 128;
   for (int T : {3, 700, 16384}) {
-    for (const auto& [E, buckets, by_count] :
-         {std::tuple{8, 8, false}, std::tuple{8, 8, true}, std::tuple{4, 5, true}}) {
+    for (const auto& [E, buckets, by_count, blocks] :
+         {std::tuple{8, 8, false, 264}, std::tuple{8, 8, true, 264}, std::tuple{4, 5, true, 264},
+          std::tuple{8, 8, true, 1}, std::tuple{8, 8, true, 3}}) {
       const int K = 2, pairs = T * K;
       std::vector<int32_t> experts(pairs);
       for (int t = 0; t < T; ++t) {  // expert 2 twice as likely as the others; 6 never chosen
@@ -402,6 +404,7 @@ TEST(CudaMoePaddedFp8, GroupExpertsMapsEveryPairAcrossBlocks) {
       a.offsets = offsets.as<int32_t>();
       a.pair_pos = pos.as<int32_t>();
       a.pairs = pairs;
+      a.max_blocks = blocks;
       ASSERT_EQ(cuda::moe_group_experts_fp8(a, nullptr), cudaSuccess);
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       const std::vector<int32_t> got_groups = download<int32_t>(groups, 3 * 64);
@@ -411,7 +414,8 @@ TEST(CudaMoePaddedFp8, GroupExpertsMapsEveryPairAcrossBlocks) {
                            cudaMemcpyDeviceToHost),
                 cudaSuccess);
       const std::string what = "T=" + std::to_string(T) + " E=" + std::to_string(E) +
-                               (by_count ? " by count" : " in expert order");
+                               (by_count ? " by count" : " in expert order") + ", " +
+                               std::to_string(blocks) + " blocks at most";
       const uintptr_t b = uintptr_t{1} << 40;
       for (int g = 0; g < G; ++g) {
         const size_t e = order[g], row0 = size_t(g) * C;
@@ -430,8 +434,101 @@ TEST(CudaMoePaddedFp8, GroupExpertsMapsEveryPairAcrossBlocks) {
         const int want = e >= E ? sorted_pos[p] : expert_group[e] * C + (sorted_pos[p] - off[e]);
         ASSERT_EQ(got_pos[p], want) << what << " pair " << p;
       }
+      if (!by_count) continue;
+      // The pre-sync form: G and C from the counts on the device (a.G, a.C poisoned), the same
+      // groups, pointers and rows; then ungrouped back to the sorted rows. With max_rows below
+      // G * C: layout {0, 0} and nothing written.
+      for (const bool fits : {true, false}) {
+        const std::string how = what + (fits ? ", derived" : ", derived, too many rows");
+        DeviceBuffer pos2 = upload(sorted_pos), groups2 = poisoned(3 * 64 * 4),
+                     layout = poisoned(2 * 4);
+        cuda::MoeGroupFp8Args d = a;
+        d.G = -5;
+        d.C = -7;
+        d.by_count = false;  // implied by derive_layout
+        d.derive_layout = true;
+        d.align = 16;
+        d.max_rows = fits ? G * C : G * C - 1;
+        d.layout = layout.as<int32_t>();
+        d.group_expert = groups2.as<int32_t>();
+        d.group_count = d.group_expert + 64;
+        d.expert_group = d.group_expert + 128;
+        d.pair_pos = pos2.as<int32_t>();
+        ASSERT_EQ(cuda::moe_group_experts_fp8(d, nullptr), cudaSuccess);
+        const std::vector<int32_t> lay = download<int32_t>(layout, 2);
+        const std::vector<int32_t> pos_d = download<int32_t>(pos2, pairs);
+        if (!fits) {
+          EXPECT_EQ(lay, (std::vector<int32_t>{0, 0})) << how;
+          EXPECT_EQ(pos_d, sorted_pos) << how;
+          continue;
+        }
+        EXPECT_EQ(lay, (std::vector<int32_t>{G, C})) << how;
+        EXPECT_EQ(pos_d, got_pos) << how;
+        const std::vector<int32_t> g2 = download<int32_t>(groups2, 3 * 64);
+        for (int g = 0; g < G; ++g) {
+          ASSERT_EQ(g2[g], got_groups[g]) << how;
+          ASSERT_EQ(g2[64 + g], got_groups[64 + g]) << how;
+        }
+        for (int e = 0; e < E; ++e) ASSERT_EQ(g2[128 + e], got_groups[128 + e]) << how;
+        ASSERT_EQ(cuda::moe_ungroup_pairs_fp8(ex.as<int32_t>(), offsets.as<int32_t>(),
+                                              d.expert_group, layout.as<int32_t>(), E, pairs,
+                                              pos2.as<int32_t>(), nullptr),
+                  cudaSuccess);
+        EXPECT_EQ(download<int32_t>(pos2, pairs), sorted_pos) << how << ", ungrouped";
+      }
     }
   }
+}
+
+// The derived gather (G and C from the device, one block a row of a larger bound) writes what
+// gather_rows_grouped_fp8 writes, and nothing past G * C.
+TEST(CudaMoePaddedFp8, DerivedGatherMatchesGather) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  const int T = 300, K = 2, E = 8, H = 64, pairs = T * K;
+  std::vector<int32_t> experts(pairs);
+  for (int t = 0; t < T; ++t) {
+    experts[t * K] = t % 5 == 0 ? 1 : int(rng()() % E);
+    experts[t * K + 1] = (experts[t * K] + 3) % E;
+  }
+  std::vector<uint8_t> hq(size_t(T) * H);
+  for (uint8_t& b : hq) b = uint8_t(rng()() % 0x7f);  // finite E4M3 bytes
+  std::vector<float> hs(T);
+  for (int t = 0; t < T; ++t) hs[t] = 0.5f + 0.01f * t;
+  DeviceBuffer ex = upload(experts), dq = upload(hq), ds = upload(hs), counts(E * 4),
+               offsets((E + 1) * 4), sorted(pairs * 4), pos(pairs * 4), groups(3 * 64 * 4),
+               layout(2 * 4);
+  ASSERT_EQ(cuda::moe_sort(ex.as<int32_t>(), T, K, E, counts.as<int32_t>(), offsets.as<int32_t>(),
+                           sorted.as<int32_t>(), pos.as<int32_t>(), nullptr),
+            cudaSuccess);
+  cuda::MoeGroupFp8Args a;
+  a.counts = counts.as<int32_t>();
+  a.E = E;
+  a.derive_layout = true;
+  a.align = 16;
+  a.max_rows = 4 * pairs;
+  a.layout = layout.as<int32_t>();
+  a.group_expert = groups.as<int32_t>();
+  a.group_count = a.group_expert + 64;
+  a.expert_group = a.group_expert + 128;
+  ASSERT_EQ(cuda::moe_group_experts_fp8(a, nullptr), cudaSuccess);
+  const std::vector<int32_t> lay = download<int32_t>(layout, 2);
+  const int G = lay[0], C = lay[1], rows = G * C, bound = 4 * pairs;
+  ASSERT_GT(G, 0);
+  ASSERT_LT(rows, bound);
+  DeviceBuffer q1 = poisoned(size_t(bound) * H), s1 = poisoned(bound * 4),
+               q2 = poisoned(size_t(bound) * H), s2 = poisoned(bound * 4);
+  ASSERT_EQ(cuda::gather_rows_grouped_fp8(dq.as<uint8_t>(), ds.as<float>(), a.group_expert,
+                                          a.group_count, offsets.as<int32_t>(),
+                                          sorted.as<int32_t>(), G, C, H, q1.as<uint8_t>(),
+                                          s1.as<float>(), nullptr),
+            cudaSuccess);
+  ASSERT_EQ(cuda::gather_rows_grouped_fp8_derived(
+                dq.as<uint8_t>(), ds.as<float>(), a.group_expert, a.group_count,
+                offsets.as<int32_t>(), sorted.as<int32_t>(), layout.as<int32_t>(), bound, H,
+                q2.as<uint8_t>(), s2.as<float>(), nullptr),
+            cudaSuccess);
+  EXPECT_EQ(download<uint8_t>(q2, size_t(bound) * H), download<uint8_t>(q1, size_t(bound) * H));
+  EXPECT_EQ(download<uint32_t>(s2, bound), download<uint32_t>(s1, bound));  // poison past rows
 }
 
 TEST(CudaMoePaddedFp8, GroupedStepMatchesCpuReference) {
@@ -755,6 +852,43 @@ TEST(CudaMoePaddedFp8, CountedPrefillAsAccurateAsPerExpertPath) {
                 ae.mean_dlogprob, 100 * ae.top1);
     EXPECT_LT(ac.mean_dlogprob, 0.8) << preset;
     EXPECT_GE(ac.top1, 0.7) << preset;
+  }
+}
+
+// The pre-sync group (moe_presync_group: groups and gathered rows formed on the device before
+// the count read-back) computes the same bits as the host-planned group: every step counted
+// (moe_padded_max_rows 0), in one and in 3 tiers; and with the tight padding bound 1.0 (layers
+// on the per-expert lanes after the device grouped: their pairs' rows restored).
+TEST(CudaMoePaddedFp8, PresyncGroupIsBitIdentical) {
+  MIXSERVE_SKIP_WITHOUT_GPU();
+  testing::TempDir dir("cuda_fp8_presync");
+  for (const auto& [tiers, padding] : {std::pair{1, 8.0}, std::pair{3, 8.0}, std::pair{3, 1.0}}) {
+    auto set = [tiers = tiers, padding = padding](bool presync) {
+      return [=](cuda::CudaBackendOptions& o) {
+        o.moe_padded_max_rows = 0;
+        o.moe_counted_max_padding = padding;
+        o.moe_counted_tiers = tiers;
+        o.moe_counted_tier_min_gain = 0.0;
+        o.moe_counted_tier_floor_rows = 0;
+        o.moe_presync_group = presync;
+      };
+    };
+    auto [cpu, pre, host] = load_cpu_and_two_fp8(dir, "tiny-e8", set(true), set(false));
+    const std::string what =
+        std::to_string(tiers) + " tiers, padding bound " + std::to_string(padding);
+    for (int batch : {17, 3}) {
+      DecodeRun p = run_decode_steps(*pre, batch, 5 + batch);
+      DecodeRun h = run_decode_steps(*host, batch, 5 + batch);
+      EXPECT_EQ(p.prefill, h.prefill) << what << ", batch " << batch << ": prefill";
+      ASSERT_EQ(p.steps.size(), h.steps.size());
+      for (size_t i = 0; i < p.steps.size(); ++i) {
+        EXPECT_EQ(p.steps[i], h.steps[i]) << what << ", batch " << batch << ": decode " << i;
+      }
+    }
+    EXPECT_EQ(pre->counted_moe_layers(), host->counted_moe_layers()) << what;
+    if (padding > 1.0) {
+      EXPECT_GT(pre->counted_moe_layers(), 0) << what;
+    }
   }
 }
 

@@ -83,6 +83,7 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
     if (i > 0) MIXSERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&lanes_[i], cudaStreamNonBlocking));
     MIXSERVE_CUDA_CHECK(cudaEventCreateWithFlags(&lane_events_[i], cudaEventDisableTiming));
   }
+  MIXSERVE_CUDA_CHECK(cudaEventCreateWithFlags(&counts_copied_, cudaEventDisableTiming));
   if (const char* env = std::getenv("MIXSERVE_MOE_LANES"); env != nullptr && *env != '\0') {
     const int n = std::atoi(env);
     MIXSERVE_CHECK(n >= 1 && n <= CublasLtGemm::kMaxLanes, "MIXSERVE_MOE_LANES=", env,
@@ -121,6 +122,9 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
   if (const char* env = std::getenv("MIXSERVE_MOE_TIER_STREAMS"); env != nullptr && *env != '\0') {
     options_.moe_counted_tier_streams = std::clamp(std::atoi(env), 0, 1);
   }
+  if (const char* env = std::getenv("MIXSERVE_MOE_PRESYNC"); env != nullptr && *env != '\0') {
+    options_.moe_presync_group = std::string(env) != "0";
+  }
   if (const char* env = std::getenv("MIXSERVE_MOE_TIER_W2"); env != nullptr && *env != '\0') {
     options_.moe_counted_tier_w2 = std::string(env) != "0";
   }
@@ -136,7 +140,9 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
   if (options.fp8) {
     batched_fp8_ = std::make_unique<CublasLtBatchedFp8>(size_t{32} << 20, kMaxCountedTiers);
   }
-  moe_groups_.reset(3 * kMaxExperts * sizeof(int32_t) + 6 * kMaxExperts * sizeof(void*));
+  // group_expert, group_count, expert_group; the [6, G] pointers; the pre-sync layout {G, C}.
+  moe_groups_.reset(3 * kMaxExperts * sizeof(int32_t) + 6 * kMaxExperts * sizeof(void*) +
+                    2 * sizeof(int32_t));
 
   size_t free_b = 0, total_b = 0;
   MIXSERVE_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -182,6 +188,7 @@ CudaBackend::~CudaBackend() {
   for (cudaEvent_t e : lane_events_) {
     if (e) cudaEventDestroy(e);
   }
+  if (counts_copied_) cudaEventDestroy(counts_copied_);
   for (cudaStream_t l : lanes_) {
     if (l) cudaStreamDestroy(l);
   }

@@ -87,6 +87,12 @@ struct CudaBackendOptions {
   // How the tiers run (MoeGroupedFp8Step::TierConcurrency: 0 one after another, 1 each GEMM's
   // tiers at once on the MoE lanes' streams); MIXSERVE_MOE_TIER_STREAMS.
   int moe_counted_tier_streams = 1;
+  // Form the counted layer's groups, pointer arrays and gathered rows on the device right
+  // after the sort, behind the counts' copy to the host and before the host waits for it, so
+  // the GPU works while the host plans the GEMMs (moe_presync_group_fp8; the host's plan has
+  // the same G and C; a layer it then runs on the lanes gets its pairs' sorted rows back).
+  // MIXSERVE_MOE_PRESYNC=1. Off by default: written in session 12, not yet run on a GPU.
+  bool moe_presync_group = false;
   // Steps of at least this many tokens run the FP8 qkv and wo GEMMs unscaled
   // (fp8_unscaled_attention; 0: never). 513 = above the largest decode-graph bucket (512), so
   // graphs and eager steps of one size compute the same bits. MIXSERVE_FP8_UNSCALED_ATTN.
@@ -190,7 +196,12 @@ class CudaBackend : public Backend {
   // grouped GEMMs with G = experts with rows and C = the largest count (rounded up to
   // kCountedRowAlign), unless the padding exceeds options' moe_counted_max_padding (then
   // false: the per-expert lanes).
-  bool moe_counted_fp8(int layer, int T, const int32_t* counts);
+  // pre_grouped: moe_presync_group_fp8 ran for this layer (its layout in moe_layout()).
+  bool moe_counted_fp8(int layer, int T, const int32_t* counts, bool pre_grouped = false);
+  int32_t* moe_layout() const {  // [2] {G, C} of the pre-sync group, after the pointers
+    return moe_groups_.as<int32_t>(3 * kMaxExperts * sizeof(int32_t) +
+                                   6 * kMaxExperts * sizeof(void*));
+  }
   MoeGroupedFp8Step grouped_fp8_step(int layer, int T) const;  // the fields both paths share
   int64_t counted_moe_layers_ = 0;  // MoE layers moe_counted_fp8 ran (counted_moe_layers())
   int64_t counted_moe_pairs_ = 0, counted_moe_rows_ = 0, lanes_moe_layers_ = 0;  // counters()
@@ -226,8 +237,11 @@ class CudaBackend : public Backend {
   // Large MoE steps: routes, sorts the pairs by expert (ws_.counts / offsets / sorted_token /
   // pair_pos), runs gather(buckets) — the precision's row gather — then copies the local
   // experts' row counts to the host (the one sync of the layer) and returns them.
+  // after_copy (may be empty): work enqueued behind the counts' copy, before the host waits
+  // for the copy alone (an event), e.g. moe_presync_group_fp8.
   const int32_t* route_sort_and_read_counts(int layer, int T,
-                                            const std::function<cudaError_t(int)>& gather);
+                                            const std::function<cudaError_t(int)>& gather,
+                                            const std::function<void()>& after_copy = {});
   void combine_experts(int T);  // moe_combine of the local pairs into ws_.delta
   void* kv_pool(int layer, int which) const;
   size_t kv_element_bytes() const { return options_.kv_fp8 ? 1 : dtype_size(options_.dtype); }
@@ -284,6 +298,7 @@ class CudaBackend : public Backend {
   // Side streams of the MoE lanes (index 0 unused: lane 0 is stream_) and their events.
   std::array<cudaStream_t, CublasLtGemm::kMaxLanes> lanes_{};
   std::array<cudaEvent_t, CublasLtGemm::kMaxLanes> lane_events_{};
+  cudaEvent_t counts_copied_ = nullptr;  // the counts' copy to the host (with after_copy work)
   int max_moe_lanes_ = CublasLtGemm::kMaxLanes;  // MIXSERVE_MOE_LANES overrides (1 to 4)
   IntervalTimer comm_timer_{"all-reduces"};  // a shard's all-reduces (MIXSERVE_COMM_TIMING=1)
   // The MoE's count read-backs (MIXSERVE_SYNC_TIMING=1): the device idles from the sort's end

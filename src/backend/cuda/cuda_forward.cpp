@@ -226,17 +226,25 @@ int CudaBackend::route_tokens(int l, int T) {
 }
 
 const int32_t* CudaBackend::route_sort_and_read_counts(
-    int l, int T, const std::function<cudaError_t(int)>& gather) {
+    int l, int T, const std::function<cudaError_t(int)>& gather,
+    const std::function<void()>& after_copy) {
   const int Es = route_tokens(l, T);
   MIXSERVE_CUDA_CHECK(moe_sort(ws_.experts, T, config_.num_experts_per_tok, Es, ws_.counts,
                                ws_.offsets, ws_.sorted_token, ws_.pair_pos, stream_));
   MIXSERVE_CUDA_CHECK(gather(Es));
   // The expert GEMMs need each expert's row count on the host: one sync per MoE layer.
+  // (With after_copy work the timed interval ends behind it.)
   sync_timer_.before(stream_);
   MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(counts_host_.get(), ws_.counts,
                                       sizeof(int32_t) * local_experts(), cudaMemcpyDeviceToHost,
                                       stream_));
-  MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (after_copy) {
+    MIXSERVE_CUDA_CHECK(cudaEventRecord(counts_copied_, stream_));
+    after_copy();
+    MIXSERVE_CUDA_CHECK(cudaEventSynchronize(counts_copied_));
+  } else {
+    MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
   sync_timer_.after(stream_);
   return counts_host_.as<int32_t>();
 }

@@ -7,6 +7,7 @@
 // kernel that computes it (norm, SiLU·mul, gather); only the attention output is quantized by
 // a separate pass (quantize_rows_fp8) before the output projection.
 #include <algorithm>
+#include <functional>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
@@ -106,13 +107,33 @@ void CudaBackend::feed_forward_fp8(int l, int T) {
   if (moe_padded_fp8(l, T)) return;  // small steps: grouped, no host sync
   const int K = c.num_experts_per_tok, El = local_experts();  // E unless EP
   int Es = El;  // moe_sort's buckets: E, or E + 1 under expert parallelism
-  const int32_t* counts = route_sort_and_read_counts(l, T, [&](int buckets) {
-    Es = buckets;
-    return cudaSuccess;
-  });
+  // The pre-sync group (moe_presync_group): groups and gathered rows formed on the device
+  // while the host waits for the counts and plans the GEMMs.
+  const bool presync = options_.moe_presync_group && batched_fp8_ != nullptr &&
+                       options_.moe_counted_max_padding > 0.0;
+  std::function<void()> after_copy;
+  if (presync) {
+    after_copy = [&] {
+      MoeGroupedFp8Step s = grouped_fp8_step(l, T);
+      s.sort_buckets = Es;
+      moe_presync_group_fp8(s, kCountedRowAlign, int(ws_moe_rows_), moe_layout(), stream_);
+    };
+  }
+  const int32_t* counts = route_sort_and_read_counts(
+      l, T,
+      [&](int buckets) {
+        Es = buckets;
+        return cudaSuccess;
+      },
+      after_copy);
   // Balanced routing: the grouped GEMMs over G groups of the largest count (scales folded into
   // SiLU·mul and the combine); otherwise one GEMM pair per expert on the lanes below.
-  if (moe_counted_fp8(l, T, counts)) return;
+  if (moe_counted_fp8(l, T, counts, presync)) return;
+  if (presync) {  // the lanes combine from the sorted rows: undo the pre-sync group's mapping
+    const int32_t* expert_group = moe_groups_.as<int32_t>() + 2 * kMaxExperts;
+    MIXSERVE_CUDA_CHECK(moe_ungroup_pairs_fp8(ws_.experts, ws_.offsets, expert_group,
+                                              moe_layout(), El, T * K, ws_.pair_pos, stream_));
+  }
   ++lanes_moe_layers_;
   MIXSERVE_CUDA_CHECK(gather_rows_fp8(ws_.h_q, ws_.h_scale, ws_.sorted_token, T * K, H,
                                       ws_.offsets, Es, ws_.gathered_q, ws_.gathered_scale,

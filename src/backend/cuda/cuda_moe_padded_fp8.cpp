@@ -20,6 +20,49 @@
 
 namespace mixserve::cuda {
 
+MoeGroupFp8Args moe_group_args(const MoeGroupedFp8Step& s) {
+  const int tiers = s.counted ? s.tiers : 1;
+  MoeGroupFp8Args g;
+  g.counts = s.counts;
+  g.E = s.E;
+  g.G = s.groups();
+  g.C = s.capacity();
+  g.experts_in_order = s.strided;
+  g.by_count = tiers > 1;
+  g.group_expert = s.group_expert;
+  g.group_count = s.group_count;
+  g.expert_group = s.expert_group;
+  g.ptrs = s.strided ? nullptr : s.ptrs;
+  g.x_q = s.x_q;
+  g.w13 = s.w13;
+  g.raw13 = s.raw13;
+  g.act_q = s.act_q;
+  g.w2 = s.w2;
+  g.raw2 = s.raw2;
+  g.H = s.H;
+  g.F = s.F;
+  g.experts = s.experts;
+  g.offsets = s.offsets;
+  g.pair_pos = s.pair_pos;
+  g.pairs = s.T * s.K;
+  return g;
+}
+
+void moe_presync_group_fp8(const MoeGroupedFp8Step& s, int align, int max_rows, int32_t* layout,
+                           cudaStream_t stream) {
+  MIXSERVE_CHECK(!s.strided && layout != nullptr, "pre-sync MoE group: pointer arrays only");
+  MoeGroupFp8Args g = moe_group_args(s);
+  g.derive_layout = true;
+  g.align = align;
+  g.max_rows = max_rows;
+  g.layout = layout;
+  MIXSERVE_CUDA_CHECK(moe_group_experts_fp8(g, stream));
+  MIXSERVE_CUDA_CHECK(gather_rows_grouped_fp8_derived(s.h_q, s.h_scale, s.group_expert,
+                                                      s.group_count, s.offsets, s.sorted_token,
+                                                      layout, max_rows, s.H, s.x_q, s.x_scale,
+                                                      stream));
+}
+
 void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaStream_t stream) {
   const int T = s.T, E = s.E, K = s.K, H = s.H, F = s.F, G = s.groups(), C = s.capacity();
   MIXSERVE_CHECK(!s.counted || (!s.strided && G > 0 && G <= E && C > 0),
@@ -37,33 +80,12 @@ void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaS
     MIXSERVE_CUDA_CHECK(moe_sort(s.experts, T, K, std::max(E, s.sort_buckets), s.counts,
                                  s.offsets, s.sorted_token, s.pair_pos, stream));
   }
-  MoeGroupFp8Args g;
-  g.counts = s.counts;
-  g.E = E;
-  g.G = G;
-  g.C = C;
-  g.experts_in_order = s.strided;
-  g.by_count = tiers > 1;
-  g.group_expert = s.group_expert;
-  g.group_count = s.group_count;
-  g.expert_group = s.expert_group;
-  g.ptrs = s.strided ? nullptr : s.ptrs;
-  g.x_q = s.x_q;
-  g.w13 = s.w13;
-  g.raw13 = s.raw13;
-  g.act_q = s.act_q;
-  g.w2 = s.w2;
-  g.raw2 = s.raw2;
-  g.H = H;
-  g.F = F;
-  g.experts = s.experts;
-  g.offsets = s.offsets;
-  g.pair_pos = s.pair_pos;
-  g.pairs = T * K;
-  MIXSERVE_CUDA_CHECK(moe_group_experts_fp8(g, stream));
-  MIXSERVE_CUDA_CHECK(gather_rows_grouped_fp8(s.h_q, s.h_scale, s.group_expert, s.group_count,
-                                              s.offsets, s.sorted_token, G, C, H, s.x_q,
-                                              s.x_scale, stream));
+  if (!(s.counted && s.pre_grouped)) {
+    MIXSERVE_CUDA_CHECK(moe_group_experts_fp8(moe_group_args(s), stream));
+    MIXSERVE_CUDA_CHECK(gather_rows_grouped_fp8(s.h_q, s.h_scale, s.group_expert, s.group_count,
+                                                s.offsets, s.sorted_token, G, C, H, s.x_q,
+                                                s.x_scale, stream));
+  }
   // Per group: [C, H] x [2F, H]^T -> raw [C, 2F] bf16; scales + SiLU·mul + quantization;
   // [C, F] x [H, F]^T -> raw [C, H] bf16; scales + weighted combine.
   // A tier's launch: groups [b, b + n) of the [6, G] pointer arrays, M rows each, on `st` with
@@ -294,7 +316,7 @@ std::optional<CountedLayout> plan_counted_layout(const int32_t* counts, int E, d
   return layout;
 }
 
-bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts) {
+bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts, bool pre_grouped) {
   if (batched_fp8_ == nullptr) return false;
   const int H = config_.hidden_size, F = config_.intermediate_size;
   const std::optional<CountedLayout> layout =
@@ -322,6 +344,10 @@ bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts) {
   s.counted = true;
   s.G = G;
   s.C = C;
+  // The pre-sync group formed the same layout on the device (plan_counted_layout's G and C;
+  // rows <= ws_moe_rows_ both ways), in count order, which a one-tier plan does not need and
+  // does not mind (the rows' values do not depend on their group's place).
+  s.pre_grouped = pre_grouped;
   if (tiered) {
     s.tiers = layout->tiers;
     std::copy(layout->tier, layout->tier + layout->tiers, s.tier);

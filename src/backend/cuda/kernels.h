@@ -131,10 +131,18 @@ cudaError_t moe_topk(const float* logits, int T, int E, int K, int32_t* experts,
                      cudaStream_t stream);
 // Counting sort of the T*K (token, slot) pairs by expert, stable (ascending pair index).
 //   experts: [T*K]; counts: [E]; offsets: [E+1]; sorted_token: [T*K] token of each sorted
-//   row; pair_pos: [T*K] sorted row of each pair. One block a 1,024 pairs, one launch; E <= 64
-//   and every experts[i] in [0, E).
+//   row; pair_pos: [T*K] sorted row of each pair. One launch; E <= 64 and every experts[i] in
+//   [0, E).
+//   kernel: kTiled = one block a 1,024 pairs (written in session 12, not yet run on a GPU),
+//   kBlock = one block for all pairs (sessions 1-11), kDefault = MIXSERVE_MOE_SORT (tiled or
+//   block; block unless set).
+enum class MoeSortKernel { kDefault, kTiled, kBlock };
 cudaError_t moe_sort(const int32_t* experts, int T, int K, int E, int32_t* counts, int32_t* offsets,
-                     int32_t* sorted_token, int32_t* pair_pos, cudaStream_t stream);
+                     int32_t* sorted_token, int32_t* pair_pos, cudaStream_t stream,
+                     MoeSortKernel kernel = MoeSortKernel::kDefault);
+// Whether MIXSERVE_MOE_SORT=tiled: the tiled sort and the many-block MoE group kernel
+// (moe_group_experts_fp8) by default.
+bool moe_routing_tiled();
 
 // ---- moe_ffn.cuh ----
 // dst[r, :] = src[index[r], :].  src: [*, H] dt, index: [n], dst: [n, H] dt

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "backend/cuda/kernels.h"
+
 namespace mixserve::cuda {
 
 namespace {
@@ -31,13 +33,23 @@ int silu_variant() {
 }  // namespace
 
 cudaError_t moe_group_experts_fp8(const MoeGroupFp8Args& args, cudaStream_t stream) {
-  if (args.E <= 0 || args.G <= 0) return cudaSuccess;
+  if (args.E <= 0) return cudaSuccess;
+  if (args.derive_layout) {
+    if (args.layout == nullptr || args.align <= 0 || args.experts_in_order) {
+      return cudaErrorInvalidValue;
+    }
+  } else if (args.G <= 0) {
+    return cudaSuccess;
+  }
   if (args.experts_in_order && args.G != args.E) return cudaErrorInvalidValue;
   if (args.E > kGroupMaxExperts || args.G > args.E) return cudaErrorInvalidValue;
+  const int most = args.max_blocks > 0 ? args.max_blocks
+                   : moe_routing_tiled()  ? kGroupMaxBlocks
+                                          : 1;
   const int blocks =
       args.pair_pos == nullptr
           ? 1
-          : std::clamp((args.pairs + kGroupThreads - 1) / kGroupThreads, 1, kGroupMaxBlocks);
+          : std::clamp((args.pairs + kGroupThreads - 1) / kGroupThreads, 1, most);
   moe_group_experts_fp8_kernel<<<blocks, kGroupThreads, 0, stream>>>(args);
   return cudaGetLastError();
 }
@@ -52,6 +64,29 @@ cudaError_t gather_rows_grouped_fp8(const uint8_t* src_q, const float* src_scale
   gather_rows_grouped_fp8_kernel<<<G * C, 128, 0, stream>>>(src_q, src_scales, group_expert,
                                                             group_count, offsets, sorted_token, C,
                                                             H, dst_q, dst_scales);
+  return cudaGetLastError();
+}
+
+cudaError_t gather_rows_grouped_fp8_derived(const uint8_t* src_q, const float* src_scales,
+                                            const int32_t* group_expert,
+                                            const int32_t* group_count, const int32_t* offsets,
+                                            const int32_t* sorted_token, const int32_t* layout,
+                                            int max_rows, int H, uint8_t* dst_q,
+                                            float* dst_scales, cudaStream_t stream) {
+  if (max_rows <= 0) return cudaSuccess;
+  if (H % 16 != 0 || layout == nullptr) return cudaErrorInvalidValue;
+  gather_rows_grouped_fp8_kernel<<<max_rows, 128, 0, stream>>>(
+      src_q, src_scales, group_expert, group_count, offsets, sorted_token, 1, H, dst_q,
+      dst_scales, layout);
+  return cudaGetLastError();
+}
+
+cudaError_t moe_ungroup_pairs_fp8(const int32_t* experts, const int32_t* offsets,
+                                  const int32_t* expert_group, const int32_t* layout, int E,
+                                  int pairs, int32_t* pair_pos, cudaStream_t stream) {
+  if (pairs <= 0) return cudaSuccess;
+  moe_ungroup_pairs_fp8_kernel<<<(pairs + 255) / 256, 256, 0, stream>>>(
+      experts, offsets, expert_group, layout, E, pairs, pair_pos);
   return cudaGetLastError();
 }
 

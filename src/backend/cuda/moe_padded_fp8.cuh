@@ -42,8 +42,34 @@ __device__ inline void assign_groups_fp8(const MoeGroupFp8Args& a, int32_t* grou
 __global__ void __launch_bounds__(kGroupThreads) moe_group_experts_fp8_kernel(MoeGroupFp8Args a) {
   __shared__ int32_t group_expert[kGroupMaxExperts], group_count[kGroupMaxExperts],
       expert_group[kGroupMaxExperts];
+  __shared__ int layout_ok, G_s, C_s;
   if (threadIdx.x == 0) {
-    assign_groups_fp8(a, group_expert, group_count, expert_group);
+    layout_ok = 1;
+    if (a.derive_layout) {  // plan_counted_layout's G and C, from the counts
+      int G = 0, most = 0;
+      for (int e = 0; e < a.E; ++e) {
+        G += a.counts[e] > 0;
+        most = max(most, a.counts[e]);
+      }
+      const int C = (most + a.align - 1) / a.align * a.align;
+      layout_ok = G > 0 && int64_t{G} * C <= a.max_rows;
+      a.G = layout_ok ? G : 0;
+      a.C = layout_ok ? C : 0;
+      a.by_count = true;
+      if (blockIdx.x == 0) {
+        a.layout[0] = a.G;
+        a.layout[1] = a.C;
+      }
+    }
+    if (layout_ok) assign_groups_fp8(a, group_expert, group_count, expert_group);
+    G_s = a.G;
+    C_s = a.C;
+  }
+  __syncthreads();
+  if (!layout_ok) return;
+  a.G = G_s;  // thread 0's (derived) G and C in every thread's copy of the arguments
+  a.C = C_s;
+  if (threadIdx.x == 0) {
     if (blockIdx.x == 0) {
       for (int g = 0; g < a.G; ++g) {
         a.group_expert[g] = group_expert[g];
@@ -74,11 +100,18 @@ __global__ void __launch_bounds__(kGroupThreads) moe_group_experts_fp8_kernel(Mo
 }
 
 // One block per grouped row, 16-byte copies.  dst_q: [G*C, H]; dst_scales: [G*C]
+// layout (may be null): [2] {G, C} from the device; C is then layout[1] and the blocks past
+// G * C return.
 __global__ void gather_rows_grouped_fp8_kernel(const uint8_t* src_q, const float* src_scales,
                                                const int32_t* group_expert,
                                                const int32_t* group_count, const int32_t* offsets,
                                                const int32_t* sorted_token, int C, int H,
-                                               uint8_t* dst_q, float* dst_scales) {
+                                               uint8_t* dst_q, float* dst_scales,
+                                               const int32_t* layout = nullptr) {
+  if (layout != nullptr) {
+    C = layout[1];
+    if (int64_t{blockIdx.x} >= int64_t{layout[0]} * C) return;
+  }
   const int r = blockIdx.x, g = r / C, j = r % C;
   uint4* d = reinterpret_cast<uint4*>(dst_q + static_cast<int64_t>(r) * H);
   if (j >= group_count[g]) {  // unused capacity: zeros, never NaN garbage
@@ -90,6 +123,16 @@ __global__ void gather_rows_grouped_fp8_kernel(const uint8_t* src_q, const float
   const uint4* s = reinterpret_cast<const uint4*>(src_q + tok * H);
   for (int i = threadIdx.x; i < H / 16; i += blockDim.x) d[i] = s[i];
   if (threadIdx.x == 0) dst_scales[r] = src_scales[tok];
+}
+
+__global__ void moe_ungroup_pairs_fp8_kernel(const int32_t* experts, const int32_t* offsets,
+                                             const int32_t* expert_group, const int32_t* layout,
+                                             int E, int pairs, int32_t* pair_pos) {
+  const int p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= pairs || layout[0] == 0) return;
+  const int e = experts[p];
+  if (e >= E) return;
+  pair_pos[p] = offsets[e] + (pair_pos[p] - expert_group[e] * layout[1]);
 }
 
 // Max over the block (kThreads threads, or `warps` warps of at most kThreads / 32).

@@ -54,9 +54,20 @@ struct MoeGroupFp8Args {
   const int32_t* offsets = nullptr;  // [E + 1]
   int32_t* pair_pos = nullptr;       // [pairs] in/out
   int pairs = 0;
+  // Blocks that map the pairs: 0 = up to 264 of 512 pairs under MIXSERVE_MOE_SORT=tiled, else
+  // 1 (sessions 1-11); n > 0: up to n.
+  int max_blocks = 0;
+  // The counted layout formed on the device, before the host has the counts (the pre-sync
+  // group, CudaBackendOptions::moe_presync_group): G = the experts with rows, C = the largest
+  // count rounded up to `align` (plan_counted_layout's groups and capacity), groups in count
+  // order; a.G and a.C are ignored. layout: [2] out, {G, C}, or {0, 0} where G = 0 or G * C >
+  // max_rows — then nothing else is written and the pairs keep their sorted rows.
+  bool derive_layout = false;
+  int align = 16, max_rows = 0;
+  int32_t* layout = nullptr;
 };
 // Fills the groups and (where ptrs is set) the pointer arrays from the counts, then maps the
-// pair positions (up to 264 blocks of 512 pairs). E <= 64, G <= E.
+// pair positions (max_blocks). E <= 64, G <= E.
 cudaError_t moe_group_experts_fp8(const MoeGroupFp8Args& args, cudaStream_t stream);
 
 // dst_q[g*C + j] = src_q[tok], dst_scales[g*C + j] = src_scales[tok] with
@@ -68,6 +79,20 @@ cudaError_t gather_rows_grouped_fp8(const uint8_t* src_q, const float* src_scale
                                     const int32_t* offsets, const int32_t* sorted_token, int G,
                                     int C, int H, uint8_t* dst_q, float* dst_scales,
                                     cudaStream_t stream);
+// The same with G and C from the device (layout: [2] {G, C} of a derive_layout group, G * C <=
+// max_rows; {0, 0}: nothing is written). One block a row of max_rows, those past G * C return.
+cudaError_t gather_rows_grouped_fp8_derived(const uint8_t* src_q, const float* src_scales,
+                                            const int32_t* group_expert,
+                                            const int32_t* group_count, const int32_t* offsets,
+                                            const int32_t* sorted_token, const int32_t* layout,
+                                            int max_rows, int H, uint8_t* dst_q,
+                                            float* dst_scales, cudaStream_t stream);
+// Undoes a group's mapping of the pairs (for a layer the host then runs on the per-expert
+// lanes): pair_pos[p] = offsets[e] + (pair_pos[p] - expert_group[e] * C) for e = experts[p]
+// < E, C = layout[1]; nothing where layout[0] == 0 (the group mapped nothing).
+cudaError_t moe_ungroup_pairs_fp8(const int32_t* experts, const int32_t* offsets,
+                                  const int32_t* expert_group, const int32_t* layout, int E,
+                                  int pairs, int32_t* pair_pos, cudaStream_t stream);
 
 // Scales the raw w13 sums, SiLU(gate) * up in float32, quantized per row (see above).
 //   raw13: [G*C, 2F] bf16; x_scales: [G*C]; w13_scales: [E, 2F]; act_q: [G*C, F];
@@ -208,6 +233,10 @@ struct MoeGroupedFp8Step {
   // Set: the combine is left to the next norm (add_rms_norm_fp8_moe with combine()); out is
   // not written.
   bool defer_combine = false;
+  // Counted steps: the groups, pointer arrays, pair rows and gathered rows were made on the
+  // device before the host had the counts (moe_presync_group_fp8, the same G and C); only the
+  // GEMMs, SiLU·mul and the combine are left.
+  bool pre_grouped = false;
   MoeCombineFp8 combine() const {
     return MoeCombineFp8{raw2, act_scale, w2_scale, experts, expert_weights, pair_pos, K, E};
   }
@@ -219,5 +248,14 @@ struct MoeGroupedFp8Step {
 // combine (unless deferred): enqueue only (no sync, no allocation once gemm's plans exist). Throws
 // mixserve::Error on a failed launch.
 void moe_grouped_fp8(const MoeGroupedFp8Step& s, CublasLtBatchedFp8& gemm, cudaStream_t stream);
+// The group kernel's arguments for step s (its G and C, order and pointer targets).
+MoeGroupFp8Args moe_group_args(const MoeGroupedFp8Step& s);
+// Before the count read-back of a counted step (sorted, G and C not yet on the host): the
+// groups of plan_counted_layout's G and C (align rows), in count order, their pointer arrays,
+// the pairs' grouped rows and the gathered rows, all on the device (layout: [2] out {G, C}, or
+// {0, 0} where G * C > max_rows: nothing done). If the host then runs the layer otherwise,
+// moe_ungroup_pairs_fp8 gives the pairs their sorted rows back.
+void moe_presync_group_fp8(const MoeGroupedFp8Step& s, int align, int max_rows, int32_t* layout,
+                           cudaStream_t stream);
 
 }  // namespace mixserve::cuda
