@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Session 12's GPU run (one H100): GPU tests (TESTS), compute-sanitizer memcheck (SANITIZE),
-# bench-kernels --only routing at KTOKENS with the tiled sort and with MIXSERVE_MOE_SORT=block,
+# bench-kernels --only routing at KTOKENS with MIXSERVE_MOE_SORT=tiled and =block,
 # OFF-128 for each OFF_CFGS entry (as tools/gpu_session10.sh), then with PROFILE=1 an ncu
 # per-kernel breakdown (?layers=2, kernels serialized, 2 steps) of a batch-1,536 decode step and
 # a 16,384-token prefill step. Reports in $OUT/results.tgz; a short table at the end.
+# Written in session 12, which got no GPU. The first run (tests of the new kernels with the new
+# paths on everywhere, then an A/B; ~9 min):
+#   MIXSERVE_MOE_SORT=tiled MIXSERVE_MOE_PRESYNC=1 TAG=h100-s13a \
+#   TESTS='CudaMoe.*:CudaMoePaddedFp8.*:CudaSampling.*:CudaBackend*:CudaGraph*' \
+#   SANITIZE='CudaMoe.CountingSortAcrossBlocksMatchesStableSort:CudaMoePaddedFp8.GroupExperts*:CudaMoePaddedFp8.DerivedGather*:CudaMoePaddedFp8.CountedStepMatchesCpuReference:CudaSampling.GreedyMatchesHostWithTies' \
+#   KTOKENS='1536 16384' LIMIT=140 OFF_CFGS='old:1536:16384:0.95:MIXSERVE_MOE_SORT=block,MIXSERVE_MOE_PRESYNC=0
+#   new:1536:16384:0.95 old2:1536:16384:0.95:MIXSERVE_MOE_SORT=block,MIXSERVE_MOE_PRESYNC=0
+#   new2:1536:16384:0.95' tools/gpu_session12.sh
+# then (same machine if warm) the two changes apart: tiled sort alone, pre-sync alone, PROFILE=1.
 set -uo pipefail
 TAG=${TAG:-h100-s12}
 . "$(dirname "$0")/gpu_common.sh"
@@ -12,8 +21,7 @@ gpu_tests
 gpu_memcheck
 if [ -n "${KTOKENS-}" ]; then
   for v in tiled block; do
-    envv=(); [ $v = block ] && envv=(MIXSERVE_MOE_SORT=block)
-    env "${envv[@]}" timeout 120 $B bench-kernels --only routing --tokens $KTOKENS \
+    MIXSERVE_MOE_SORT=$v timeout 120 $B bench-kernels --only routing --tokens $KTOKENS \
       --out $R/$TAG-kernels-routing-$v.json > $R/$TAG-kernels-routing-$v.log 2>&1
     echo "== bench-kernels routing, $v sort: rc=$?"; grep -E "moe_sort" $R/$TAG-kernels-routing-$v.log
   done
