@@ -6,13 +6,17 @@
 # a 16,384-token prefill step. Reports in $OUT/results.tgz; a short table at the end.
 # Written in session 12, which got no GPU. The first run (tests of the new kernels with the new
 # paths on everywhere, then an A/B; ~9 min):
-#   MIXSERVE_MOE_SORT=tiled MIXSERVE_MOE_PRESYNC=1 TAG=h100-s13a \
+#   MIXSERVE_MOE_SORT=tiled MIXSERVE_MOE_PRESYNC=1 MIXSERVE_GEMM_PRETUNE=1 TAG=h100-s13a \
 #   TESTS='CudaMoe.*:CudaMoePaddedFp8.*:CudaSampling.*:CudaBackend*:CudaGraph*' \
 #   SANITIZE='CudaMoe.CountingSortAcrossBlocksMatchesStableSort:CudaMoePaddedFp8.GroupExperts*:CudaMoePaddedFp8.DerivedGather*:CudaMoePaddedFp8.CountedStepMatchesCpuReference:CudaSampling.GreedyMatchesHostWithTies' \
-#   KTOKENS='1536 16384' LIMIT=140 OFF_CFGS='old:1536:16384:0.95:MIXSERVE_MOE_SORT=block,MIXSERVE_MOE_PRESYNC=0
-#   new:1536:16384:0.95 old2:1536:16384:0.95:MIXSERVE_MOE_SORT=block,MIXSERVE_MOE_PRESYNC=0
+#   KTOKENS='1536 16384' LIMIT=140 OFF_CFGS='old:1536:16384:0.95:MIXSERVE_MOE_SORT=block,MIXSERVE_MOE_PRESYNC=0,MIXSERVE_GEMM_PRETUNE=0,MIXSERVE_LOG=debug
+#   new:1536:16384:0.95 old2:1536:16384:0.95:MIXSERVE_MOE_SORT=block,MIXSERVE_MOE_PRESYNC=0,MIXSERVE_GEMM_PRETUNE=0
 #   new2:1536:16384:0.95' tools/gpu_session12.sh
-# then (same machine if warm) the two changes apart: tiled sort alone, pre-sync alone, PROFILE=1.
+# (TESTS should then include CudaMoePaddedFp8.PretuneTimesTheReachableClassesAtSetup, already in
+# CudaMoePaddedFp8.*.) Then (same machine if warm) the changes apart: pre-tuning alone, tiled
+# sort alone, pre-sync alone, PROFILE=1. The debug log of "old" shows whether GEMM classes are
+# autotuned inside the measured run (lines "batched FP8 GEMM autotune" after "requests (64
+# warm-up)").
 set -uo pipefail
 TAG=${TAG:-h100-s12}
 . "$(dirname "$0")/gpu_common.sh"

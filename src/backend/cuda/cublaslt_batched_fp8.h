@@ -53,6 +53,7 @@ class CublasLtBatchedFp8 {
   // whose time it would count).
   bool will_time(int M, int N, int K, int batch, DType out, bool tune);
   int slots() const { return slots_; }
+  int tuned_classes() const { return static_cast<int>(tuned_.size()); }  // shape classes timed
   // Entry b: x + b * x_stride, w + b * w_stride, y + b * y_stride (strides in elements,
   // multiples of 16 bytes; base pointers 16-byte aligned).
   void matmul_strided(const uint8_t* x, int64_t x_stride, const uint8_t* w, int64_t w_stride,

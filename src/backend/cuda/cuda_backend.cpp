@@ -122,6 +122,9 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
   if (const char* env = std::getenv("MIXSERVE_MOE_TIER_STREAMS"); env != nullptr && *env != '\0') {
     options_.moe_counted_tier_streams = std::clamp(std::atoi(env), 0, 1);
   }
+  if (const char* env = std::getenv("MIXSERVE_GEMM_PRETUNE"); env != nullptr && *env != '\0') {
+    options_.gemm_pretune = std::string(env) != "0";
+  }
   if (const char* env = std::getenv("MIXSERVE_MOE_PRESYNC"); env != nullptr && *env != '\0') {
     options_.moe_presync_group = std::string(env) != "0";
   }
@@ -240,6 +243,7 @@ void CudaBackend::finish_setup() {
   log::info("CUDA memory: weights ", gib(weights_.bytes()), " GiB, workspace ",
             gib(workspace_buf_.bytes()), " GiB, KV budget ", gib(kv_budget_bytes_),
             " GiB = ", kv_budget_bytes_ / kv_bytes_per_token(), " tokens");
+  if (options_.gemm_pretune) pretune_counted_moe();
 }
 
 size_t CudaBackend::kv_bytes_per_token() const {

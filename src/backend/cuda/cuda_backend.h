@@ -93,6 +93,13 @@ struct CudaBackendOptions {
   // the same G and C; a layer it then runs on the lanes gets its pairs' sorted rows back).
   // MIXSERVE_MOE_PRESYNC=1. Off by default: written in session 12, not yet run on a GPU.
   bool moe_presync_group = false;
+  // At setup, time the counted MoE's batched FP8 GEMM candidates for every shape class the
+  // workspace allows (M classes 64..512 by 64 and powers of two up to the step's tokens, batch
+  // classes 1, 2-3 and 4-8; w1|w3 and w2), on layer 0's experts and random E4M3 rows, instead
+  // of on first use inside a request's step (where OFF-128's larger classes, absent from its
+  // 64-request warm-up, cost an estimated 1-2 s of a 48 s run: docs/perf/NOTES.md session 12).
+  // MIXSERVE_GEMM_PRETUNE=1. Off by default: written in session 12, not yet run on a GPU.
+  bool gemm_pretune = false;
   // Steps of at least this many tokens run the FP8 qkv and wo GEMMs unscaled
   // (fp8_unscaled_attention; 0: never). 513 = above the largest decode-graph bucket (512), so
   // graphs and eager steps of one size compute the same bits. MIXSERVE_FP8_UNSCALED_ATTN.
@@ -149,6 +156,10 @@ class CudaBackend : public Backend {
   int num_decode_graphs() const;  // CUDA graphs captured so far
   // MoE layers (over all steps) whose FP8 experts ran as counted grouped GEMMs.
   int64_t counted_moe_layers() const { return counted_moe_layers_; }
+  // Shape classes of the counted MoE's batched FP8 GEMMs timed so far (gemm_pretune or use).
+  int counted_gemm_tuned_classes() const {
+    return batched_fp8_ ? batched_fp8_->tuned_classes() : 0;
+  }
   // moe_counted_layers, moe_counted_pairs (token-expert pairs of those layers), moe_counted_rows
   // (their layouts' G * C rows, padding included), moe_counted_w13_rows / moe_counted_w2_rows
   // (the rows the two GEMMs computed: G * C unless tiered), moe_counted_tiers (launches per
@@ -203,6 +214,7 @@ class CudaBackend : public Backend {
                                    6 * kMaxExperts * sizeof(void*));
   }
   MoeGroupedFp8Step grouped_fp8_step(int layer, int T) const;  // the fields both paths share
+  void pretune_counted_moe();  // gemm_pretune (above), from finish_setup
   int64_t counted_moe_layers_ = 0;  // MoE layers moe_counted_fp8 ran (counted_moe_layers())
   int64_t counted_moe_pairs_ = 0, counted_moe_rows_ = 0, lanes_moe_layers_ = 0;  // counters()
   int64_t counted_moe_w13_rows_ = 0, counted_moe_w2_rows_ = 0, counted_moe_tiers_ = 0;

@@ -5,18 +5,22 @@
 // Shapes: T tokens of the step (also the capacity C of each group), E experts, K top-k,
 // G groups, H hidden, F FFN size.
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "backend/cuda/cublas_util.h"
 #include "backend/cuda/cublaslt_batched_fp8.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/fp8_kernels.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/moe_padded_fp8.h"
 #include "backend/cuda/stream_fork.h"
 #include "util/error.h"
+#include "util/log.h"
 
 namespace mixserve::cuda {
 
@@ -368,6 +372,83 @@ bool CudaBackend::moe_counted_fp8(int l, int T, const int32_t* counts, bool pre_
   counted_moe_w2_rows_ += tiered && s.tier_w2 ? w13_rows : int64_t{G} * C;
   counted_moe_tiers_ += s.tiers;
   return true;
+}
+
+void CudaBackend::pretune_counted_moe() {
+  const ModelConfig& c = config_;
+  if (!options_.fp8 || !c.moe || batched_fp8_ == nullptr ||
+      options_.moe_counted_max_padding <= 0.0 || c.num_hidden_layers <= 0) {
+    return;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const int E = local_experts(), H = c.hidden_size, F = c.intermediate_size;
+  const int64_t max_rows = int64_t(ws_moe_rows_);
+  // A group holds at most one row a token; the rows of all groups fit the workspace.
+  const int max_m = std::min<int64_t>(ws_tokens_, max_rows);
+  std::vector<int> ms;
+  for (int m = 64; m <= 512; m += 64) ms.push_back(m);
+  for (int m = 1024; m < 2 * max_m; m *= 2) ms.push_back(m);
+  std::vector<int> batches;
+  for (int b : {1, 3, 8}) batches.push_back(std::min(b, E));
+  batches.erase(std::unique(batches.begin(), batches.end()), batches.end());
+  struct Gemm {
+    int N, K;
+    const uint8_t *x, *w;  // x: the [rows, K] E4M3 inputs; w: [E, N, K]
+    void* y;               // [rows, N] bf16
+  };
+  const CudaLayerWeights w = weights_.layer(0);
+  const Gemm gemms[2] = {
+      {2 * F, H, ws_.gathered_q, static_cast<const uint8_t*>(w.w13), ws_.gate_up},
+      {H, F, ws_.act_q, static_cast<const uint8_t*>(w.w2), ws_.expert_out}};
+  // Inputs: random values in [-2, 2) rounded to bf16 (gate_up as scratch), then E4M3 rows.
+  bool inputs = false;
+  auto make_inputs = [&] {
+    const int64_t rows = max_rows;
+    MIXSERVE_CUDA_CHECK(fill_synthetic(ws_.gate_up, DType::kBF16, rows * H, 0x5eed0001, 2.0,
+                                       false, stream_));
+    MIXSERVE_CUDA_CHECK(quantize_rows_fp8(ws_.gate_up, DType::kBF16, rows, H, ws_.gathered_q,
+                                          ws_.gathered_scale, stream_));
+    MIXSERVE_CUDA_CHECK(fill_synthetic(ws_.gate_up, DType::kBF16, rows * F, 0x5eed0002, 2.0,
+                                       false, stream_));
+    MIXSERVE_CUDA_CHECK(quantize_rows_fp8(ws_.gate_up, DType::kBF16, rows, F, ws_.act_q,
+                                          ws_.act_scale, stream_));
+    inputs = true;
+  };
+  const void** ptrs = moe_groups_.as<const void*>(3 * kMaxExperts * sizeof(int32_t));
+  int timed = 0;
+  for (const int cls : ms) {
+    for (const int b : batches) {
+      // The class's largest M that a step of this workspace can have with b groups.
+      const int m = int(std::min<int64_t>({cls, max_m, max_rows / b}));
+      if (m <= 0 || gemm_m_class(m) != cls) continue;  // no step reaches this class
+      for (const Gemm& g : gemms) {
+        if (!batched_fp8_->will_time(m, g.N, g.K, b, DType::kBF16, true) ||
+            !batched_fp8_->supported(CublasLtBatchedFp8::Mode::kPointerArray, m, g.N, g.K, b,
+                                     DType::kBF16)) {
+          continue;
+        }
+        if (!inputs) make_inputs();
+        std::vector<const void*> host(3 * size_t(b));
+        for (int i = 0; i < b; ++i) {
+          host[i] = g.x + size_t(i) * m * g.K;
+          host[b + i] = g.w + size_t(i) * g.N * g.K;
+          host[2 * b + i] = static_cast<char*>(g.y) + size_t(i) * m * g.N * 2;
+        }
+        MIXSERVE_CUDA_CHECK(cudaMemcpyAsync(ptrs, host.data(), host.size() * sizeof(void*),
+                                            cudaMemcpyHostToDevice, stream_));
+        batched_fp8_->matmul_pointers(ptrs, ptrs + b, const_cast<void* const*>(ptrs + 2 * b), m,
+                                      g.N, g.K, b, DType::kBF16, stream_, true, 0);
+        MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));  // host array reused
+        ++timed;
+      }
+    }
+  }
+  const double s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (timed > 0) {
+    log::info("counted MoE GEMMs: ", timed, " shape classes tuned at setup in ", s, " s (",
+              batched_fp8_->tuned_classes(), " classes in all)");
+  }
 }
 
 std::vector<std::pair<std::string, double>> CudaBackend::counters() const {
