@@ -895,7 +895,8 @@ TEST(CudaMoePaddedFp8, PresyncGroupIsBitIdentical) {
 // gemm_pretune at Mixtral 8x7B's expert shapes (one synthetic layer, 1,024-token workspace):
 // every class a counted step of the workspace can reach is timed at setup — M classes 64..512
 // by 64 and 1,024 (the tokens' class), batches 1, 3 and 8, w1|w3 and w2, those whose rows fit
-// the workspace; a counted prefill afterwards tunes nothing new and its logits are finite.
+// the workspace, and the per-token GEMMs (qkv, wo, LM head) by M class; a counted prefill
+// afterwards tunes nothing new and its logits are finite.
 TEST(CudaMoePaddedFp8, PretuneTimesTheReachableClassesAtSetup) {
   MIXSERVE_SKIP_WITHOUT_GPU();
   const ModelConfig c = preset_from_spec("mixtral-8x7b?layers=1");
@@ -912,6 +913,11 @@ TEST(CudaMoePaddedFp8, PretuneTimesTheReachableClassesAtSetup) {
   const int tuned = b->counted_gemm_tuned_classes();
   EXPECT_LE(tuned, want);
   EXPECT_GE(tuned, want * 9 / 10);
+  // qkv and wo at the 9 M classes (the router is too small to tune), the LM head at class 64
+  // (64 logits rows at most): up to 19, less shapes with a single cuBLASLt candidate.
+  const int dense = b->gemm_tuned_classes();
+  EXPECT_GE(dense, 9);
+  EXPECT_LE(dense, 2 * 9 + 1);
   b->allocate_kv_cache({256, 16});
   std::mt19937 gen(3);
   std::vector<SeqSpec> seqs(4, SeqSpec{200, 200});
@@ -921,6 +927,7 @@ TEST(CudaMoePaddedFp8, PretuneTimesTheReachableClassesAtSetup) {
   b->forward(plan, logits);
   EXPECT_GE(b->counted_moe_layers(), 1);
   EXPECT_EQ(b->counted_gemm_tuned_classes(), tuned) << "a counted step tuned a class anew";
+  EXPECT_EQ(b->gemm_tuned_classes(), dense) << "a per-token GEMM tuned a class anew";
   for (const float v : logits) ASSERT_TRUE(std::isfinite(v));
 }
 

@@ -160,6 +160,7 @@ class CudaBackend : public Backend {
   int counted_gemm_tuned_classes() const {
     return batched_fp8_ ? batched_fp8_->tuned_classes() : 0;
   }
+  int gemm_tuned_classes() const { return gemm_->tuned_classes(); }  // the other GEMMs'
   // moe_counted_layers, moe_counted_pairs (token-expert pairs of those layers), moe_counted_rows
   // (their layouts' G * C rows, padding included), moe_counted_w13_rows / moe_counted_w2_rows
   // (the rows the two GEMMs computed: G * C unless tiered), moe_counted_tiers (launches per

@@ -443,12 +443,46 @@ void CudaBackend::pretune_counted_moe() {
       }
     }
   }
+  // The per-token GEMMs of an FP8 step (scaled qkv and wo, the router, the LM head) by their
+  // M classes too, on the workspace buffers the forward pass gives them (the same alignment,
+  // so the same shape keys); CublasLtGemm tunes a class on its first call.
+  const int dense_before = gemm_->tuned_classes();
+  const int width = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim;
+  const int HqD = c.num_attention_heads * c.head_dim;
+  const DType dt = options_.dtype;
+  const int T = ws_tokens_, R = ws_logits_rows_;
+  MIXSERVE_CUDA_CHECK(fill_synthetic(ws_.gate_up, DType::kBF16, int64_t{T} * HqD, 0x5eed0003,
+                                     2.0, false, stream_));
+  MIXSERVE_CUDA_CHECK(quantize_rows_fp8(ws_.gate_up, DType::kBF16, T, H, ws_.h_q, ws_.h_scale,
+                                        stream_));
+  MIXSERVE_CUDA_CHECK(quantize_rows_fp8(ws_.gate_up, DType::kBF16, T, HqD, ws_.attn_q,
+                                        ws_.attn_scale, stream_));
+  MIXSERVE_CUDA_CHECK(fill_synthetic(ws_.h, dt, int64_t{T} * H, 0x5eed0004, 2.0, false, stream_));
+  MIXSERVE_CUDA_CHECK(fill_synthetic(ws_.final_rows, dt, int64_t{R} * H, 0x5eed0005, 2.0, false,
+                                     stream_));
+  for (const int cls : ms) {
+    const int m = std::min(cls, T);
+    if (m <= 0 || gemm_m_class(m) != cls) continue;
+    if (!fp8_unscaled_attention(m)) {
+      gemm_->matmul_fp8(ws_.h_q, ws_.h_scale, static_cast<const uint8_t*>(w.wqkv), w.wqkv_scale,
+                        ws_.qkv, m, width, H, dt, stream_);
+      gemm_->matmul_fp8(ws_.attn_q, ws_.attn_scale, static_cast<const uint8_t*>(w.wo),
+                        w.wo_scale, ws_.delta, m, H, HqD, DType::kF32, stream_);
+    }
+    gemm_->matmul(ws_.h, w.router, ws_.router_logits, m, c.num_local_experts, H, dt,
+                  DType::kF32, stream_);
+    const int r = std::min(cls, R);
+    if (r > 0 && gemm_m_class(r) == cls) {
+      gemm_->matmul(ws_.final_rows, weights_.lm_head(), ws_.logits, r, c.vocab_size, H, dt,
+                    DType::kF32, stream_);
+    }
+  }
+  MIXSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
   const double s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (timed > 0) {
-    log::info("counted MoE GEMMs: ", timed, " shape classes tuned at setup in ", s, " s (",
-              batched_fp8_->tuned_classes(), " classes in all)");
-  }
+  log::info("GEMM pre-tuning at setup: ", timed, " counted-MoE shape classes (",
+            batched_fp8_->tuned_classes(), " in all) and ", gemm_->tuned_classes() - dense_before,
+            " per-token ones (", gemm_->tuned_classes(), " in all) in ", s, " s");
 }
 
 std::vector<std::pair<std::string, double>> CudaBackend::counters() const {
