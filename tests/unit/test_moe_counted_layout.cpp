@@ -33,6 +33,37 @@ TEST(MoeCountedLayout, EmptyExpertsAreNotGroups) {
   EXPECT_FALSE(plan_counted_layout(std::vector<int32_t>(8, 0).data(), 8, 1.25, 1 << 20, 16));
 }
 
+// The pre-sync group derives G and C on the device with counted_groups_and_capacity; the
+// host's plan must give the same for every layout it accepts (random counts, empty experts,
+// alignments 1, 16 and 64).
+TEST(MoeCountedLayout, DeviceFormulaMatchesThePlan) {
+  uint64_t r = 99;
+  int accepted = 0;
+  for (int trial = 0; trial < 2000; ++trial) {
+    const int E = 1 + trial % 16, align = trial % 3 == 0 ? 1 : trial % 3 == 1 ? 16 : 64;
+    std::vector<int32_t> counts(E);
+    for (int32_t& n : counts) {
+      r = r * 6364136223846793005ull + 1442695040888963407ull;
+      n = (r >> 60) < 3 ? 0 : int32_t((r >> 33) % 700);
+    }
+    int G = -1, C = -1;
+    int64_t pairs = -1;
+    cuda::counted_groups_and_capacity(counts.data(), E, align, &G, &C, &pairs);
+    int64_t sum = 0;
+    for (int32_t n : counts) sum += n;
+    EXPECT_EQ(pairs, sum);
+    const auto l = plan_counted_layout(counts.data(), E, 8.0, size_t{1} << 30, align, 3, 0.0);
+    if (!l) {
+      EXPECT_EQ(G, 0) << "trial " << trial;
+      continue;
+    }
+    ++accepted;
+    EXPECT_EQ(l->groups, G) << "trial " << trial;
+    EXPECT_EQ(l->capacity, C) << "trial " << trial;
+  }
+  EXPECT_GT(accepted, 1500);
+}
+
 TEST(MoeCountedLayout, UnevenRoutingKeepsThePerExpertGemms) {
   // One hot expert: 8 x 1,008 padded rows for 2,048 pairs (> 1.25 x + 8 x 16).
   const std::vector<int32_t> counts = {1000, 150, 150, 150, 150, 150, 150, 148};

@@ -247,17 +247,11 @@ std::optional<CountedLayout> plan_counted_layout(const int32_t* counts, int E, d
                                                  double min_gain, int cost_align,
                                                  int floor_rows) {
   if (max_padding <= 0.0 || align <= 0) return std::nullopt;
-  int G = 0, most = 0;
+  int G = 0, C = 0;
   int64_t pairs = 0;  // this rank's pairs (all T*K unless expert parallel)
-  for (int e = 0; e < E; ++e) {
-    const int32_t n = counts[e];
-    G += n > 0;
-    most = std::max(most, n);
-    pairs += n;
-  }
+  counted_groups_and_capacity(counts, E, align, &G, &C, &pairs);
   if (G == 0) return std::nullopt;
   auto round_up = [align](int64_t n) { return int((n + align - 1) / align * align); };
-  const int C = round_up(most);
   const int64_t rows = int64_t{G} * C;
   // Imbalanced routing would make the padding cost more than one GEMM per expert does.
   if (size_t(rows) > max_rows ||

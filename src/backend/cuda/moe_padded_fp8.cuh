@@ -46,12 +46,8 @@ __global__ void __launch_bounds__(kGroupThreads) moe_group_experts_fp8_kernel(Mo
   if (threadIdx.x == 0) {
     layout_ok = 1;
     if (a.derive_layout) {  // plan_counted_layout's G and C, from the counts
-      int G = 0, most = 0;
-      for (int e = 0; e < a.E; ++e) {
-        G += a.counts[e] > 0;
-        most = max(most, a.counts[e]);
-      }
-      const int C = (most + a.align - 1) / a.align * a.align;
+      int G = 0, C = 0;
+      counted_groups_and_capacity(a.counts, a.E, a.align, &G, &C);
       layout_ok = G > 0 && int64_t{G} * C <= a.max_rows;
       a.G = layout_ok ? G : 0;
       a.C = layout_ok ? C : 0;

@@ -156,6 +156,26 @@ cudaError_t add_rms_norm_fp8_moe(float* x, const MoeCombineFp8& delta, int R, in
 // (padding there costs nothing and a cut only adds a launch; OFF-2K's decode of batch 192,
 // ~48 rows an expert, ran 7% slower cut).
 
+// The counted layout's groups and capacity from the experts' counts: G = the experts with rows,
+// C = the largest count rounded up to `align` (> 0). One formula for the host's
+// plan_counted_layout and the device's pre-sync group (MoeGroupFp8Args::derive_layout), which
+// must agree. pairs (may be null): the sum of the counts.
+__host__ __device__ inline void counted_groups_and_capacity(const int32_t* counts, int E,
+                                                            int align, int* G, int* C,
+                                                            int64_t* pairs = nullptr) {
+  int g = 0, most = 0;
+  int64_t sum = 0;
+  for (int e = 0; e < E; ++e) {
+    const int32_t n = counts[e];
+    g += n > 0;
+    most = most > n ? most : n;
+    sum += n;
+  }
+  *G = g;
+  *C = (most + align - 1) / align * align;
+  if (pairs != nullptr) *pairs = sum;
+}
+
 constexpr int kMaxCountedTiers = 4;
 struct CountedTier {
   int begin = 0, end = 0, capacity = 0;
