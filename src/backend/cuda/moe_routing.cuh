@@ -123,9 +123,10 @@ __global__ void __launch_bounds__(kSortTile)
   }
 }
 
-// The single block of kSortThreads (sessions 1-11; the default until the tiled sort has run). Pass 1 counts pairs per expert (integer atomics: exact), pass 2
-// gives each pair its rank among the earlier pairs of its expert with warp ballots and a scan
-// of the warp totals, chunk by chunk, so the order within an expert is the pair order.
+// The single block of kSortThreads (sessions 1-11; the default until the tiled sort has run).
+// Pass 1 counts pairs per expert (integer atomics: exact), pass 2 gives each pair its rank
+// among the earlier pairs of its expert with warp ballots and a scan of the warp totals, chunk
+// by chunk, so the order within an expert is the pair order.
 __global__ void moe_sort_kernel(const int32_t* experts, int N, int E, int32_t* counts,
                                 int32_t* offsets, int32_t* sorted_token, int32_t* pair_pos, int K) {
   __shared__ int count_s[kMoeMaxExperts];
