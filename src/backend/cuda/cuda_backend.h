@@ -91,15 +91,17 @@ struct CudaBackendOptions {
   // after the sort, behind the counts' copy to the host and before the host waits for it, so
   // the GPU works while the host plans the GEMMs (moe_presync_group_fp8; the host's plan has
   // the same G and C; a layer it then runs on the lanes gets its pairs' sorted rows back).
-  // MIXSERVE_MOE_PRESYNC=1. Off by default: written in session 12, not yet run on a GPU.
-  bool moe_presync_group = false;
+  // MIXSERVE_MOE_PRESYNC=0 turns it off (session 12: tested bit-identical on an H100; OFF-128
+  // +1.2% together with the tiled sort and gemm_pretune, docs/perf/NOTES.md).
+  bool moe_presync_group = true;
   // At setup, time the counted MoE's batched FP8 GEMM candidates for every shape class the
   // workspace allows (M classes 64..512 by 64 and powers of two up to the step's tokens, batch
   // classes 1, 2-3 and 4-8; w1|w3 and w2), on layer 0's experts and random E4M3 rows, instead
   // of on first use inside a request's step (where OFF-128's larger classes, absent from its
-  // 64-request warm-up, cost an estimated 1-2 s of a 48 s run: docs/perf/NOTES.md session 12).
-  // MIXSERVE_GEMM_PRETUNE=1. Off by default: written in session 12, not yet run on a GPU.
-  bool gemm_pretune = false;
+  // 64-request warm-up, are tuned inside the measured run: docs/perf/NOTES.md session 12).
+  // MIXSERVE_GEMM_PRETUNE=0 turns it off (~3 s at setup for Mixtral 8x7B at 16,384-token
+  // steps, measured on an H100 in session 12).
+  bool gemm_pretune = true;
   // Steps of at least this many tokens run the FP8 qkv and wo GEMMs unscaled
   // (fp8_unscaled_attention; 0: never). 513 = above the largest decode-graph bucket (512), so
   // graphs and eager steps of one size compute the same bits. MIXSERVE_FP8_UNSCALED_ATTN.

@@ -54,8 +54,8 @@ struct MoeGroupFp8Args {
   const int32_t* offsets = nullptr;  // [E + 1]
   int32_t* pair_pos = nullptr;       // [pairs] in/out
   int pairs = 0;
-  // Blocks that map the pairs: 0 = up to 264 of 512 pairs under MIXSERVE_MOE_SORT=tiled, else
-  // 1 (sessions 1-11); n > 0: up to n.
+  // Blocks that map the pairs: 0 = up to 264 of 512 pairs (1, as in sessions 1-11, under
+  // MIXSERVE_MOE_SORT=block); n > 0: up to n.
   int max_blocks = 0;
   // The counted layout formed on the device, before the host has the counts (the pre-sync
   // group, CudaBackendOptions::moe_presync_group): G = the experts with rows, C = the largest

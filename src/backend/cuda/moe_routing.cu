@@ -17,7 +17,7 @@ cudaError_t moe_topk(const float* logits, int T, int E, int K, int32_t* experts,
 bool moe_routing_tiled() {
   static const bool tiled = [] {
     const char* env = std::getenv("MIXSERVE_MOE_SORT");
-    return env != nullptr && std::strcmp(env, "tiled") == 0;
+    return env == nullptr || std::strcmp(env, "block") != 0;
   }();
   return tiled;
 }

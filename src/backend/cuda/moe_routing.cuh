@@ -123,7 +123,7 @@ __global__ void __launch_bounds__(kSortTile)
   }
 }
 
-// The single block of kSortThreads (sessions 1-11; the default until the tiled sort has run).
+// The single block of kSortThreads (sessions 1-11; MIXSERVE_MOE_SORT=block, for comparisons).
 // Pass 1 counts pairs per expert (integer atomics: exact), pass 2 gives each pair its rank
 // among the earlier pairs of its expert with warp ballots and a scan of the warp totals, chunk
 // by chunk, so the order within an expert is the pair order.
