@@ -1,11 +1,11 @@
 // `mixserve bench attention`: times the paged attention kernels alone with CUDA events on
-// Mixtral's head shape (Hq 32, Hkv 8, D 128): decode (split-K) and prefill (tensor cores),
-// next to the generic kernel, and prints achieved TB/s (K+V bytes read / time) and TFLOP/s
-// (causal: 4 * q * ctx * Hq * D / 2 per sequence). Each timed launch reads another copy of
-// Q / K / V (copies together larger than L2), so no launch finds its inputs cached. Median of
-// --iters launches. --kv fp8: an E4M3 cache (random codes, K scale 1/224, V scale 1/112). Each
-// case first compares the fast path's output with the generic kernel's (relative L2 error;
-// the command fails above the dtype's tolerance).
+// Mixtral's head shape (Hq 32, Hkv 8, D 128; --kv-heads changes the head counts): decode
+// (split-K) and prefill (tensor cores), next to the generic kernel, and prints achieved TB/s
+// (K+V bytes read / time) and TFLOP/s (causal: 4 * q * ctx * Hq * D / 2 per sequence). Each
+// timed launch reads another copy of Q / K / V (copies together larger than L2), so no launch
+// finds its inputs cached. Median of --iters launches. --kv fp8: an E4M3 cache (random codes,
+// K scale 1/224, V scale 1/112). Each case first compares the fast path's output with the
+// generic kernel's (relative L2 error; the command fails above the dtype's tolerance).
 #ifdef MIXSERVE_HAVE_CUDA
 
 #include <CLI/CLI.hpp>
@@ -35,13 +35,14 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int kHq = 32, kHkv = 8, kD = 128, kBlock = 16;
+constexpr int kGroup = 4, kD = 128, kBlock = 16;    // Mixtral: Hq = 4 Hkv
 constexpr size_t kRotateBytes = size_t(200) << 20;  // > 4x the H100's 50 MB L2
 constexpr float kFp8KScale = 1.0f / 224, kFp8VScale = 1.0f / 112;
 
 struct Case {
   std::string name;
   int seqs, q_len, context;  // every sequence: q_len new tokens ending at position context - 1
+  int hkv = 8;               // KV heads (Hq = 4 Hkv); --kv-heads
 };
 
 // One copy of the inputs: q rows [T, (Hq + 2 Hkv) D], K / V pools, a shuffled block table.
@@ -50,10 +51,13 @@ struct Inputs {
   std::vector<cuda::DeviceBuffer> q, k, v, tables;
   cuda::DeviceBuffer positions, seq_of_token, seq_offsets, workspace;
   int copies = 1;
+  int hkv = 8;
 };
 
 Inputs make_inputs(const Case& c, DType dt, bool kv_fp8) {
   Inputs in;
+  in.hkv = c.hkv;
+  const int n_kv = c.hkv, n_q = kGroup * c.hkv;
   BatchPlan& p = in.plan;
   const int per_seq = (c.context + kBlock - 1) / kBlock;
   p.max_blocks_per_seq = per_seq;
@@ -69,8 +73,8 @@ Inputs make_inputs(const Case& c, DType dt, bool kv_fp8) {
     p.context_lens.push_back(c.context);
   }
   const int T = p.num_tokens(), blocks = c.seqs * per_seq;
-  const size_t q_elems = size_t(T) * (kHq + 2 * kHkv) * kD;
-  const size_t kv_elems = size_t(blocks) * kBlock * kHkv * kD;
+  const size_t q_elems = size_t(T) * (n_q + 2 * n_kv) * kD;
+  const size_t kv_elems = size_t(blocks) * kBlock * n_kv * kD;
   const size_t kv_elem_bytes = kv_fp8 ? 1 : 2;
   const size_t set_bytes = q_elems * 2 + 2 * kv_elems * kv_elem_bytes;
   in.copies = static_cast<int>(std::clamp<size_t>(kRotateBytes / set_bytes + 1, 1, 64));
@@ -121,9 +125,10 @@ Inputs make_inputs(const Case& c, DType dt, bool kv_fp8) {
 }
 
 cuda::AttentionArgs args_for(const Inputs& in, int copy, void* out, bool fast, bool kv_fp8) {
+  const int n_kv = in.hkv, n_q = kGroup * in.hkv;
   cuda::AttentionArgs a;
   a.q = in.q[copy].get();
-  a.q_stride = (kHq + 2 * kHkv) * kD;
+  a.q_stride = (n_q + 2 * n_kv) * kD;
   a.k_cache = in.k[copy].get();
   a.v_cache = in.v[copy].get();
   a.out = out;
@@ -132,8 +137,8 @@ cuda::AttentionArgs args_for(const Inputs& in, int copy, void* out, bool fast, b
   a.block_tables = in.tables[copy].as<int32_t>();
   a.max_blocks_per_seq = in.plan.max_blocks_per_seq;
   a.num_tokens = in.plan.num_tokens();
-  a.num_heads = kHq;
-  a.num_kv_heads = kHkv;
+  a.num_heads = n_q;
+  a.num_kv_heads = n_kv;
   a.head_dim = kD;
   a.block_size = kBlock;
   a.scale = 1.0f / std::sqrt(float(kD));
@@ -188,15 +193,17 @@ double rel_l2_device(const void* got, const void* ref, size_t n, DType dt) {
 
 json run_case(const Case& c, DType dt, bool kv_fp8, int iters, bool sweep, int sms, bool* ok) {
   const Inputs in = make_inputs(c, dt, kv_fp8);
-  const size_t out_elems = size_t(in.plan.num_tokens()) * kHq * kD;
+  const int n_kv = c.hkv, n_q = kGroup * c.hkv;
+  const size_t out_elems = size_t(in.plan.num_tokens()) * n_q * kD;
   cuda::DeviceBuffer out(out_elems * 2), out_ref(out_elems * 2);
   // K + V bytes each query token's sequence reads once; causal FLOPs of QK^T and PV.
-  const double kv_bytes = double(c.seqs) * c.context * kHkv * kD * 2 * (kv_fp8 ? 1 : 2);
+  const double kv_bytes = double(c.seqs) * c.context * n_kv * kD * 2 * (kv_fp8 ? 1 : 2);
   double flops = 0;
-  for (int i = 0; i < c.q_len; ++i) flops += 4.0 * (c.context - c.q_len + i + 1) * kHq * kD;
+  for (int i = 0; i < c.q_len; ++i) flops += 4.0 * (c.context - c.q_len + i + 1) * n_q * kD;
   flops *= c.seqs;
-  json r = {{"case", c.name},       {"seqs", c.seqs}, {"q_len", c.q_len},   {"context", c.context},
-            {"kv_bytes", kv_bytes}, {"flops", flops}, {"copies", in.copies}};
+  json r = {{"case", c.name},       {"seqs", c.seqs}, {"q_len", c.q_len},    {"context", c.context},
+            {"kv_bytes", kv_bytes}, {"flops", flops}, {"copies", in.copies}, {"Hq", n_q},
+            {"Hkv", n_kv}};
   auto report = [&](const std::string& kernel, double ms, json extra = json::object()) {
     const double tbs = kv_bytes / (ms * 1e-3) / 1e12, tfs = flops / (ms * 1e-3) / 1e12;
     std::printf("%-22s %-26s %10.1f us %8.2f TB/s %8.1f TFLOP/s\n", c.name.c_str(), kernel.c_str(),
@@ -275,7 +282,8 @@ const CommandRegistrar kBenchAttention(
       struct Args {
         std::string dtype = "bf16", kv = "auto", json_path;
         std::string only;
-        int iters = 50;
+        std::vector<std::string> decode;
+        int iters = 50, kv_heads = 8;
         bool sweep = false;
       };
       auto a = std::make_shared<Args>();
@@ -290,6 +298,13 @@ const CommandRegistrar kBenchAttention(
       sub.add_flag("--sweep", a->sweep,
                    "Decode: also time other split counts, stream and tiled kernels");
       sub.add_option("--json", a->json_path, "Write the results to this JSON file");
+      sub.add_option("--kv-heads", a->kv_heads,
+                     "KV heads (query heads: 4 times as many); 1 makes a block's keys of one head "
+                     "contiguous, like a head-major cache")
+          ->check(CLI::Range(1, 64))
+          ->capture_default_str();
+      sub.add_option("--decode", a->decode,
+                     "Extra decode cases SEQSxCONTEXT (e.g. 1536x193), run before the fixed ones");
       return [a] {
         MIXSERVE_CHECK(a->dtype == "bf16" || a->dtype == "fp16",
                        "bench attention: --dtype must be bf16 or fp16, got '", a->dtype, "'");
@@ -302,18 +317,35 @@ const CommandRegistrar kBenchAttention(
         MIXSERVE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
         cudaDeviceProp prop{};
         MIXSERVE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-        std::printf("%s, %d SMs; Hq %d, Hkv %d, D %d, block %d, %s, KV %s\n", prop.name, sms, kHq,
-                    kHkv, kD, kBlock, a->dtype.c_str(), kv_fp8 ? "E4M3" : a->dtype.c_str());
-        const std::vector<Case> cases = {
+        std::printf("%s, %d SMs; Hq %d, Hkv %d, D %d, block %d, %s, KV %s\n", prop.name, sms,
+                    kGroup * a->kv_heads, a->kv_heads, kD, kBlock, a->dtype.c_str(),
+                    kv_fp8 ? "E4M3" : a->dtype.c_str());
+        std::vector<Case> cases;
+        for (const std::string& d : a->decode) {
+          int seqs = 0, ctx = 0;
+          char x = 0;
+          MIXSERVE_CHECK(std::sscanf(d.c_str(), "%d%c%d", &seqs, &x, &ctx) == 3 && x == 'x' &&
+                             seqs > 0 && ctx > 0,
+                         "bench attention: --decode wants SEQSxCONTEXT, got '", d, "'");
+          cases.push_back({"decode " + d, seqs, 1, ctx});
+        }
+        const std::vector<Case> fixed = {
             {"decode 1024x193", 1024, 1, 193}, {"decode 64x193", 64, 1, 193},
             {"decode 64x4096", 64, 1, 4096},   {"decode 1x4096", 1, 1, 4096},
             {"decode 1x512", 1, 1, 512},       {"decode 1x193", 1, 1, 193},
             {"prefill 1x4096", 1, 4096, 4096}, {"prefill 8x512", 8, 512, 512},
         };
-        json results = {
-            {"device", prop.name}, {"sms", sms},  {"dtype", a->dtype}, {"kv", a->kv},
-            {"Hq", kHq},           {"Hkv", kHkv}, {"D", kD},           {"block_size", kBlock},
-            {"iters", a->iters}};
+        cases.insert(cases.end(), fixed.begin(), fixed.end());
+        for (Case& c : cases) c.hkv = a->kv_heads;
+        json results = {{"device", prop.name},
+                        {"sms", sms},
+                        {"dtype", a->dtype},
+                        {"kv", a->kv},
+                        {"Hq", kGroup * a->kv_heads},
+                        {"Hkv", a->kv_heads},
+                        {"D", kD},
+                        {"block_size", kBlock},
+                        {"iters", a->iters}};
         // The prefill kernel at D = 128 (attention.cu): wgmma unless MIXSERVE_PREFILL_ATTN=mma.
         const char* pf = std::getenv("MIXSERVE_PREFILL_ATTN");
         results["prefill_kernel"] = pf != nullptr && std::string(pf) == "mma" ? "mma" : "wgmma";

@@ -117,6 +117,14 @@ bool tiled_decode_enabled() {
 
 }  // namespace
 
+bool decode_table_window() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("MIXSERVE_DECODE_TABLE_WINDOW");
+    return env != nullptr && std::string_view(env) == "1";
+  }();
+  return enabled;
+}
+
 DecodeSplitPlan plan_decode_splits(const AttentionArgs& a, int num_sms) {
   constexpr int kMinSplitLen = 64;  // keys: below this the merge costs more than it hides
   constexpr int kBlocksPerSm = 8;   // enough resident blocks to keep loads in flight

@@ -104,7 +104,12 @@ __device__ __forceinline__ void mma_top_rows(float& c0, float& c1, uint32_t a0, 
 
 // Shared memory: per warp, kStages x {K tile, V tile} of [16 keys, D] C, rows padded by 16 B.
 // Partials (P > 1): part_o [T, Hq, P, D] float (normalised), part_lse [T, Hq, P] float (log2).
-template <typename T, typename C, int D>
+//
+// kWindow (MIXSERVE_DECODE_TABLE_WINDOW, session 13): lane j keeps the physical block of logical
+// block w + j in a register (a window of 32 blocks, reloaded when a tile passes its end), and
+// a tile's rows take their block by shuffle, so no tile waits on a block-table load before its
+// copies issue; the Q loads are issued before the table's, so their latencies overlap.
+template <typename T, typename C, int D, bool kWindow = false>
 __global__ void __launch_bounds__(kTiledWarps * 32, 3)
     attention_decode_tiled_kernel(AttentionArgs a, int num_splits, int split_len, int hg,
                                   int num_units, float* part_o, float* part_lse) {
@@ -136,10 +141,10 @@ __global__ void __launch_bounds__(kTiledWarps * 32, 3)
   const int g = rest % a.num_kv_heads, t = rest / a.num_kv_heads;
   const int h0 = g * G + grp * hg;
   const int seq = a.seq_of_token[t];
+  const int p = a.positions[t];
   if (token_in_prefill(a, seq)) return;
   const int gid = lane >> 2, tig = lane & 3;
 
-  const int p = a.positions[t];
   const int first = a.sliding_window > 0 ? max(0, p - a.sliding_window + 1) : 0;
   const int lo = first + split * split_len, hi = min(p + 1, lo + split_len);
   const int ntiles = hi > lo ? (hi - lo + kTiledKeys - 1) / kTiledKeys : 0;
@@ -156,17 +161,34 @@ __global__ void __launch_bounds__(kTiledWarps * 32, 3)
   const int bs = a.block_size;
   const int shift = (bs & (bs - 1)) == 0 ? __ffs(bs) - 1 : -1;
   const int cu = lane % kUpr, crow = lane / kUpr;
+  auto block_of = [&](int pos) { return shift >= 0 ? pos >> shift : pos / bs; };
+  // kWindow: physical block of logical block wblk + lane (0 past the range's last block).
+  const int blk_last = hi > lo ? block_of(hi - 1) : -1;
+  int wblk = 0, wtab = 0;
+  auto load_window = [&](int start) {
+    wblk = start;
+    wtab = start + lane <= blk_last ? __ldg(table + start + lane) : 0;
+  };
   auto issue = [&](int tile, int stage) {
     const int base = lo + tile * kTiledKeys;
+    if constexpr (kWindow) {  // warp-uniform; rare (every 32 blocks)
+      if (block_of(min(base + kTiledKeys, hi) - 1) - wblk >= 32) load_window(block_of(base));
+    }
     const uint32_t dst0 = wsm_addr + stage * 2 * kTileBytes + crow * kRow + cu * 16;
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
       const int pos = base + crow + i * kRowsPerPass;
       const bool valid = pos < hi;
       int64_t off = 0;
+      const int blk = block_of(pos);
+      int phys = 0;
+      if constexpr (kWindow) {
+        phys = __shfl_sync(0xffffffffu, wtab, (blk - wblk) & 31);  // every lane shuffles
+      } else if (valid) {
+        phys = __ldg(table + blk);
+      }
       if (valid) {
-        const int blk = shift >= 0 ? pos >> shift : pos / bs;
-        const int64_t slot = static_cast<int64_t>(__ldg(table + blk)) * bs + (pos - blk * bs);
+        const int64_t slot = static_cast<int64_t>(phys) * bs + (pos - blk * bs);
         off = (slot * a.num_kv_heads + g) * D + cu * kU;
       }
       const uint32_t dst = dst0 + i * kRowsPerPass * kRow;
@@ -174,27 +196,36 @@ __global__ void __launch_bounds__(kTiledWarps * 32, 3)
       cp_async16(dst + kTileBytes, v_cache + off, valid);
     }
   };
+
+  // Q fragments of row gid (head h0 + gid; zeros past hg): k-step kk holds the elements
+  // 4kk..4kk+3 of the thread's units, i.e. d = kU (tig + 4 (4kk / kU)) + 4kk % kU + 0..3.
+  // The raw loads go out before the block table's and the first tiles' copies.
+  uint2 qraw[kKSteps];
+  {
+    const T* qrow = static_cast<const T*>(a.q) + t * a.q_stride +
+                    static_cast<int64_t>(h0 + min(gid, hg - 1)) * D;
+#pragma unroll
+    for (int kk = 0; kk < kKSteps; ++kk) {
+      const int e = 4 * kk;
+      const int d = kU * (tig + 4 * (e / kU)) + e % kU;
+      qraw[kk] = make_uint2(0, 0);
+      if (gid < hg) qraw[kk] = *reinterpret_cast<const uint2*>(qrow + d);
+    }
+  }
+  if constexpr (kWindow) load_window(hi > lo ? block_of(lo) : 0);
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < ntiles) issue(s, s);
     cp_async_commit();
   }
 
-  // Q fragments of row gid (head h0 + gid; zeros past hg): k-step kk holds the elements
-  // 4kk..4kk+3 of the thread's units, i.e. d = kU (tig + 4 (4kk / kU)) + 4kk % kU + 0..3.
   uint32_t qa[kKSteps][2];
   float qscale;
   {
-    const T* qrow = static_cast<const T*>(a.q) + t * a.q_stride +
-                    static_cast<int64_t>(h0 + min(gid, hg - 1)) * D;
     float qf[kKSteps][4];
 #pragma unroll
     for (int kk = 0; kk < kKSteps; ++kk) {
-      const int e = 4 * kk;
-      const int d = kU * (tig + 4 * (e / kU)) + e % kU;
-      uint2 raw = make_uint2(0, 0);
-      if (gid < hg) raw = *reinterpret_cast<const uint2*>(qrow + d);
-      const T* q4 = reinterpret_cast<const T*>(&raw);
+      const T* q4 = reinterpret_cast<const T*>(&qraw[kk]);
 #pragma unroll
       for (int i = 0; i < 4; ++i) qf[kk][i] = to_float(q4[i]);
     }
@@ -364,6 +395,9 @@ __global__ void __launch_bounds__(kTiledWarps * 32, 3)
   }
 }
 
+// MIXSERVE_DECODE_TABLE_WINDOW=1: the kWindow kernel (attention.cu).
+bool decode_table_window();
+
 template <typename T, typename C, int D>
 cudaError_t launch_attention_decode_tiled(const AttentionArgs& a, const DecodeSplitPlan& plan,
                                           cudaStream_t stream) {
@@ -372,7 +406,8 @@ cudaError_t launch_attention_decode_tiled(const AttentionArgs& a, const DecodeSp
   const int64_t units = int64_t(a.num_tokens) * a.num_kv_heads * (G / hg) * plan.num_splits;
   if (units > (int64_t(1) << 31) - kTiledWarps) return cudaErrorInvalidValue;
   constexpr size_t smem = tiled_smem_bytes<C, D>();
-  auto* kernel = attention_decode_tiled_kernel<T, C, D>;
+  auto* kernel = decode_table_window() ? attention_decode_tiled_kernel<T, C, D, true>
+                                       : attention_decode_tiled_kernel<T, C, D, false>;
   if constexpr (smem > 48 * 1024) {
     const cudaError_t err = cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
