@@ -34,6 +34,7 @@
 #include "backend/cuda/device_buffer.h"
 #include "backend/cuda/fp8_kernels.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kv_layout.h"
 #include "backend/cuda/l2_flush.h"
 #include "backend/cuda/moe_padded_fp8.h"
 #include "cli/command.h"
@@ -484,7 +485,7 @@ void bench_rope(Ctx& ctx, int T) {
   std::shuffle(slots.begin(), slots.end(), gen);
   const std::vector<float> inv = cpu::rope_inv_freq(kD, 1e6);
   DeviceBuffer dpos = upload(positions), dslots = upload(slots), dinv = upload(inv);
-  const size_t pool = size_t(T) * kHkv * kD;
+  const size_t pool = size_t(cuda::kv_pool_slots(T)) * kHkv * kD;
   const int R = std::min(T, kCheckRows);
   for (const bool fp8 : {false, true}) {
     const cuda::KvFp8Scales scales{0.02f, 0.015f};
@@ -505,16 +506,19 @@ void bench_rope(Ctx& ctx, int T) {
         ref.push_back(row[i]);
         got.push_back(after[size_t(t) * W + i]);
       }
-      const size_t at = size_t(slots[t]) * kHkv * kD, kv = size_t(kHkv) * kD;
+      const size_t kv = size_t(kHkv) * kD;
       std::vector<float> kc, vc;
-      if (fp8) {
-        for (uint8_t b : download<uint8_t>(k.as<uint8_t>(at), kv))
-          kc.push_back(fp8e4m3_to_float(b) * scales.k_scale);
-        for (uint8_t b : download<uint8_t>(v.as<uint8_t>(at), kv))
-          vc.push_back(fp8e4m3_to_float(b) * scales.v_scale);
-      } else {
-        kc = bf16_download(k.as<uint16_t>(at * 2), kv);
-        vc = bf16_download(v.as<uint16_t>(at * 2), kv);
+      for (int g = 0; g < kHkv; ++g) {  // head g's row of the token's slot (kv_layout.h)
+        const size_t at = size_t(cuda::kv_row(slots[t], g, kHkv)) * kD;
+        if (fp8) {
+          for (uint8_t b : download<uint8_t>(k.as<uint8_t>(at), kD))
+            kc.push_back(fp8e4m3_to_float(b) * scales.k_scale);
+          for (uint8_t b : download<uint8_t>(v.as<uint8_t>(at), kD))
+            vc.push_back(fp8e4m3_to_float(b) * scales.v_scale);
+        } else {
+          for (float f : bf16_download(k.as<uint16_t>(at * 2), kD)) kc.push_back(f);
+          for (float f : bf16_download(v.as<uint16_t>(at * 2), kD)) vc.push_back(f);
+        }
       }
       for (size_t i = 0; i < kv; ++i) {
         ref.push_back(row[kHq * kD + i]);

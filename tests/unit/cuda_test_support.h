@@ -34,6 +34,7 @@
 #include "backend/batch_plan.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/device_buffer.h"
+#include "backend/cuda/kv_layout.h"
 #include "backend/device.h"
 #include "model/make_model.h"
 #include "temp_dir.h"
@@ -99,6 +100,28 @@ inline std::vector<float> from_half(const std::vector<uint16_t>& v, DType t) {
   for (size_t i = 0; i < v.size(); ++i) out[i] = from_half_bits(v[i], t);
   return out;
 }
+// A slot-major KV pool [N, Hkv, D] (the CPU backend's layout) in the CUDA pool's layout
+// (kv_layout.h: head-major tiles of 16 slots, padded to whole tiles), and back.
+template <typename T>
+std::vector<T> to_device_kv(const std::vector<T>& slot_major, int Hkv, int D) {
+  const int64_t n = int64_t(slot_major.size()) / (int64_t(Hkv) * D);
+  std::vector<T> out(size_t(cuda::kv_pool_slots(n)) * Hkv * D, T{});
+  for (int64_t s = 0; s < n; ++s)
+    for (int g = 0; g < Hkv; ++g)
+      std::copy_n(slot_major.begin() + (s * Hkv + g) * D, D,
+                  out.begin() + cuda::kv_row(s, g, Hkv) * D);
+  return out;
+}
+template <typename T>
+std::vector<T> from_device_kv(const std::vector<T>& pool, int64_t n, int Hkv, int D) {
+  std::vector<T> out(size_t(n) * Hkv * D);
+  for (int64_t s = 0; s < n; ++s)
+    for (int g = 0; g < Hkv; ++g)
+      std::copy_n(pool.begin() + cuda::kv_row(s, g, Hkv) * D, D,
+                  out.begin() + (s * Hkv + g) * D);
+  return out;
+}
+
 // Values exactly representable in t (what the device holds), as float.
 inline std::vector<float> rounded(const std::vector<float>& v, DType t) {
   return from_half(to_half(v, t), t);

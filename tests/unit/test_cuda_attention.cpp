@@ -43,8 +43,9 @@ void check_attention(const std::vector<SeqSpec>& seqs, const HeadShape hs, int w
   for (int s = 0; s < plan.num_seqs(); ++s) {
     for (int t = plan.seq_offsets[s]; t < plan.seq_offsets[s + 1]; ++t) seq_of_token[t] = s;
   }
-  DeviceBuffer d_q = upload(to_half(qkv, dt)), d_k = upload(to_half(k, dt)),
-               d_v = upload(to_half(v, dt)), d_pos = upload(plan.positions),
+  DeviceBuffer d_q = upload(to_half(qkv, dt)),
+               d_k = upload(to_device_kv(to_half(k, dt), hs.Hkv, hs.D)),
+               d_v = upload(to_device_kv(to_half(v, dt), hs.Hkv, hs.D)), d_pos = upload(plan.positions),
                d_seq = upload(seq_of_token), d_bt = upload(plan.block_tables);
   DeviceBuffer d_out = upload(std::vector<uint16_t>(q.size(), 0x7fc0));  // NaN poison
   cuda::AttentionArgs a;

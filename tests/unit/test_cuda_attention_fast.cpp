@@ -92,8 +92,10 @@ void check(const Case& c) {
     for (int t = plan.seq_offsets[s]; t < plan.seq_offsets[s + 1]; ++t) seq_of_token[t] = s;
   }
   DeviceBuffer d_q = upload(to_half(qkv, c.dt)),
-               d_k = c.kv_fp8 ? upload(k8) : upload(to_half(k, c.dt)),
-               d_v = c.kv_fp8 ? upload(v8) : upload(to_half(v, c.dt)),
+               d_k = c.kv_fp8 ? upload(to_device_kv(k8, hs.Hkv, hs.D))
+                              : upload(to_device_kv(to_half(k, c.dt), hs.Hkv, hs.D)),
+               d_v = c.kv_fp8 ? upload(to_device_kv(v8, hs.Hkv, hs.D))
+                              : upload(to_device_kv(to_half(v, c.dt), hs.Hkv, hs.D)),
                d_pos = upload(plan.positions), d_seq = upload(seq_of_token),
                d_bt = upload(plan.block_tables), d_off = upload(plan.seq_offsets);
   DeviceBuffer d_out = upload(std::vector<uint16_t>(q.size(), 0x7fc0));  // NaN poison

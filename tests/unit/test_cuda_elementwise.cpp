@@ -258,7 +258,7 @@ TEST(CudaElementwise, RopeCachesPaddingSlotsAndFallbacks) {
       std::copy(bits.begin(), bits.end(), host.begin() + shift);
       DeviceBuffer d_qkv = upload(host), d_pos = upload(pos), d_slots = upload(slots),
                    d_inv = upload(inv), d_row = upload(row_scale), d_col = upload(col_scale);
-      const size_t pool = size_t(N) * s.Hkv * s.D, el = fp8 ? 1 : 2;
+      const size_t pool = size_t(cuda::kv_pool_slots(N)) * s.Hkv * s.D, el = fp8 ? 1 : 2;
       DeviceBuffer d_k(pool * el), d_v(pool * el);
       MIXSERVE_CUDA_CHECK(cudaMemset(d_k.get(), 0x7f, pool * el));  // poison
       MIXSERVE_CUDA_CHECK(cudaMemset(d_v.get(), 0x7f, pool * el));
@@ -272,8 +272,12 @@ TEST(CudaElementwise, RopeCachesPaddingSlotsAndFallbacks) {
       const std::vector<uint16_t> out = download<uint16_t>(d_qkv, host.size());
       const std::vector<float> got_qkv =
           from_half(std::vector<uint16_t>(out.begin() + shift, out.end()), dt);
-      const std::vector<uint8_t> kb = download<uint8_t>(d_k, pool * el),
-                                 vb = download<uint8_t>(d_v, pool * el);
+      // Slot-major [N, Hkv, D] bytes from the cache's tiles.
+      const std::vector<uint8_t> kb =
+                                     from_device_kv(download<uint8_t>(d_k, pool * el), N, s.Hkv,
+                                                    s.D * int(el)),
+                                 vb = from_device_kv(download<uint8_t>(d_v, pool * el), N, s.Hkv,
+                                                     s.D * int(el));
       auto cache_value = [&](const std::vector<uint8_t>& b, size_t i, float scale) {
         if (fp8) return fp8e4m3_to_float(b[i]) * scale;
         uint16_t h;

@@ -96,7 +96,7 @@ TEST(CudaOps, RopeAndKvWriteMatchCpu) {
       const std::vector<float> inv = cpu::rope_inv_freq(s.D, 1e6);
       DeviceBuffer d_qkv = upload(to_half(qkv, dt)), d_pos = upload(pos), d_slots = upload(slots);
       DeviceBuffer d_inv = upload(inv);
-      const size_t pool = size_t(N) * s.Hkv * s.D;
+      const size_t pool = size_t(cuda::kv_pool_slots(N)) * s.Hkv * s.D;
       DeviceBuffer d_k = upload(std::vector<uint16_t>(pool, 0x7fc0)),  // NaN poison
           d_v = upload(std::vector<uint16_t>(pool, 0x7fc0));
       ASSERT_EQ(cuda::rope_write_kv(d_qkv.get(), dt, T, s.Hq, s.Hkv, s.D, d_pos.as<int32_t>(),
@@ -104,8 +104,10 @@ TEST(CudaOps, RopeAndKvWriteMatchCpu) {
                                     nullptr),
                 cudaSuccess);
       const std::vector<float> got_qkv = from_half(download<uint16_t>(d_qkv, qkv.size()), dt);
-      const std::vector<float> k = from_half(download<uint16_t>(d_k, pool), dt);
-      const std::vector<float> v = from_half(download<uint16_t>(d_v, pool), dt);
+      const std::vector<float> k =
+          from_half(from_device_kv(download<uint16_t>(d_k, pool), N, s.Hkv, s.D), dt);
+      const std::vector<float> v =
+          from_half(from_device_kv(download<uint16_t>(d_v, pool), N, s.Hkv, s.D), dt);
       std::vector<float> ref_q, got_q, ref_k, got_k;
       for (int t = 0; t < T; ++t) {
         std::vector<float> row(qkv.begin() + size_t(t) * W, qkv.begin() + size_t(t + 1) * W);

@@ -16,6 +16,7 @@
 
 #include "backend/cuda/dtype_traits.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kv_layout.h"
 
 namespace mixserve::cuda {
 
@@ -26,12 +27,12 @@ constexpr int kAttnLoadUnroll = 4;
 
 __host__ __device__ inline int attn_row_stride(int D) { return D % 8 == 0 ? D + 8 : D + 2; }
 
-// Element offset of position pos of KV head g in a [N, Hkv, D] pool, through the block table.
+// Element offset of position pos of KV head g in a pool (kv_layout.h), through the block table.
 __device__ __forceinline__ int64_t kv_offset(const int32_t* table, int pos, int block_size, int Hkv,
                                              int g, int D) {
   const int64_t slot =
       static_cast<int64_t>(table[pos / block_size]) * block_size + pos % block_size;
-  return (slot * Hkv + g) * D;
+  return kv_row(slot, g, Hkv) * D;
 }
 
 // Shared memory: q_s [G, D] float, k_s / v_s [kAttnTile, attn_row_stride(D)] C.

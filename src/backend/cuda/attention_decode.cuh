@@ -25,6 +25,7 @@
 
 #include "backend/cuda/dtype_traits.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kv_layout.h"
 
 namespace mixserve::cuda {
 
@@ -35,12 +36,12 @@ constexpr int kDecodeUnroll = 4;
 constexpr int kDecodeMaxSplits = 128;
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Position -> element offset of KV head g's row in a [N, Hkv, D] pool, through the block table.
+// Position -> element offset of KV head g's row in a pool (kv_layout.h), through the block table.
 __device__ __forceinline__ int64_t paged_row(const int32_t* table, int pos, int block_size, int Hkv,
                                              int g, int D) {
   const int blk = pos / block_size;
   const int64_t slot = static_cast<int64_t>(table[blk]) * block_size + (pos - blk * block_size);
-  return (slot * Hkv + g) * D;
+  return kv_row(slot, g, Hkv) * D;
 }
 
 // True if token t belongs to a sequence whose queries the prefill kernel computes.
@@ -111,7 +112,7 @@ __global__ void __launch_bounds__(kDecodeThreads, HG <= 4 ? 4 : 2)
       if (pos < hi) {
         const int blk = shift >= 0 ? pos >> shift : pos / bs;
         const int64_t slot = static_cast<int64_t>(table[blk]) * bs + (pos - blk * bs);
-        const int64_t off = (slot * a.num_kv_heads + g) * D + c * 8;
+        const int64_t off = kv_row(slot, g, a.num_kv_heads) * D + c * 8;
         kr[u] = __ldg(reinterpret_cast<const Chunk*>(k_cache + off));
         vr[u] = __ldg(reinterpret_cast<const Chunk*>(v_cache + off));
       }

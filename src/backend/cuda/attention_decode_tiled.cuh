@@ -189,7 +189,7 @@ __global__ void __launch_bounds__(kTiledWarps * 32, 3)
       }
       if (valid) {
         const int64_t slot = static_cast<int64_t>(phys) * bs + (pos - blk * bs);
-        off = (slot * a.num_kv_heads + g) * D + cu * kU;
+        off = kv_row(slot, g, a.num_kv_heads) * D + cu * kU;
       }
       const uint32_t dst = dst0 + i * kRowsPerPass * kRow;
       cp_async16(dst, k_cache + off, valid);

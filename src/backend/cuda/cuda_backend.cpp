@@ -10,6 +10,7 @@
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kv_layout.h"
 #include "backend/cuda/moe_padded_fp8.h"
 #include "model/loader.h"
 #include "model/safetensors.h"
@@ -265,7 +266,9 @@ void CudaBackend::allocate_kv_cache(const KvCacheSpec& spec) {
                  "CUDA backend: KV cache needs "
                  "num_blocks > 0 and block_size > 0 (got ",
                  spec.num_blocks, " and ", spec.block_size, ")");
-  const size_t bytes = size_t(spec.num_blocks) * spec.block_size * kv_bytes_per_token();
+  // Pools of whole 16-slot tiles (kv_layout.h).
+  const size_t bytes =
+      size_t(kv_pool_slots(int64_t{spec.num_blocks} * spec.block_size)) * kv_bytes_per_token();
   MIXSERVE_CUDA_CHECK(cudaSetDevice(options_.device));
   graphs_.clear();  // they hold pointers into the cache
   kv_cache_.release();
@@ -282,7 +285,7 @@ void CudaBackend::allocate_kv_cache(const KvCacheSpec& spec) {
 }
 
 void* CudaBackend::kv_pool(int layer, int which) const {
-  const size_t pool = size_t(kv_spec_.num_blocks) * kv_spec_.block_size *
+  const size_t pool = size_t(kv_pool_slots(int64_t{kv_spec_.num_blocks} * kv_spec_.block_size)) *
                       config_.num_key_value_heads * config_.head_dim * kv_element_bytes();
   return kv_cache_.as<char>((size_t(layer) * 2 + which) * pool);
 }

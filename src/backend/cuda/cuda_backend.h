@@ -9,8 +9,9 @@
 // per-expert counts back once per MoE layer. Decode-only steps are padded to a bucket (1, 2, 4, ... tokens) and, unless
 // enforce_eager, replayed as a CUDA graph captured per (bucket, block-table width).
 //
-// KV cache: one allocation [L, 2 (K, V), N, Hkv, D] in the weight dtype, N = num_blocks *
-// block_size slots, slot = block * block_size + offset (the value in BatchPlan::slot_mapping).
+// KV cache: one allocation of L * 2 (K, V) pools of N = num_blocks * block_size slots, slot =
+// block * block_size + offset (the value in BatchPlan::slot_mapping), each pool head-major in
+// tiles of 16 slots (kv_layout.h).
 // Until allocate_kv_cache() is called, kv_cache_spec() reports how many blocks of 16 tokens
 // fit in the memory left after weights and workspace (gpu_memory_fraction of the card).
 //

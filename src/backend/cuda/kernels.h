@@ -45,7 +45,8 @@ cudaError_t add_rms_norm(float* x, const float* delta, const int32_t* rows, int 
 // of the q and k parts of qkv, q in place; the rotated k and the v part are stored at each
 // token's slot of the layer's paged cache.
 //   qkv: [T, (Hq + 2 Hkv) * D] dt (q | k | v per token); positions: [T]; slots: [T];
-//   inv_freq: [D/2] float; k_cache, v_cache: [N, Hkv, D] dt, or E4M3 with kv_fp8
+//   inv_freq: [D/2] float; k_cache, v_cache: pools of N slots (kv_layout.h: head-major tiles of
+//   16 slots, kv_pool_slots(N) rows per head) of dt, or E4M3 with kv_fp8
 // kv_fp8: the caches hold E4M3 values k / k_scale and v / v_scale (per-tensor scales).
 // row_scale [T] / col_scale [(Hq + 2 Hkv) * D] (both or neither; col_scale 16-byte aligned for
 // the vector kernel): qkv holds an unscaled FP8 GEMM's sums, qkv[t, j] standing for
@@ -64,8 +65,8 @@ cudaError_t rope_write_kv(void* qkv, DType dt, int T, int Hq, int Hkv, int D,
 struct AttentionArgs {
   const void* q = nullptr;                // query head h of token t at q + t * q_stride + h * D
   int64_t q_stride = 0;                   // elements between tokens' queries
-  const void* k_cache = nullptr;          // [N, Hkv, D]
-  const void* v_cache = nullptr;          // [N, Hkv, D]
+  const void* k_cache = nullptr;          // pool of N slots, Hkv heads (kv_layout.h)
+  const void* v_cache = nullptr;          // the same
   void* out = nullptr;                    // [T, Hq, D]
   const int32_t* positions = nullptr;     // [T]
   const int32_t* seq_of_token = nullptr;  // [T]

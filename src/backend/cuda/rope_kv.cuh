@@ -3,15 +3,17 @@
 // Convention (transformers' rotate_half, as the CPU reference): for i < D/2,
 //   angle = float(position) * inv_freq[i],  x'[i] = x[i] cos - x[i+D/2] sin,
 //   x'[i+D/2] = x[i+D/2] cos + x[i] sin, in float32 (precise cosf/sinf, no fast math).
-// Cache layout of one layer: K and V pools [N, Hkv, D], slot = block * block_size + offset.
+// Cache layout of one layer: K and V pools of slots (slot = block * block_size + offset) in
+// head-major tiles of 16 slots (kv_layout.h): slot s, head g at row kv_row(s, g, Hkv).
 #pragma once
 
 #include "backend/cuda/dtype_traits.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kv_layout.h"
 
 namespace mixserve::cuda {
 
-// One block per token.  qkv: [T, (Hq + 2 Hkv) D]; caches: [N, Hkv, D] of C (T, or E4M3
+// One block per token.  qkv: [T, (Hq + 2 Hkv) D]; caches: pools of C (kv_layout.h; T, or E4M3
 // storing k * k_inv and v * v_inv; both inverses are 1 for a half-precision cache).
 // row_scale [T] / col_scale [(Hq + 2 Hkv) D] (both or neither): qkv holds an unscaled FP8 GEMM's
 // sums, whose values are qkv[t, j] * row_scale[t] * col_scale[j] (applied in float32 before the
@@ -30,7 +32,6 @@ __global__ void rope_write_kv_kernel(T* qkv, int Hq, int Hkv, int D, const int32
   };
   const float pos = static_cast<float>(positions[t]);
   const int64_t slot = slots[t];  // < 0: a padding token of a CUDA-graph bucket, no KV write
-  C* k_dst = k_cache + (slot < 0 ? 0 : slot) * Hkv * D;
   // Rotation pairs of the Hq query heads, then of the Hkv key heads.
   for (int p = threadIdx.x; p < (Hq + Hkv) * half; p += blockDim.x) {
     const int head = p / half, i = p % half;
@@ -44,7 +45,7 @@ __global__ void rope_write_kv_kernel(T* qkv, int Hq, int Hkv, int D, const int32
       x[i] = new_lo;
       x[i + half] = new_hi;
     } else if (slot >= 0) {
-      C* k = k_dst + (head - Hq) * D;
+      C* k = k_cache + kv_row(slot, head - Hq, Hkv) * D;
       // The half-precision-rounded value, as the bf16/fp16 cache stores it.
       k[i] = from_float<C>(to_float(new_lo) * k_inv);
       k[i + half] = from_float<C>(to_float(new_hi) * k_inv);
@@ -52,9 +53,8 @@ __global__ void rope_write_kv_kernel(T* qkv, int Hq, int Hkv, int D, const int32
   }
   if (slot < 0) return;
   const T* v = row + (Hq + Hkv) * D;
-  C* v_dst = v_cache + slot * Hkv * D;
   for (int i = threadIdx.x; i < Hkv * D; i += blockDim.x) {
-    v_dst[i] = from_float<C>(value(int(v - row) + i) * v_inv);
+    v_cache[kv_row(slot, i / D, Hkv) * D + i % D] = from_float<C>(value(int(v - row) + i) * v_inv);
   }
 }
 
@@ -148,7 +148,8 @@ __global__ void __launch_bounds__(kRopeThreads)
         float v[8];
 #pragma unroll
         for (int j = 0; j < 8; ++j) v[j] = l[j] * v_inv;
-        store8(v_cache + slot * Hkv * D + (off[u] - (Hq + Hkv) * D), v);
+        const int e = off[u] - (Hq + Hkv) * D, vh = e / D;
+        store8(v_cache + kv_row(slot, vh, Hkv) * D + (e - vh * D), v);
         continue;
       }
       const int head = off[u] / D, i0 = off[u] - head * D;
@@ -179,7 +180,7 @@ __global__ void __launch_bounds__(kRopeThreads)
           kl[j] = to_float(nlt[j]) * k_inv;
           kh[j] = to_float(nht[j]) * k_inv;
         }
-        C* k = k_cache + slot * Hkv * D + (head - Hq) * D + i0;
+        C* k = k_cache + kv_row(slot, head - Hq, Hkv) * D + i0;
         store8(k, kl);
         store8(k + half, kh);
       }
