@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Session 13's GPU run (one H100): GPU tests (TESTS), the decode-attention tests again with the
-# block-table window (WTESTS, run with MIXSERVE_DECODE_TABLE_WINDOW=1), compute-sanitizer memcheck
-# (SANITIZE), then with ATTN=1 the decode-attention layout experiment: `bench attention` at
-# batch 1,536 x 193 keys (E4M3 cache) with 8 KV heads (the cache's slot-major rows: a warp reads
-# 128 B of every 1 KB slot row) and with 1 KV head at 8x the sequences (same bytes and warps, a
-# block's 16 keys of one head contiguous: what a head-major cache would give), each with the
-# table window off and on, the whole decode set with the window on (checked against the generic
-# kernel), and an ncu profile of the planned kernel for both layouts (NCU=1). Then OFF-128 for
-# each OFF_CFGS entry (as tools/gpu_session10.sh). Reports in $OUT/results.tgz; a short table at
-# the end. First run:
-#   TAG=h100-s13a TESTS='CudaMoePaddedFp8.Pretune*:CudaBackend*:CudaGraph*' \
-#   WTESTS='CudaAttention*' ATTN=1 NCU=1 LIMIT=110 \
-#   OFF_CFGS='def:1536:16384:0.95 win:1536:16384:0.95:MIXSERVE_DECODE_TABLE_WINDOW=1' \
+# Session 13's GPU run (one H100): GPU tests (TESTS), the same filter WTESTS again with the
+# block-table window (MIXSERVE_DECODE_TABLE_WINDOW=1), compute-sanitizer memcheck (SANITIZE),
+# then with ATTN=1 the decode-attention layout experiment: `bench attention` at batch 1,536 x 193
+# keys (E4M3 cache) with 8 KV heads and with 1 KV head at 8x the sequences (the same bytes and
+# warps; one head makes a block's 16 keys one contiguous run, what the head-major pool gives
+# every head), for each binary of ATTN_BINS (new = .devcarry/bin/mixserve; old = the previous
+# build, .devcarry/bin/mixserve_old[.gz], slot-major pool) and window setting of WINDOWS, the
+# whole decode set with the window on (checked against the generic kernel), and with NCU=1 an
+# ncu profile of the tiled kernel for each NCU_SPECS entry bin:kvh. Then OFF-128 for each
+# OFF_CFGS entry (as tools/gpu_session10.sh; names starting with "old" run the old binary).
+# Reports in $OUT/results.tgz; short tables at the end. The A/B run:
+#   TAG=h100-s13a TESTS='CudaAttention*:CudaOps*:CudaElementwise*:CudaBackend*:CudaGraph*:...' \
+#   ATTN=1 ATTN_BINS='old new' NCU=1 LIMIT=110 \
+#   OFF_CFGS='old:1536:16384:0.95 new:1536:16384:0.95 old2:1536:16384:0.95 new2:1536:16384:0.95' \
 #   tools/gpu_session13.sh
 set -uo pipefail
 TAG=${TAG:-h100-s13}
@@ -25,16 +26,21 @@ if [ -n "${WTESTS-}" ]; then
   pack
 fi
 gpu_memcheck
+OLD=.devcarry/bin/mixserve_old
+[ -f $OLD.gz ] && gunzip -f $OLD.gz && chmod +x $OLD
 atable=""
 if [ -n "${ATTN-}" ]; then
-  for kvh in 8 1; do
-    n=$((1536 * 8 / kvh))
-    for w in 0 1; do
-      f=$R/$TAG-attn-kvh$kvh-w$w
-      MIXSERVE_DECODE_TABLE_WINDOW=$w timeout 120 $B bench attention --dtype bf16 --kv fp8 \
-        --kv-heads $kvh --decode ${n}x193 --cases "${n}x193" --iters 50 --json $f.json > $f.log 2>&1
-      echo "== bench attention kvh=$kvh window=$w rc=$?"; grep -E "decode|FAIL" $f.log | head -4
-      atable+=$(printf '\n%-8s kvh=%s window=%s  %s' "${n}x193" $kvh $w "$(grep -m1 ' fast' $f.log | awk '{for(i=1;i<=NF;i++) if($i=="us"||$i=="TB/s") printf "%s %s  ", $(i-1), $i}')")
+  for bin in ${ATTN_BINS:-new}; do
+    exe=$B; [ $bin = old ] && exe=$OLD
+    for kvh in 8 1; do
+      n=$((1536 * 8 / kvh))
+      for w in ${WINDOWS:-0 1}; do
+        f=$R/$TAG-attn-$bin-kvh$kvh-w$w
+        MIXSERVE_DECODE_TABLE_WINDOW=$w timeout 120 $exe bench attention --dtype bf16 --kv fp8 \
+          --kv-heads $kvh --decode ${n}x193 --cases "${n}x193" --iters 50 --json $f.json > $f.log 2>&1
+        echo "== bench attention $bin kvh=$kvh window=$w rc=$?"; grep -E "decode|FAIL" $f.log | head -4
+        atable+=$(printf '\n%-4s %-8s kvh=%s window=%s  %s' $bin "${n}x193" $kvh $w "$(grep -m1 ' fast' $f.log | awk '{for(i=1;i<=NF;i++) if($i=="us"||$i=="TB/s") printf "%s %s  ", $(i-1), $i}')")
+      done
     done
   done
   f=$R/$TAG-attn-decode-w1
@@ -47,20 +53,44 @@ if [ -n "${ATTN-}" ]; then
   echo "== bench attention decode set, window=1, BF16 rc=$?"; grep -E "fast|FAIL" $f.log
   pack
   if [ -n "${NCU-}" ]; then
-    for kvh in 8 1; do
+    for spec in ${NCU_SPECS:-old:8 new:8}; do
+      bin=${spec%%:*} kvh=${spec##*:}
+      exe=$B; [ $bin = old ] && exe=$OLD
       n=$((1536 * 8 / kvh))
-      f=$R/$TAG-attn-kvh$kvh-ncu.txt
+      f=$R/$TAG-attn-$bin-kvh$kvh-ncu.txt
       timeout 150 ncu --kernel-name regex:attention_decode_tiled --launch-skip 2 --launch-count 1 \
         --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
         --section Occupancy --section LaunchStats --section SchedulerStats \
-        $B bench attention --dtype bf16 --kv fp8 --kv-heads $kvh --decode ${n}x193 \
+        $exe bench attention --dtype bf16 --kv fp8 --kv-heads $kvh --decode ${n}x193 \
         --cases "${n}x193" --iters 3 > $f 2>&1
-      echo "== ncu kvh=$kvh rc=$?"
+      echo "== ncu $bin kvh=$kvh rc=$?"
       grep -E "Duration|DRAM Throughput|Memory Throughput|L2 Hit|Achieved Occupancy|Theoretical Occupancy|Registers Per|Warp Cycles Per Issued|Issue Slots Busy|No Eligible|Active Warps Per|Eligible Warps|Stall|Mem Busy|Max Bandwidth|L1/TEX Hit|Block Limit" $f | head -30
     done
     pack
   fi
 fi
-TAG=$TAG TESTS= SANITIZE= bash "$(dirname "$0")/gpu_session10.sh" | grep -v "^NVIDIA\|^H100\|^H200"
+# OFF-128, entries as tools/gpu_session10.sh; an entry whose name starts with "old" runs the
+# previous build's binary (.devcarry/bin/mixserve_old, carried gzipped beside the new one).
+table=""
+for cfg in ${OFF_CFGS-}; do
+  IFS=: read -r name mb nt mf envs nreq <<< "$cfg"
+  envv=()
+  [ "${envs:--}" = "-" ] || IFS=, read -r -a envv <<< "$envs"
+  nreq=${nreq:-${NREQ:-6144}}
+  bin=$B
+  case $name in old*) bin=$OLD;; esac
+  f=OFF-128-$name-b$mb-t$nt-m$mf-n$nreq
+  env "${envv[@]}" timeout ${LIMIT:-170} $bin bench offline --input-len 128 --output-len 128 \
+    --model synthetic:mixtral-8x7b --device cuda --quantization fp8 --kv-cache-dtype fp8 \
+    --num-requests $nreq --warmup 64 --max-batch $mb --max-num-batched-tokens $nt \
+    --gpu-memory-fraction $mf --workload-id OFF-128 --out $R/$TAG-$f.json > $R/$TAG-$f.log 2>&1
+  rc=$?
+  line=$(grep -A1 "^run " $R/$TAG-$f.log | tail -1)
+  steps=$(grep -hoE "[0-9]+ engine steps, [0-9.]+ ms each" $R/$TAG-$f.log | head -1)
+  table+=$(printf '\n%-28s rc=%s out_tok/s=%s  %s' "$name" "$rc" "$(echo "$line" | awk '{print $5}')" "$steps")
+  echo "OFF-128 $name rc=$rc $(echo "$line" | awk '{print $5}')"
+  pack
+done
+[ -n "$table" ] && echo "== OFF-128 ($TAG)$table"
 [ -n "$atable" ] && echo "== decode attention, batch 1,536 x 193, E4M3 ($TAG)$atable"
 exit 0
