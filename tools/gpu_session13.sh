@@ -1,26 +1,25 @@
 #!/usr/bin/env bash
-# Session 13's GPU run (one H100): GPU tests (TESTS), the same filter WTESTS again with the
-# block-table window (MIXSERVE_DECODE_TABLE_WINDOW=1), compute-sanitizer memcheck (SANITIZE),
-# then with ATTN=1 the decode-attention layout experiment: `bench attention` at batch 1,536 x 193
-# keys (E4M3 cache) with 8 KV heads and with 1 KV head at 8x the sequences (the same bytes and
-# warps; one head makes a block's 16 keys one contiguous run, what the head-major pool gives
-# every head), for each binary of ATTN_BINS (new = .devcarry/bin/mixserve; old = the previous
-# build, .devcarry/bin/mixserve_old[.gz], slot-major pool) and window setting of WINDOWS, the
-# whole decode set with the window on (checked against the generic kernel), and with NCU=1 an
-# ncu profile of the tiled kernel for each NCU_SPECS entry bin:kvh. Then OFF-128 for each
-# OFF_CFGS entry (as tools/gpu_session10.sh; names starting with "old" run the old binary).
-# Reports in $OUT/results.tgz; short tables at the end. The A/B run:
-#   TAG=h100-s13a TESTS='CudaAttention*:CudaOps*:CudaElementwise*:CudaBackend*:CudaGraph*:...' \
+# Session 13's GPU run (one H100): GPU tests (TESTS), the filter WTESTS again under WTESTS_ENV
+# (default MIXSERVE_DECODE_TILED_BLOCKS=4), compute-sanitizer memcheck (SANITIZE), then with
+# ATTN=1 the decode-attention experiments: `bench attention` at batch 1,536 x 193 keys (E4M3
+# cache) with 8 KV heads and (KVHS) 1 KV head at 8x the sequences (the same bytes and warps; one
+# head makes a block's 16 keys one contiguous run in either pool layout), for each binary of
+# ATTN_BINS (new = .devcarry/bin/mixserve; old = the previous build, .devcarry/bin/mixserve_old,
+# carried gzipped) and each environment setting of VARIANTS ("-" = none); the whole decode set
+# for each SET_VARIANTS entry (checked against the generic kernel); with NCU=1 an ncu profile of
+# the tiled kernel for each NCU_SPECS entry bin:kvh. Then OFF-128 for each OFF_CFGS entry (as
+# tools/gpu_session10.sh; names starting with "old" run the old binary). Reports in
+# $OUT/results.tgz; short tables at the end. Run a (slot-major build as old, head-major as new):
+#   TAG=h100-s13a TESTS='CudaAttention*:CudaOps.RopeAndKvWriteMatchCpu:CudaBackend*:...' \
 #   ATTN=1 ATTN_BINS='old new' NCU=1 LIMIT=110 \
-#   OFF_CFGS='old:1536:16384:0.95 new:1536:16384:0.95 old2:1536:16384:0.95 new2:1536:16384:0.95' \
-#   tools/gpu_session13.sh
+#   OFF_CFGS='old:1536:16384:0.95 new:1536:16384:0.95' tools/gpu_session13.sh
 set -uo pipefail
 TAG=${TAG:-h100-s13}
 . "$(dirname "$0")/gpu_common.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv,noheader | tee $R/$TAG-gpu.txt
 gpu_tests
 if [ -n "${WTESTS-}" ]; then
-  MIXSERVE_DECODE_TABLE_WINDOW=1 timeout ${TEST_LIMIT:-240} $T --gtest_filter="$WTESTS" \
+  env ${WTESTS_ENV:-MIXSERVE_DECODE_TILED_BLOCKS=4} timeout ${TEST_LIMIT:-240} $T --gtest_filter="$WTESTS" \
     > $R/$TAG-gpu-tests-window.log 2>&1
   echo "window tests rc=$?"; grep -E "^\[  FAILED|^\[  PASSED|tests ran" $R/$TAG-gpu-tests-window.log | head -8
   pack
@@ -32,25 +31,25 @@ atable=""
 if [ -n "${ATTN-}" ]; then
   for bin in ${ATTN_BINS:-new}; do
     exe=$B; [ $bin = old ] && exe=$OLD
-    for kvh in 8 1; do
+    for kvh in ${KVHS:-8 1}; do
       n=$((1536 * 8 / kvh))
-      for w in ${WINDOWS:-0 1}; do
-        f=$R/$TAG-attn-$bin-kvh$kvh-w$w
-        MIXSERVE_DECODE_TABLE_WINDOW=$w timeout 120 $exe bench attention --dtype bf16 --kv fp8 \
+      for v in ${VARIANTS:--}; do
+        envv=(); [ "$v" = "-" ] || envv=("$v")
+        f=$R/$TAG-attn-$bin-kvh$kvh-${v//[=_]/}
+        env "${envv[@]}" timeout 120 $exe bench attention --dtype bf16 --kv fp8 \
           --kv-heads $kvh --decode ${n}x193 --cases "${n}x193" --iters 50 --json $f.json > $f.log 2>&1
-        echo "== bench attention $bin kvh=$kvh window=$w rc=$?"; grep -E "decode|FAIL" $f.log | head -4
-        atable+=$(printf '\n%-4s %-8s kvh=%s window=%s  %s' $bin "${n}x193" $kvh $w "$(grep -m1 ' fast' $f.log | awk '{for(i=1;i<=NF;i++) if($i=="us"||$i=="TB/s") printf "%s %s  ", $(i-1), $i}')")
+        echo "== bench attention $bin kvh=$kvh $v rc=$?"; grep -E "decode|FAIL" $f.log | head -4
+        atable+=$(printf '\n%-4s %-9s kvh=%s %-32s %s' $bin "${n}x193" $kvh "$v" "$(grep -m1 ' fast' $f.log | awk '{for(i=1;i<=NF;i++) if($i=="us"||$i=="TB/s") printf "%s %s  ", $(i-1), $i}')")
       done
     done
   done
-  f=$R/$TAG-attn-decode-w1
-  MIXSERVE_DECODE_TABLE_WINDOW=1 timeout 120 $B bench attention --dtype bf16 --kv fp8 \
-    --cases decode --iters 30 --json $f.json > $f.log 2>&1
-  echo "== bench attention decode set, window=1, E4M3 rc=$?"; grep -E "fast|FAIL" $f.log
-  f=$R/$TAG-attn-decode-w1-bf16
-  MIXSERVE_DECODE_TABLE_WINDOW=1 timeout 120 $B bench attention --dtype bf16 \
-    --cases decode --iters 30 --json $f.json > $f.log 2>&1
-  echo "== bench attention decode set, window=1, BF16 rc=$?"; grep -E "fast|FAIL" $f.log
+  for v in ${SET_VARIANTS-}; do  # the whole decode set (E4M3), checked against the generic kernel
+    envv=(); [ "$v" = "-" ] || envv=("$v")
+    f=$R/$TAG-attn-decode-set-${v//[=_]/}
+    env "${envv[@]}" timeout 120 $B bench attention --dtype bf16 --kv fp8 \
+      --cases decode --iters 30 --json $f.json > $f.log 2>&1
+    echo "== bench attention decode set, E4M3, $v rc=$?"; grep -E "fast|FAIL" $f.log
+  done
   pack
   if [ -n "${NCU-}" ]; then
     for spec in ${NCU_SPECS:-old:8 new:8}; do

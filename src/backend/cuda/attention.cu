@@ -117,12 +117,12 @@ bool tiled_decode_enabled() {
 
 }  // namespace
 
-bool decode_table_window() {
-  static const bool enabled = [] {
-    const char* env = std::getenv("MIXSERVE_DECODE_TABLE_WINDOW");
-    return env != nullptr && std::string_view(env) == "1";
+int decode_tiled_blocks() {
+  static const int blocks = [] {
+    const char* env = std::getenv("MIXSERVE_DECODE_TILED_BLOCKS");
+    return env != nullptr && std::string_view(env) == "4" ? 4 : 3;
   }();
-  return enabled;
+  return blocks;
 }
 
 DecodeSplitPlan plan_decode_splits(const AttentionArgs& a, int num_sms) {

@@ -105,12 +105,11 @@ __device__ __forceinline__ void mma_top_rows(float& c0, float& c1, uint32_t a0, 
 // Shared memory: per warp, kStages x {K tile, V tile} of [16 keys, D] C, rows padded by 16 B.
 // Partials (P > 1): part_o [T, Hq, P, D] float (normalised), part_lse [T, Hq, P] float (log2).
 //
-// kWindow (MIXSERVE_DECODE_TABLE_WINDOW, session 13): lane j keeps the physical block of logical
-// block w + j in a register (a window of 32 blocks, reloaded when a tile passes its end), and
-// a tile's rows take their block by shuffle, so no tile waits on a block-table load before its
-// copies issue; the Q loads are issued before the table's, so their latencies overlap.
-template <typename T, typename C, int D, bool kWindow = false>
-__global__ void __launch_bounds__(kTiledWarps * 32, 3)
+// kMinBlocks: resident blocks an SM is built for (the register cap): 3 (156 registers), or 4
+// for E4M3 caches under MIXSERVE_DECODE_TILED_BLOCKS=4 (128 registers, 4 x 55 KB of shared
+// memory; session 13 measurement).
+template <typename T, typename C, int D, int kMinBlocks = 3>
+__global__ void __launch_bounds__(kTiledWarps * 32, kMinBlocks)
     attention_decode_tiled_kernel(AttentionArgs a, int num_splits, int split_len, int hg,
                                   int num_units, float* part_o, float* part_lse) {
   constexpr bool kFp8 = sizeof(C) == 1;
@@ -162,33 +161,36 @@ __global__ void __launch_bounds__(kTiledWarps * 32, 3)
   const int shift = (bs & (bs - 1)) == 0 ? __ffs(bs) - 1 : -1;
   const int cu = lane % kUpr, crow = lane / kUpr;
   auto block_of = [&](int pos) { return shift >= 0 ? pos >> shift : pos / bs; };
-  // kWindow: physical block of logical block wblk + lane (0 past the range's last block).
-  const int blk_last = hi > lo ? block_of(hi - 1) : -1;
-  int wblk = 0, wtab = 0;
-  auto load_window = [&](int start) {
-    wblk = start;
-    wtab = start + lane <= blk_last ? __ldg(table + start + lane) : 0;
-  };
+  // A tile starting at a multiple of 16 with a block size that is a multiple of 16 (the
+  // engine's 16; splits are multiples of 16 keys) lies in one block and is one 16-slot tile of
+  // the pool (kv_layout.h): its rows of head g are consecutive, found by one (warp-uniform)
+  // block-table load. Other tiles look up every row.
+  const bool whole_tiles = bs % kKvTile == 0 && lo % kKvTile == 0;
   auto issue = [&](int tile, int stage) {
     const int base = lo + tile * kTiledKeys;
-    if constexpr (kWindow) {  // warp-uniform; rare (every 32 blocks)
-      if (block_of(min(base + kTiledKeys, hi) - 1) - wblk >= 32) load_window(block_of(base));
-    }
     const uint32_t dst0 = wsm_addr + stage * 2 * kTileBytes + crow * kRow + cu * 16;
+    if (whole_tiles) {
+      const int blk = block_of(base);
+      const int64_t slot0 = static_cast<int64_t>(__ldg(table + blk)) * bs + (base - blk * bs);
+      const C* k0 = k_cache + kv_row(slot0, g, a.num_kv_heads) * D + crow * D + cu * kU;
+      const C* v0 = v_cache + (k0 - k_cache);
+#pragma unroll
+      for (int i = 0; i < kPasses; ++i) {
+        const bool valid = base + crow + i * kRowsPerPass < hi;
+        const uint32_t dst = dst0 + i * kRowsPerPass * kRow;
+        cp_async16(dst, valid ? k0 + i * kRowsPerPass * D : k_cache, valid);
+        cp_async16(dst + kTileBytes, valid ? v0 + i * kRowsPerPass * D : v_cache, valid);
+      }
+      return;
+    }
 #pragma unroll
     for (int i = 0; i < kPasses; ++i) {
       const int pos = base + crow + i * kRowsPerPass;
       const bool valid = pos < hi;
       int64_t off = 0;
-      const int blk = block_of(pos);
-      int phys = 0;
-      if constexpr (kWindow) {
-        phys = __shfl_sync(0xffffffffu, wtab, (blk - wblk) & 31);  // every lane shuffles
-      } else if (valid) {
-        phys = __ldg(table + blk);
-      }
       if (valid) {
-        const int64_t slot = static_cast<int64_t>(phys) * bs + (pos - blk * bs);
+        const int blk = block_of(pos);
+        const int64_t slot = static_cast<int64_t>(__ldg(table + blk)) * bs + (pos - blk * bs);
         off = kv_row(slot, g, a.num_kv_heads) * D + cu * kU;
       }
       const uint32_t dst = dst0 + i * kRowsPerPass * kRow;
@@ -212,7 +214,6 @@ __global__ void __launch_bounds__(kTiledWarps * 32, 3)
       if (gid < hg) qraw[kk] = *reinterpret_cast<const uint2*>(qrow + d);
     }
   }
-  if constexpr (kWindow) load_window(hi > lo ? block_of(lo) : 0);
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < ntiles) issue(s, s);
@@ -395,8 +396,8 @@ __global__ void __launch_bounds__(kTiledWarps * 32, 3)
   }
 }
 
-// MIXSERVE_DECODE_TABLE_WINDOW=1: the kWindow kernel (attention.cu).
-bool decode_table_window();
+// MIXSERVE_DECODE_TILED_BLOCKS=4: the 4-blocks-an-SM build for E4M3 caches (attention.cu).
+int decode_tiled_blocks();
 
 template <typename T, typename C, int D>
 cudaError_t launch_attention_decode_tiled(const AttentionArgs& a, const DecodeSplitPlan& plan,
@@ -406,11 +407,16 @@ cudaError_t launch_attention_decode_tiled(const AttentionArgs& a, const DecodeSp
   const int64_t units = int64_t(a.num_tokens) * a.num_kv_heads * (G / hg) * plan.num_splits;
   if (units > (int64_t(1) << 31) - kTiledWarps) return cudaErrorInvalidValue;
   constexpr size_t smem = tiled_smem_bytes<C, D>();
-  auto* kernel = decode_table_window() ? attention_decode_tiled_kernel<T, C, D, true>
-                                       : attention_decode_tiled_kernel<T, C, D, false>;
+  auto* kernel = attention_decode_tiled_kernel<T, C, D, 3>;
+  if constexpr (sizeof(C) == 1 && 4 * (smem + 1024) <= 228 * 1024) {
+    if (decode_tiled_blocks() == 4) kernel = attention_decode_tiled_kernel<T, C, D, 4>;
+  }
   if constexpr (smem > 48 * 1024) {
-    const cudaError_t err = cudaFuncSetAttribute(
-        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(smem));
+    if (err == cudaSuccess && kernel != attention_decode_tiled_kernel<T, C, D, 3>) {
+      err = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+    }
     if (err != cudaSuccess) return err;
   }
   float* part_o = static_cast<float*>(a.workspace);
