@@ -117,6 +117,14 @@ bool tiled_decode_enabled() {
 
 }  // namespace
 
+bool decode_whole_tiles() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("MIXSERVE_DECODE_WHOLE_TILES");
+    return env != nullptr && std::string_view(env) == "1";
+  }();
+  return enabled;
+}
+
 int decode_tiled_blocks() {
   static const int blocks = [] {
     const char* env = std::getenv("MIXSERVE_DECODE_TILED_BLOCKS");

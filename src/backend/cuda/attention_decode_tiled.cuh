@@ -111,7 +111,8 @@ __device__ __forceinline__ void mma_top_rows(float& c0, float& c1, uint32_t a0, 
 template <typename T, typename C, int D, int kMinBlocks = 3>
 __global__ void __launch_bounds__(kTiledWarps * 32, kMinBlocks)
     attention_decode_tiled_kernel(AttentionArgs a, int num_splits, int split_len, int hg,
-                                  int num_units, float* part_o, float* part_lse) {
+                                  int num_units, float* part_o, float* part_lse,
+                                  bool tile_rows) {
   constexpr bool kFp8 = sizeof(C) == 1;
   using M = typename std::conditional<kFp8, __half, T>::type;
   constexpr int kU = 16 / static_cast<int>(sizeof(C));  // elements per 16-byte unit
@@ -164,8 +165,8 @@ __global__ void __launch_bounds__(kTiledWarps * 32, kMinBlocks)
   // A tile starting at a multiple of 16 with a block size that is a multiple of 16 (the
   // engine's 16; splits are multiples of 16 keys) lies in one block and is one 16-slot tile of
   // the pool (kv_layout.h): its rows of head g are consecutive, found by one (warp-uniform)
-  // block-table load. Other tiles look up every row.
-  const bool whole_tiles = bs % kKvTile == 0 && lo % kKvTile == 0;
+  // block-table load. Other tiles look up every row. tile_rows: MIXSERVE_DECODE_WHOLE_TILES.
+  const bool whole_tiles = tile_rows && bs % kKvTile == 0 && lo % kKvTile == 0;
   auto issue = [&](int tile, int stage) {
     const int base = lo + tile * kTiledKeys;
     const uint32_t dst0 = wsm_addr + stage * 2 * kTileBytes + crow * kRow + cu * 16;
@@ -398,6 +399,8 @@ __global__ void __launch_bounds__(kTiledWarps * 32, kMinBlocks)
 
 // MIXSERVE_DECODE_TILED_BLOCKS=4: the 4-blocks-an-SM build for E4M3 caches (attention.cu).
 int decode_tiled_blocks();
+// MIXSERVE_DECODE_WHOLE_TILES=1: one block-table load per whole 16-key tile (attention.cu).
+bool decode_whole_tiles();
 
 template <typename T, typename C, int D>
 cudaError_t launch_attention_decode_tiled(const AttentionArgs& a, const DecodeSplitPlan& plan,
@@ -423,7 +426,8 @@ cudaError_t launch_attention_decode_tiled(const AttentionArgs& a, const DecodeSp
   float* part_lse = part_o + size_t(a.num_tokens) * a.num_heads * plan.num_splits * D;
   const int blocks = static_cast<int>((units + kTiledWarps - 1) / kTiledWarps);
   kernel<<<blocks, kTiledWarps * 32, smem, stream>>>(a, plan.num_splits, plan.split_len, hg,
-                                                     static_cast<int>(units), part_o, part_lse);
+                                                     static_cast<int>(units), part_o, part_lse,
+                                                     decode_whole_tiles());
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess || plan.num_splits == 1) return err;
   attention_combine_kernel<T, D>
