@@ -3,7 +3,8 @@
 # SANITIZE, then OFF-128 on the full model for each OFF_CFGS entry
 # "name:max_batch:max_num_batched_tokens:gpu_memory_fraction[:VAR=value,VAR=value...[:requests]]"
 # (environment settings of that run, e.g. MIXSERVE_MOE_TIER_STREAMS=0; "-" or none: the
-# defaults), NREQ requests each unless the entry names its own count. Reports in
+# defaults), NREQ requests each unless the entry names its own count; with OLD_BIN set, entries
+# whose name starts with "old" run that binary instead of the bundle's. Reports in
 # $OUT/results.tgz, written again after each step so a cut-off run keeps the rest; a short
 # table at the end.
 set -uo pipefail
@@ -19,7 +20,9 @@ for cfg in ${OFF_CFGS-}; do
   [ "${envs:--}" = "-" ] || IFS=, read -r -a envv <<< "$envs"
   nreq=${nreq:-${NREQ:-6144}}
   f=OFF-128-$name-b$mb-t$nt-m$mf-n$nreq
-  env "${envv[@]}" timeout ${LIMIT:-170} $B bench offline --input-len 128 --output-len 128 \
+  bin=$B  # OLD_BIN set (tools/gpu_session13.sh): entries named old* run that binary
+  case $name in old*) bin=${OLD_BIN:-$B};; esac
+  env "${envv[@]}" timeout ${LIMIT:-170} $bin bench offline --input-len 128 --output-len 128 \
     --model synthetic:mixtral-8x7b --device cuda --quantization fp8 --kv-cache-dtype fp8 \
     --num-requests $nreq --warmup 64 --max-batch $mb --max-num-batched-tokens $nt \
     --gpu-memory-fraction $mf --workload-id OFF-128 --out $R/$TAG-$f.json > $R/$TAG-$f.log 2>&1

@@ -68,28 +68,7 @@ if [ -n "${ATTN-}" ]; then
     pack
   fi
 fi
-# OFF-128, entries as tools/gpu_session10.sh; an entry whose name starts with "old" runs the
-# previous build's binary (.devcarry/bin/mixserve_old, carried gzipped beside the new one).
-table=""
-for cfg in ${OFF_CFGS-}; do
-  IFS=: read -r name mb nt mf envs nreq <<< "$cfg"
-  envv=()
-  [ "${envs:--}" = "-" ] || IFS=, read -r -a envv <<< "$envs"
-  nreq=${nreq:-${NREQ:-6144}}
-  bin=$B
-  case $name in old*) bin=$OLD;; esac
-  f=OFF-128-$name-b$mb-t$nt-m$mf-n$nreq
-  env "${envv[@]}" timeout ${LIMIT:-170} $bin bench offline --input-len 128 --output-len 128 \
-    --model synthetic:mixtral-8x7b --device cuda --quantization fp8 --kv-cache-dtype fp8 \
-    --num-requests $nreq --warmup 64 --max-batch $mb --max-num-batched-tokens $nt \
-    --gpu-memory-fraction $mf --workload-id OFF-128 --out $R/$TAG-$f.json > $R/$TAG-$f.log 2>&1
-  rc=$?
-  line=$(grep -A1 "^run " $R/$TAG-$f.log | tail -1)
-  steps=$(grep -hoE "[0-9]+ engine steps, [0-9.]+ ms each" $R/$TAG-$f.log | head -1)
-  table+=$(printf '\n%-28s rc=%s out_tok/s=%s  %s' "$name" "$rc" "$(echo "$line" | awk '{print $5}')" "$steps")
-  echo "OFF-128 $name rc=$rc $(echo "$line" | awk '{print $5}')"
-  pack
-done
-[ -n "$table" ] && echo "== OFF-128 ($TAG)$table"
+# OFF-128 (entries as tools/gpu_session10.sh; names starting with "old" run $OLD).
+OLD_BIN=$OLD TAG=$TAG TESTS= SANITIZE= bash "$(dirname "$0")/gpu_session10.sh" | grep -v "^NVIDIA\|^H100\|^H200"
 [ -n "$atable" ] && echo "== decode attention, batch 1,536 x 193, E4M3 ($TAG)$atable"
 exit 0

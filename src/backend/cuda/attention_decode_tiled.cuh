@@ -410,14 +410,17 @@ cudaError_t launch_attention_decode_tiled(const AttentionArgs& a, const DecodeSp
   const int64_t units = int64_t(a.num_tokens) * a.num_kv_heads * (G / hg) * plan.num_splits;
   if (units > (int64_t(1) << 31) - kTiledWarps) return cudaErrorInvalidValue;
   constexpr size_t smem = tiled_smem_bytes<C, D>();
-  auto* kernel = attention_decode_tiled_kernel<T, C, D, 3>;
-  if constexpr (sizeof(C) == 1 && 4 * (smem + 1024) <= 228 * 1024) {
-    if (decode_tiled_blocks() == 4) kernel = attention_decode_tiled_kernel<T, C, D, 4>;
-  }
+  // 4 blocks of smem (+ 1 KB each reserved by the driver) fit the SM's 228 KB for E4M3 only.
+  constexpr bool kCanFour = sizeof(C) == 1 && 4 * (smem + 1024) <= 228 * 1024;
+  const bool four = kCanFour && decode_tiled_blocks() == 4;
+  auto* kernel = four ? attention_decode_tiled_kernel<T, C, D, kCanFour ? 4 : 3>
+                      : attention_decode_tiled_kernel<T, C, D, 3>;
   if constexpr (smem > 48 * 1024) {
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            static_cast<int>(smem));
-    if (err == cudaSuccess && kernel != attention_decode_tiled_kernel<T, C, D, 3>) {
+    // The largest shared-memory carveout, so that 4 blocks fit (the 3-block build keeps the
+    // driver's choice, as measured).
+    if (err == cudaSuccess && four) {
       err = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
     }
     if (err != cudaSuccess) return err;
